@@ -1,0 +1,15 @@
+"""The ``circuitclust`` command: one typer app, one module per sub-command (each registers itself)."""
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="circuitclust",
+    help="Cluster transformer weight graphs, fine-tune for modularity, and patch clusters to find circuits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Sub-command modules; importing one registers its commands on `app`.
+from . import graphs_cmd  # noqa: E402,F401

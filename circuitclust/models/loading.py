@@ -1,0 +1,189 @@
+"""``load_model``: any supported spec -> a TransformerLens ``TransformerBridge`` over an HF causal LM.
+
+Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline), ``gemma-3-270m`` (the
+embedded real model), a local HF folder (``save_pretrained`` output, or a fine-tuning run folder), a
+``.gguf`` file, or a hub name (cached or online; offline and uncached fails at once with one line).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelNotAvailableError
+from ..resources import data_dir
+from .embedded import EMBEDDED_NAME, ensure_embedded
+
+TINY_SEED = 0
+
+# Small random models of the real architectures. Widths are chosen so every graph is a real bipartite
+# matrix (d_mlp = 4 d_model) and Gemma keeps grouped-query attention (1 KV head for 4 query heads) and a
+# gated MLP; Pythia keeps its fused QKV, partial rotary and parallel residual.
+TINY_CONFIGS: dict[str, dict] = {
+    "tiny-gpt2": dict(model_type="gpt2", n_layer=4, n_embd=64, n_head=4, n_inner=256, n_positions=256,
+                      architectures=["GPT2LMHeadModel"]),
+    "tiny-pythia": dict(model_type="gpt_neox", num_hidden_layers=4, hidden_size=64, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=256, rotary_pct=0.25,
+                        use_parallel_residual=True, architectures=["GPTNeoXForCausalLM"]),
+    "tiny-gemma": dict(model_type="gemma3_text", num_hidden_layers=4, hidden_size=64,
+                       num_attention_heads=4, num_key_value_heads=1, head_dim=16, intermediate_size=256,
+                       max_position_embeddings=256, sliding_window=64,
+                       layer_types=["sliding_attention", "full_attention"] * 2,
+                       architectures=["Gemma3ForCausalLM"]),
+}
+# The adapter name TransformerLens uses for each tiny family (a real hub name of that architecture; no
+# hub call is made because the HF model and tokenizer are passed in).
+_BRIDGE_NAMES = {"tiny-gpt2": "gpt2", "tiny-pythia": "EleutherAI/pythia-70m", "tiny-gemma": "google/gemma-3-270m"}
+
+
+def tiny_tokenizer_dir() -> Path:
+    """The BPE tokenizer trained on the bundled corpora, shared by the tiny models."""
+    return data_dir() / "tokenizer"
+
+
+def _load_tokenizer(folder: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def build_tiny(name: str, seed: int = TINY_SEED):
+    """A randomly initialised HF causal LM of one of ``TINY_CONFIGS`` and its tokenizer, deterministic in
+    ``seed``. Returns ``(hf_model, tokenizer)``."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if name not in TINY_CONFIGS:
+        raise ModelNotAvailableError(f"unknown tiny model '{name}': use one of {', '.join(TINY_CONFIGS)}")
+    tok = _load_tokenizer(tiny_tokenizer_dir())
+    kwargs = dict(TINY_CONFIGS[name])
+    config = AutoConfig.for_model(kwargs.pop("model_type"), vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kwargs)
+    fork_devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    return model, tok
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_folder(path: Path) -> Path:
+    """The HF model folder inside ``path``: itself, or for a fine-tuning run folder its ``final`` model or
+    its newest checkpoint. Raises :class:`ModelNotAvailableError` if none is there."""
+    if (path / "config.json").is_file():
+        return path
+    if (path / "final" / "config.json").is_file():
+        return path / "final"
+    ckpts = sorted((p for p in path.glob("checkpoints/step-*") if (p / "config.json").is_file()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    if ckpts:
+        return ckpts[-1]
+    raise ModelNotAvailableError(
+        f"{path} holds no HF model (no config.json, final/ or checkpoints/step-*/): pass a save_pretrained folder"
+    )
+
+
+def load_hf(spec: str, *, dtype: torch.dtype | None = None):
+    """Load the HF causal LM and tokenizer for ``spec`` without bridging. Returns ``(hf_model, tokenizer,
+    bridge_name)``; see the module docstring for the accepted specs."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or torch.float32
+    if spec in TINY_CONFIGS:
+        model, tok = build_tiny(spec)
+        return model.to(dtype), tok, _BRIDGE_NAMES[spec]
+    if spec in (EMBEDDED_NAME, "embedded"):
+        spec = str(ensure_embedded())
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotAvailableError(f"GGUF file {path} does not exist")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
+                                                         attn_implementation="eager")
+            tok = _load_tokenizer_gguf(path)
+        except Exception as e:  # transformers raises many types for a bad GGUF
+            raise ModelNotAvailableError(f"cannot read {path} as a GGUF model: {str(e).splitlines()[0]}") from e
+        return model, tok, spec
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
+        folder = resolve_folder(path)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation="eager")
+        return model, _load_tokenizer(folder), str(folder)
+    if spec.startswith((".", "/", "~")):
+        raise ModelNotAvailableError(f"model folder {spec} does not exist")
+    return _load_hub(spec, dtype)
+
+
+def _load_tokenizer_gguf(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def _load_hub(name: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(dtype=dtype, attn_implementation="eager")
+    try:  # the local HF cache first: no network, no retries
+        return (AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
+                AutoTokenizer.from_pretrained(name, local_files_only=True), name)
+    except OSError:
+        pass
+    if not _hub_reachable():
+        raise ModelNotAvailableError(
+            f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: "
+            f"download it where there is network (`hf download {name} --local-dir DIR`) and pass DIR, "
+            f"or use '{EMBEDDED_NAME}' / tiny-gpt2 / tiny-pythia / tiny-gemma"
+        )
+    try:
+        return (AutoModelForCausalLM.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name), name)
+    except OSError as e:
+        raise ModelNotAvailableError(f"cannot load '{name}' from the hub: {str(e).splitlines()[0]}") from e
+
+
+def bridge(hf_model, tokenizer, name: str, device: str | torch.device | None = None):
+    """Wrap an HF causal LM in a TransformerBridge (in place: the bridge rewires ``hf_model`` and forces
+    eager attention). Take any reference outputs from ``hf_model`` before calling this."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    device = torch.device(device) if device is not None else default_device()
+    hf_model = hf_model.to(device).eval()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # TransformerLens logs a deprecation notice for short aliases like "gpt2"
+    try:
+        return TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer,
+                                                   device=str(device), dtype=next(hf_model.parameters()).dtype)
+    finally:
+        root.setLevel(level)
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(spec: str, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    """Load ``spec`` and return a ``TransformerBridge`` with hooks (``run_with_cache``, ``run_with_hooks``).
+
+    The HF model is ``bridge.original_model`` (train it, ``save_pretrained`` it); the spec is recorded as
+    ``bridge.circuitclust_spec``. ``dtype`` defaults to float32, ``device`` to CUDA if available.
+    Raises :class:`~circuitclust.errors.ModelNotAvailableError` with a one-line reason when it cannot.
+    """
+    hf_model, tok, name = load_hf(str(spec), dtype=dtype)
+    b = bridge(hf_model, tok, name, device)
+    b.circuitclust_spec = str(spec)
+    return b
