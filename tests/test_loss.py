@@ -1,0 +1,155 @@
+"""Clusterability loss: core tensor form, the model-level regulariser, and the function-preserving
+neuron permutation, on the tiny models of all three families."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, regularised_parameters
+from circuitclust.analysis.permute import permute_contiguous
+from circuitclust.core.loss import chance_from_masks, clusterability_masks, cluster_masses, onehot
+from circuitclust.core.partition import ModelPartition
+from circuitclust.models import build_tiny, weight_graphs
+
+FAMILIES = ["tiny-gpt2", "tiny-pythia", "tiny-gemma"]
+
+
+def direct(w: np.ndarray, r: np.ndarray, c: np.ndarray) -> float:
+    """C(W) straight from the definition: in-cluster squared mass over total squared mass."""
+    same = r[:, None] == c[None, :]
+    return float((w ** 2 * same).sum() / (w ** 2).sum())
+
+
+def oriented(g, t: torch.Tensor) -> torch.Tensor:
+    """A tensor stored like g's parameter, turned to g's [n_in, n_out] orientation (MLP graphs only)."""
+    return t if g._source.layout == "in_out" else t.t()
+
+
+def test_core_matches_direct_numpy_on_a_batch():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 7, 11, generator=g, dtype=torch.float64)
+    r = torch.randint(0, 3, (3, 7), generator=g)
+    c = torch.randint(0, 3, (3, 11), generator=g)
+    got = clusterability_masks(w, onehot(r, 3, torch.float64), onehot(c, 3, torch.float64))
+    want = [direct(w[b].numpy(), r[b].numpy(), c[b].numpy()) for b in range(3)]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
+def test_core_half_precision_accumulates_in_fp32_and_zero_matrix_is_not_nan():
+    w = torch.randn(64, 256)
+    r, c = onehot(torch.arange(64) % 4, 4), onehot(torch.arange(256) % 4, 4)
+    ref = clusterability_masks(w.bfloat16().float(), r, c)
+    got = clusterability_masks(w.bfloat16(), r.bfloat16(), c.bfloat16())
+    assert got.dtype == torch.float32
+    assert abs(float(got - ref)) < 1e-6
+    inside, total = cluster_masses(torch.zeros(2, 5, 6), onehot(torch.zeros(5, dtype=torch.long), 2),
+                                   onehot(torch.zeros(6, dtype=torch.long), 2))
+    assert torch.equal(total, torch.zeros(2))
+    assert torch.equal(clusterability_masks(torch.zeros(2, 5, 6), onehot(torch.zeros(5, dtype=torch.long), 2),
+                                            onehot(torch.zeros(6, dtype=torch.long), 2)), torch.ones(2))
+
+
+def test_chance_of_equal_blocks_is_one_over_k():
+    r = onehot(torch.div(torch.arange(64) * 4, 64, rounding_mode="floor"), 4)
+    c = onehot(torch.div(torch.arange(256) * 4, 256, rounding_mode="floor"), 4)
+    assert float(chance_from_masks(r, c)) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_model_loss_matches_direct_computation(family):
+    hf, _ = build_tiny(family)
+    kinds = ("mlp_in", "mlp_gate", "mlp_out", "attn_q", "attn_o")
+    gen = torch.Generator().manual_seed(1)
+    gs = weight_graphs(hf, parts=kinds)
+    spaces = {}
+    for g in gs:
+        for s, n in ((g.in_space, g.shape[0]), (g.out_space, g.shape[1])):
+            if s != "resid":
+                spaces[s] = torch.randint(0, 4, (n,), generator=gen)
+    part = ModelPartition.from_space_labels(gs, 4, spaces)
+    loss = ClusterabilityLoss(hf, part, graphs=kinds)
+    want = []
+    for g in gs:
+        p = part[g.name]
+        want.append(direct(g.weight.detach().double().numpy(), p.row_labels.numpy(), p.col_labels.numpy()))
+    got = loss.clusterability()
+    assert list(got) == [g.name for g in gs]
+    np.testing.assert_allclose(list(got.values()), want, rtol=1e-5)
+    assert float(loss().detach()) == pytest.approx(1 - np.mean(want), rel=1e-5)
+    assert float(ClusterabilityLoss(hf, part, graphs=kinds, reduction="sum")()) == pytest.approx(
+        len(want) - np.sum(want), rel=1e-5)
+    # equal blocks on random weights sit near chance 1/k
+    blocks = ClusterabilityLoss(hf, "blocks", k=4)
+    assert all(v == pytest.approx(0.25) for v in blocks.chance().values())
+    assert all(abs(v - 0.25) < 0.05 for v in blocks.clusterability().values())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_only_on_regularised_params_with_the_right_sign(family):
+    hf, _ = build_tiny(family)
+    loss = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4)
+    loss().backward()
+    reg = {id(p) for p in regularised_parameters(loss)}
+    assert len(reg) == 8  # 4 layers x (in, out)
+    for name, p in hf.named_parameters():
+        if id(p) in reg:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None or not p.grad.any(), f"{name} got a gradient but is not regularised"
+    for g in loss.graphs:
+        part = loss.partition[g.name]
+        inside = part.row_labels[:, None] == part.col_labels[None, :]
+        w, grad = g.weight.detach(), oriented(g, g._param.grad)
+        push = grad * w  # > 0: descent shrinks |w|
+        assert (push[~inside] >= 0).all() and (push[~inside] > 0).any(), "off-cluster entries must shrink"
+        assert (push[inside] <= 0).all() and (push[inside] < 0).any(), "in-cluster entries must grow"
+        # C is scale invariant: the gradient is orthogonal to W
+        assert abs(float((grad * w).sum())) < 1e-6 * float(grad.norm() * w.norm())
+
+
+def test_fused_qkv_slice_gets_gradient_only_on_its_part():
+    hf, _ = build_tiny("tiny-gpt2")
+    loss = ClusterabilityLoss(hf, "blocks", graphs=("attn_q",), k=4)
+    loss().backward()
+    grad = hf.transformer.h[0].attn.c_attn.weight.grad  # [d_model, 3 d_model] = [Q | K | V]
+    d = hf.config.n_embd
+    assert grad[:, :d].abs().sum() > 0
+    assert not grad[:, d:].any()
+
+
+def test_spectral_mode_gives_a_consistent_partition():
+    hf, _ = build_tiny("tiny-gemma")
+    with warnings.catch_warnings():  # the spectral partitioner may not be installed yet: blocks fallback
+        warnings.simplefilter("ignore")
+        part = make_partition(hf, "spectral", 4, ("mlp_in", "mlp_gate", "mlp_out"))
+    for l in range(4):
+        lab = part.space_labels[f"mlp.{l}"]
+        assert torch.equal(part[f"blocks.{l}.mlp.in"].col_labels, lab)
+        assert torch.equal(part[f"blocks.{l}.mlp.gate"].col_labels, lab)
+        assert torch.equal(part[f"blocks.{l}.mlp.out"].row_labels, lab)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_permutation_keeps_logits_and_makes_clusters_contiguous(family):
+    hf, _ = build_tiny(family)
+    hf.eval()
+    ids = torch.randint(0, hf.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = hf(ids).logits
+    gs = weight_graphs(hf, parts=("mlp",))
+    gen = torch.Generator().manual_seed(2)
+    spaces = {f"mlp.{l}": torch.randint(0, 4, (256,), generator=gen) for l in range(4)}
+    part = ModelPartition.from_space_labels(gs, 4, spaces)
+    c_before = ClusterabilityLoss(hf, part, graphs=("mlp",)).clusterability()
+    new = permute_contiguous(hf, part)
+    with torch.no_grad():
+        after = hf(ids).logits
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(new.space_labels["mlp.0"], part.space_labels["mlp.0"])
+    for l in range(4):
+        lab = new.space_labels[f"mlp.{l}"]
+        assert bool((lab[1:] >= lab[:-1]).all())
+        assert torch.equal(torch.bincount(lab, minlength=4), torch.bincount(spaces[f"mlp.{l}"], minlength=4))
+    c_after = ClusterabilityLoss(hf, new, graphs=("mlp",)).clusterability()
+    np.testing.assert_allclose(list(c_after.values()), list(c_before.values()), rtol=1e-5)
