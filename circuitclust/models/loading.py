@@ -65,7 +65,7 @@ def build_tiny(name: str, seed: int = TINY_SEED):
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    return model, tok
+    return model.eval(), tok
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
