@@ -1,0 +1,193 @@
+"""Cluster ablations through TransformerBridge hooks: zero, mean or resample exactly the units of a cluster.
+
+An ablation is a ``[n_dims]`` bool mask over the global dims of a :class:`~.units.UnitLayout` (True =
+replace). Only the hook points whose slots have a True dim get a hook. Replacement values:
+
+- ``zero``: 0.
+- ``mean``: the per-position mean activation over a reference set (:func:`mean_activations`; positions past
+  every reference prompt take the mean over all real positions). Position-wise means keep position-specific
+  activations (the first token's huge "attention sink" values) out of the other positions.
+- ``resample``: the activation of the paired corrupted prompt at the same position (interchange
+  intervention; needs ``TaskPrompts.corrupted``), cached by one extra forward pass per batch.
+
+Units of one cluster are exactly the dims labelled with that cluster in the partition's ``mlp.{l}`` /
+``attn.{l}`` space, one layer at a time (:func:`node_masks`) or in all layers at once
+(:func:`cluster_masks`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+from ..errors import CircuitclustError
+from .metrics import task_metric, top1_correct
+from .prompts import TaskPrompts
+from .units import UnitLayout
+
+METHODS = ("zero", "mean", "resample")
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's parameters."""
+    return next(model.parameters()).device
+
+
+def flat(act: torch.Tensor) -> torch.Tensor:
+    """``[b, T, ...]`` -> ``[b, T, n]`` (``hook_z``'s heads x head dims flattened head-major)."""
+    return act.reshape(act.shape[0], act.shape[1], -1)
+
+
+def cache_activations(model, tokens: torch.Tensor, hooks: Iterable[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward pass caching only ``hooks``. Returns ``(logits [b, T, V], {hook: [b, T, n]})``."""
+    store: dict[str, torch.Tensor] = {}
+
+    def keeper(name):  # hook.name is the canonical point name, which may differ from the alias asked for
+        def keep(act, hook):
+            store[name] = flat(act).detach()
+        return keep
+
+    hooks = list(hooks)
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(h, keeper(h)) for h in hooks])
+    missing = [h for h in hooks if h not in store]
+    if missing:
+        raise CircuitclustError(f"hook points {missing} did not fire: this model's bridge lacks them")
+    return logits, store
+
+
+@torch.no_grad()
+def mean_activations(model, prompts: TaskPrompts, hooks: Iterable[str], batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """Per-position mean activation over the clean prompts of ``prompts`` (the reference set).
+
+    Returns ``{hook: [T_max + 1, n]}``: rows ``0..T_max-1`` are position means over the prompts long enough to
+    have that position; the last row is the mean over all real positions (used beyond ``T_max``).
+    """
+    hooks = list(hooks)
+    dev = model_device(model)
+    sums: dict[str, torch.Tensor] = {}
+    total = torch.zeros(prompts.clean.shape[1], device=dev)
+    for batch in prompts.batches(batch_size):
+        batch = batch.to(dev)
+        _, acts = cache_activations(model, batch.clean, hooks)
+        mask = batch.position_mask().float()
+        t = mask.shape[1]
+        total[:t] += mask.sum(0)
+        for h, a in acts.items():
+            s = torch.einsum("bt,btn->tn", mask, a.float())
+            if h not in sums:
+                sums[h] = torch.zeros(prompts.clean.shape[1], a.shape[-1], device=dev)
+            sums[h][:t] += s
+    out = {}
+    for h, s in sums.items():
+        overall = s.sum(0) / total.sum().clamp_min(1)
+        pos = torch.where(total[:, None] > 0, s / total.clamp_min(1)[:, None], overall)
+        out[h] = torch.cat([pos, overall[None]], 0)
+    return out
+
+
+def _reference_at(ref: torch.Tensor, t: int) -> torch.Tensor:
+    """``[t, n]`` reference means for the first ``t`` positions."""
+    if t <= ref.shape[0] - 1:
+        return ref[:t]
+    return torch.cat([ref[:-1], ref[-1:].expand(t - ref.shape[0] + 1, -1)], 0)
+
+
+def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[str, torch.Tensor] | None = None,
+                   corrupted: dict[str, torch.Tensor] | None = None) -> list[tuple[str, Callable]]:
+    """Forward hooks that replace the dims where ``masks[hook]`` (``[n]`` bool) is True.
+
+    ``reference`` (``method="mean"``): ``{hook: [T_max + 1, n]}`` from :func:`mean_activations`;
+    ``corrupted`` (``method="resample"``): ``{hook: [b, T, n]}`` activations of the paired corrupted prompts.
+    Hooks with no True dim are skipped.
+    """
+    if method not in METHODS:
+        raise CircuitclustError(f"unknown ablation '{method}': use one of {', '.join(METHODS)}")
+    if method == "mean" and reference is None:
+        raise CircuitclustError("mean ablation needs reference activations (mean_activations)")
+    if method == "resample" and corrupted is None:
+        raise CircuitclustError("resample ablation needs corrupted prompts; this task has none")
+    hooks = []
+    for name, mask in masks.items():
+        if not bool(mask.any()):
+            continue
+
+        def fn(act, hook, mask=mask, name=name):
+            x = flat(act)
+            if method == "zero":
+                value = torch.zeros((), dtype=x.dtype, device=x.device)
+            elif method == "mean":
+                value = _reference_at(reference[name], x.shape[1]).to(x.dtype)
+            else:
+                value = corrupted[name].to(x.dtype)
+            return torch.where(mask.to(x.device), value, x).reshape(act.shape)
+
+        hooks.append((name, fn))
+    return hooks
+
+
+def node_masks(layout: UnitLayout, nodes: Iterable[int] | None = None) -> torch.Tensor:
+    """``[n_sets, n_dims]`` bool: one set per node id (default every node), True on its cluster's dims."""
+    node_of_dim = layout.node_of_dim()
+    ids = torch.arange(len(layout.nodes)) if nodes is None else torch.as_tensor(list(nodes))
+    return node_of_dim[None, :] == ids.to(node_of_dim.device)[:, None]
+
+
+def cluster_masks(layout: UnitLayout, part: str | None = None) -> torch.Tensor:
+    """``[k, n_dims]`` bool: cluster ``c`` of every layer at once (of one ``part``, or of both)."""
+    lab = torch.cat([s.labels for s in layout.slots])
+    keep = torch.cat([torch.full((s.n_dims,), part is None or s.part == part) for s in layout.slots])
+    return (lab[None, :] == torch.arange(layout.k, device=lab.device)[:, None]) & keep.to(lab.device)[None, :]
+
+
+def run_ablated(model, batch: TaskPrompts, layout: UnitLayout, dims: torch.Tensor, method: str,
+                reference: dict[str, torch.Tensor] | None = None,
+                corrupted: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits ``[b, T, V]`` of the clean prompts of ``batch`` with the dims where ``dims`` (``[n_dims]``
+    bool) is True ablated by ``method``. ``batch`` must be on the model's device."""
+    masks = layout.split_dims(dims)
+    hooks = ablation_hooks(masks, method, reference, corrupted)
+    return model.run_with_hooks(batch.clean, fwd_hooks=hooks)
+
+
+@torch.no_grad()
+def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.Tensor, method: str = "mean",
+                   metric: str = "logit_diff", reference: dict[str, torch.Tensor] | None = None,
+                   batch_size: int = 16, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Ablate each of ``sets`` (``[n_sets, n_dims]`` bool) in turn over all prompts.
+
+    Returns CPU tensors: ``clean`` ``[n]`` and ``ablated`` ``[n_sets, n]`` per-prompt metric values,
+    ``clean_correct`` ``[n]`` and ``ablated_correct`` ``[n_sets, n]`` top-1 correctness. ``method="mean"``
+    without ``reference`` computes it from ``prompts``. Work per batch: 1 clean pass, 1 corrupted pass
+    (resample only), one pass per set.
+    """
+    dev = model_device(model)
+    sets = sets.to(dev)
+    if method == "mean" and reference is None:
+        reference = mean_activations(model, prompts, layout.hooks, batch_size)
+    needed = [s.hook for s in layout.slots if bool(sets[:, s.offset:s.offset + s.n_dims].any())]
+    clean, clean_ok, abl, abl_ok = [], [], [], []
+    batches = list(prompts.batches(batch_size))
+    it = batches
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(batches, desc=f"ablate {prompts.name}", leave=False)
+    for batch in it:
+        batch = batch.to(dev)
+        corrupted = None
+        if method == "resample":
+            if batch.corrupted is None:
+                raise CircuitclustError(f"'{prompts.name}' has no corrupted prompts: use zero or mean ablation")
+            _, corrupted = cache_activations(model, batch.corrupted, needed)
+        logits = model(batch.clean)
+        clean.append(task_metric(metric, logits, batch).cpu())
+        clean_ok.append(top1_correct(logits, batch).cpu())
+        rows, rows_ok = [], []
+        for s in range(sets.shape[0]):
+            logits = run_ablated(model, batch, layout, sets[s], method, reference, corrupted)
+            rows.append(task_metric(metric, logits, batch).cpu())
+            rows_ok.append(top1_correct(logits, batch).cpu())
+        abl.append(torch.stack(rows) if rows else torch.zeros(0, len(batch)))
+        abl_ok.append(torch.stack(rows_ok) if rows_ok else torch.zeros(0, len(batch), dtype=torch.bool))
+    return {"clean": torch.cat(clean), "clean_correct": torch.cat(clean_ok),
+            "ablated": torch.cat(abl, 1), "ablated_correct": torch.cat(abl_ok, 1)}
