@@ -1,0 +1,29 @@
+"""``circuitclust report RUN_DIR [--compare OTHER_RUN] -o report.html``: one self-contained HTML report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import echo, one_line_errors
+from .main import app
+
+
+@app.command("report")
+@one_line_errors
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder (sub-folders of several steps are found recursively)"),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="another run folder to show side by side"),
+    out: Path = typer.Option(Path("report.html"), "-o", "--out", help="HTML file to write"),
+    weights: bool = typer.Option(True, "--weights/--no-weights",
+                                 help="draw weight heatmaps (loads the models the partitions belong to)"),
+    weight_cells: int = typer.Option(1_200_000, help="cap on heatmap cells in the whole page (~5 bytes each)"),
+) -> None:
+    """Write one HTML file (plotly.js embedded, opens offline) with a summary table and the figures of
+    whatever RUN_DIR holds: clusterability, fine-tuning curves, patching effects and circuits, layer similarity."""
+    from ..report import build_report, report_figure_count
+
+    path = build_report(run_dir, compare=compare, out=out, weights=weights, weight_cells=weight_cells)
+    size = path.stat().st_size / 1e6
+    echo(f"wrote {path} ({report_figure_count(path)} figures, {size:.1f} MB)")
