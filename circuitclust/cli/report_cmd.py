@@ -19,6 +19,8 @@ def report(
     weights: bool = typer.Option(True, "--weights/--no-weights",
                                  help="draw weight heatmaps (loads the models the partitions belong to)"),
     weight_cells: int = typer.Option(1_200_000, help="cap on heatmap cells in the whole page (~5 bytes each)"),
+    screenshot: Optional[Path] = typer.Option(None, help="also save a PNG of the top of the page (needs Chromium "
+                                                         "and selenium), e.g. docs/report.png"),
 ) -> None:
     """Write one HTML file (plotly.js embedded, opens offline) with a summary table and the figures of
     whatever RUN_DIR holds: clusterability, fine-tuning curves, patching effects and circuits, layer similarity."""
@@ -27,3 +29,7 @@ def report(
     path = build_report(run_dir, compare=compare, out=out, weights=weights, weight_cells=weight_cells)
     size = path.stat().st_size / 1e6
     echo(f"wrote {path} ({report_figure_count(path)} figures, {size:.1f} MB)")
+    if screenshot is not None:
+        from ..browser import screenshot as take_screenshot
+
+        echo(f"wrote {take_screenshot(path, screenshot)}")

@@ -1,0 +1,111 @@
+"""The HTML report: sections for whatever a run folder holds, a summary table with "not run" gaps, one
+embedded plotly.js, no network references, a bounded size, and the CLI."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from plotly.offline import get_plotlyjs
+from typer.testing import CliRunner
+
+import runfolder_fixtures as F
+from circuitclust.cli.main import app
+from circuitclust.report import build_report, report_figure_count
+
+SECTIONS = ["Summary", "Weights reordered by cluster", "Clusterability", "Fine-tuning", "Cluster patching",
+            "Layer similarity", "Files"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    return F.make_run(tmp_path_factory.mktemp("run"), finetuned_model=True)
+
+
+@pytest.fixture(scope="module")
+def full_report(full_run, tmp_path_factory):
+    out = build_report(full_run, out=tmp_path_factory.mktemp("out") / "report.html")
+    return out, out.read_text(encoding="utf-8")
+
+
+def test_report_has_every_section_and_figure(full_report):
+    path, text = full_report
+    for s in SECTIONS:
+        assert f"<h2>{s}</h2>" in text
+    # weights: cluster_base (1 panel) + finetune (before/after); clusterability + n-cut; training;
+    # effects, specialisation, flips, faithfulness, sizes, locations; similarity
+    assert report_figure_count(path) == 12
+    assert text.count('<div class="cc-figure">') == 12
+    assert text.count("Plotly.newPlot(") == 12
+    assert "class=\"note\"" not in text  # nothing failed to draw
+    for label in ("cluster_base", "cluster_finetuned", "finetune", "patch_base", "patch_finetuned", "similarity"):
+        assert f"<td class='step'>{label}</td>" in text
+
+
+def test_report_is_self_contained_and_small(full_report):
+    path, text = full_report
+    assert text.count(get_plotlyjs()[:200]) == 1  # plotly.js embedded once, not per figure
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.I)
+    assert not re.search(r"<link[^>]*href\s*=\s*[\"']https?:", text, re.I)
+    assert "cdn.plot.ly" not in text.replace(get_plotlyjs(), "")
+    size = path.stat().st_size
+    assert len(get_plotlyjs()) < size < len(get_plotlyjs()) + 4_000_000, size
+
+
+def test_summary_values(full_report):
+    _, text = full_report
+    assert "tiny-gpt2" in text
+    assert "mean 0.452 over 8 graphs (chance 0.25, shuffled 0.251 ± 0.004)" in text
+    assert "wiki 20 → 25; chemistry 30 → 40" in text
+    assert "capitals 60 units (5.86%)" in text
+    assert "[0–1], [2–3] (stability 0.9)" in text
+    assert "not run" not in text
+
+
+def test_partial_folder_says_not_run(tmp_path):
+    (tmp_path / "clusterability.json").write_text(json.dumps(F.clusterability()))
+    text = build_report(tmp_path, out=tmp_path / "r.html").read_text()
+    assert "<h2>Clusterability</h2>" in text and "<h2>Cluster patching</h2>" not in text
+    for q in ("held-out perplexity", "circuit size", "specialisation (model score)", "layer groups (GW)"):
+        assert re.search(rf"<th>{re.escape(q)}</th><td class='step'></td><td class=\"notrun\">not run</td>", text), q
+    assert report_figure_count(tmp_path / "r.html") == 2
+
+
+def test_broken_file_becomes_a_note_not_a_crash(tmp_path):
+    F.make_run(tmp_path, partitions=False)
+    (tmp_path / "patch_base" / "effects.json").write_text(json.dumps({"schema": "circuitclust.effects/1"}))
+    (tmp_path / "similarity" / "similarity.json").write_text(json.dumps({"schema": "other/1"}))
+    text = build_report(tmp_path, out=tmp_path / "r.html", weights=False).read_text()
+    assert "effect matrix: could not be drawn (KeyError" in text
+    assert "expected &#x27;circuitclust.similarity/N&#x27;" in text
+    assert "<h2>Weights reordered by cluster</h2>" not in text
+
+
+def test_missing_model_weights_are_reported(tmp_path):
+    F.make_run(tmp_path, partitions=True)
+    cfg = tmp_path / "finetune" / "run_config.json"
+    cfg.write_text(json.dumps({"model": str(tmp_path / "no-such-model"), "k": 4}))
+    text = build_report(tmp_path, out=tmp_path / "r.html", weight_cells=20_000).read_text()
+    assert "weights of " in text and "not available" in text
+    assert report_figure_count(tmp_path / "r.html") == 11  # cluster_base heatmap still drawn
+
+
+def test_compare_puts_runs_side_by_side(full_run, tmp_path):
+    other = F.make_run(tmp_path / "other", partitions=False)
+    shutil.rmtree(other / "similarity")
+    out = build_report(full_run, compare=other, out=tmp_path / "cmp.html", weights=False)
+    text = out.read_text()
+    assert f"<th>{full_run.name}</th><th>other</th>" in text
+    assert f"{full_run.name}/patch_base" in text and "other/patch_finetuned" in text
+    row = re.search(r"<th>layer groups \(GW\)</th>.*?</tr>", text).group(0)
+    assert "not run" in row and "[0–1], [2–3]" in row
+
+
+def test_cli_report(full_run, tmp_path):
+    out = tmp_path / "cli.html"
+    res = CliRunner().invoke(app, ["report", str(full_run), "-o", str(out), "--no-weights"])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "10 figures" in res.output and out.is_file()
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing"), "-o", str(out)])
+    assert res.exit_code == 2 and "not a folder" in res.output
