@@ -1,2 +1,19 @@
 """circuitclust: modular interpretability for transformer language models."""
 __version__ = "0.1.0"
+
+# Public API, imported lazily so that `import circuitclust` (and the CLI's start-up) stays fast.
+_LAZY = {
+    "cocluster": "circuitclust.core.cocluster",
+    "clusterability": "circuitclust.core.measures",
+    "Partition": "circuitclust.core.partition",
+    "ModelPartition": "circuitclust.core.partition",
+    "partition_model": "circuitclust.analysis.clustering",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'circuitclust' has no attribute {name!r}")

@@ -1,0 +1,145 @@
+"""Bipartite spectral co-clustering (Dhillon 2001) of weight matrices, batched, on any torch device.
+
+For ``W`` ``[n_in, n_out]``: ``A = |W|`` (``power=1``) or ``W**2`` (``power=2``); ``D_r``, ``D_c`` = row and
+column sums; ``An = D_r^-1/2 A D_c^-1/2``; ``U``, ``V`` = its top ``n_vectors`` singular vectors (default
+``k``, the trivial first pair included: after scaling it is constant over all units, so it does not move
+k-means, and when the graph falls apart into components it carries exactly that split);
+``Z = [D_r^-1/2 U ; D_c^-1/2 V]``; ONE k-means over the stacked rows of ``Z``, so row cluster ``i`` and
+column cluster ``i`` are the same co-cluster by construction.
+
+Zero rows / columns (isolated units): they carry no weight, so no label changes any clusterability. They are
+left out of the embedding and of the k-means fit (weight 0) and get the label of the centre nearest the
+origin, which is where their (zero) embedding lies; never NaN. A matrix with no non-zero entry, or fewer
+non-isolated units than ``k``, raises :class:`~circuitclust.errors.CircuitclustError`.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import CircuitclustError
+from .kmeans import kmeans
+from .partition import Partition
+from .svd import resolve_method, top_singular_vectors
+
+
+def _check(weights: torch.Tensor, k: int) -> None:
+    if weights.dim() != 3:
+        raise CircuitclustError(f"expected a [n_in, n_out] matrix (or a [B, n_in, n_out] batch), got {tuple(weights.shape)}")
+    n_in, n_out = weights.shape[-2:]
+    if not 2 <= k <= min(n_in, n_out):
+        raise CircuitclustError(
+            f"k={k} clusters is impossible for a {n_in}x{n_out} matrix: choose 2 <= k <= {min(n_in, n_out)}")
+    if not bool(torch.isfinite(weights).all()):
+        raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
+
+
+def bipartite_embedding(
+    a: torch.Tensor, n_vectors: int, *, svd: str = "auto", n_iter: int = 6, oversample: int = 10,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dhillon's scaled spectral embedding of non-negative ``a`` ``[B, m, n]``.
+
+    Returns ``z`` ``[B, m + n, n_vectors]`` (rows first, then columns; isolated units at the origin) and
+    ``active`` ``[B, m + n]`` bool (units with non-zero degree). Each batch member's embedding is scaled to
+    unit mean squared norm, which k-means does not notice but float32 distances do.
+    """
+    dr, dc = a.sum(2), a.sum(1)
+    ir = torch.where(dr > 0, dr.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dr))
+    ic = torch.where(dc > 0, dc.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dc))
+    an = ir[:, :, None] * a * ic[:, None, :]
+    u, _, v = top_singular_vectors(an, n_vectors, method=svd, n_iter=n_iter, oversample=oversample,
+                                   generator=generator)
+    z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
+    active = torch.cat([dr > 0, dc > 0], 1)
+    ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
+    z = z / ms.clamp_min(torch.finfo(a.dtype).tiny).sqrt()[:, None, None]
+    return z, active
+
+
+def cocluster_labels(
+    weights: torch.Tensor,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 10,
+    power: int = 1,
+    svd: str = "auto",
+    n_iter: int = 6,
+    oversample: int = 10,
+    n_vectors: int | None = None,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Co-cluster a batch of same-shape matrices ``weights`` ``[B, n_in, n_out]`` in one computation.
+
+    Returns ``(row_labels [B, n_in], col_labels [B, n_out])`` int64 in ``[0, k)`` on the compute device.
+    See :func:`cocluster` for the options.
+    """
+    if weights.dim() == 2:
+        weights = weights[None]
+    _check(weights, k)
+    if power not in (1, 2):
+        raise CircuitclustError(f"power must be 1 (|W|) or 2 (W^2), got {power}")
+    dev = torch.device(device) if device is not None else weights.device
+    dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
+    a = weights.detach().to(dev, dtype)
+    a = a.abs() if power == 1 else a * a
+    if generator is None:
+        generator = torch.Generator(device=dev).manual_seed(int(seed))
+    B, n_in, n_out = a.shape
+    active_rows, active_cols = (a.sum(2) > 0).sum(1), (a.sum(1) > 0).sum(1)
+    if bool((active_rows == 0).any()):
+        raise CircuitclustError("a weight matrix is all zero: there is nothing to cluster")
+    if bool((active_rows + active_cols < k).any()):
+        raise CircuitclustError(f"fewer than k={k} units have any non-zero weight: lower k")
+    nv = min(n_vectors or k, n_in, n_out)
+    z, active = bipartite_embedding(a, nv, svd=svd, n_iter=n_iter, oversample=oversample, generator=generator)
+    res = kmeans(z, k, n_init=n_init, generator=generator, sample_weight=active.to(z.dtype))
+    return res.labels[:, :n_in], res.labels[:, n_in:]
+
+
+def cocluster_batch(weights: torch.Tensor, k: int, *, seed: int = 0, n_init: int = 10, power: int = 1,
+                    svd: str = "auto", n_iter: int = 6, device: torch.device | str | None = None,
+                    **provenance) -> list[Partition]:
+    """:func:`cocluster` for ``B`` same-shape matrices ``[B, n_in, n_out]`` at once -> ``B`` partitions."""
+    rows, cols = cocluster_labels(weights, k, seed=seed, n_init=n_init, power=power, svd=svd, n_iter=n_iter,
+                                  device=device)
+    prov = _provenance(weights.shape[-2:], k, seed, n_init, power, svd, n_iter, provenance)
+    return [Partition(r, c, k, dict(prov)) for r, c in zip(rows, cols)]
+
+
+def _provenance(shape, k, seed, n_init, power, svd, n_iter, extra) -> dict:
+    return {"method": "spectral", "seed": int(seed), "n_init": n_init, "power": power,
+            "svd": resolve_method(svd, int(shape[0]), int(shape[1]), k), "svd_n_iter": n_iter, **extra}
+
+
+def cocluster(
+    weight: torch.Tensor,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 10,
+    power: int = 1,
+    svd: str = "auto",
+    n_iter: int = 6,
+    device: torch.device | str | None = None,
+    **provenance,
+) -> Partition:
+    """Split the bipartite graph of ``weight`` ``[n_in, n_out]`` into ``k`` co-clusters.
+
+    - ``power``: 1 clusters ``|W|``, 2 clusters ``W**2`` (the mass that :func:`clusterability` counts).
+    - ``svd``: ``"exact"``, ``"randomized"`` (``n_iter`` power iterations, ``2k+10`` sketch vectors), or
+      ``"auto"`` (exact when the smaller side is <= 512).
+    - ``n_init``: k-means restarts (k-means++ seeding); ``seed`` fixes all randomness on a given device.
+    - ``device``: where to compute (default: ``weight``'s device); the labels live there.
+
+    Returns a :class:`Partition` whose ``row_labels`` ``[n_in]`` and ``col_labels`` ``[n_out]`` share
+    cluster ids; extra keyword arguments go into its provenance. Raises
+    :class:`~circuitclust.errors.CircuitclustError` for ``k < 2``, ``k > min(n_in, n_out)``, NaN/inf, or an
+    all-zero matrix. Isolated units: see the module docstring.
+    """
+    if weight.dim() != 2:
+        raise CircuitclustError(f"cocluster expects one [n_in, n_out] matrix, got shape {tuple(weight.shape)}; "
+                                "use cocluster_batch for a batch")
+    return cocluster_batch(weight[None], k, seed=seed, n_init=n_init, power=power, svd=svd, n_iter=n_iter,
+                           device=device, **provenance)[0]

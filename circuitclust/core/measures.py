@@ -1,0 +1,128 @@
+"""How clusterable weight graphs are: clusterability, its chance level, n-cut, and shuffle nulls.
+
+- :func:`clusterability` (SPEC section 3): fraction of the squared-weight mass inside co-clusters,
+  differentiable in the weights (the fine-tuning loss uses it) and batched.
+- :func:`chance_level`: the expected clusterability of unstructured weights for the given cluster sizes,
+  ``sum_i |R_i| |C_i| / (n_in n_out)`` (``1/k`` for equal blocks).
+- :func:`ncut`: normalised cut of an undirected graph (Filan et al. 2021), on a
+  :class:`~circuitclust.core.network.NetworkGraph`.
+- :func:`shuffle_test` / :func:`null_stats`: permute each matrix's entries, re-cluster with the same procedure,
+  and compare: null distribution, z-score and ``p = (r + 1) / (n + 1)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .network import NetworkGraph
+
+
+def clusterability(weight: torch.Tensor, row_labels: torch.Tensor, col_labels: torch.Tensor) -> torch.Tensor:
+    """``sum_{i, u in R_i, v in C_i} W_uv^2 / sum_{u, v} W_uv^2``.
+
+    ``weight`` ``[..., n_in, n_out]``, ``row_labels`` ``[..., n_in]``, ``col_labels`` ``[..., n_out]`` (any
+    integer cluster ids; leading dimensions broadcast). Returns a tensor of the leading shape (a 0-d tensor
+    for one matrix), differentiable in ``weight``. An all-zero matrix scores 0.
+    """
+    w2 = weight.square()
+    inside = row_labels[..., :, None] == col_labels[..., None, :]
+    total = w2.sum((-2, -1))
+    return (w2 * inside).sum((-2, -1)) / total.clamp_min(torch.finfo(w2.dtype).tiny)
+
+
+def chance_level(row_labels: torch.Tensor, col_labels: torch.Tensor, k: int | None = None) -> torch.Tensor:
+    """``sum_i |R_i| |C_i| / (n_in n_out)`` for labels ``[..., n_in]`` and ``[..., n_out]`` in ``[0, k)``:
+    the expected clusterability when every entry carries the same expected squared weight. Returns a float
+    tensor of the leading shape."""
+    k = int(max(int(row_labels.max()), int(col_labels.max())) + 1) if k is None else k
+    r = torch.nn.functional.one_hot(row_labels, k).sum(-2).double()
+    c = torch.nn.functional.one_hot(col_labels, k).sum(-2).double()
+    return (r * c).sum(-1) / (row_labels.shape[-1] * col_labels.shape[-1])
+
+
+def ncut(graph: NetworkGraph, labels: torch.Tensor, k: int | None = None) -> float:
+    """Normalised cut ``sum_i cut(X_i, not X_i) / vol(X_i)`` of ``graph`` under node ``labels`` ``[n_nodes]``
+    (``-1`` = dropped node, e.g. zero degree). In ``[0, k]``; lower = more clusterable. Empty clusters
+    contribute 0."""
+    k = int(labels.max()) + 1 if k is None else k
+    keep = labels >= 0
+    onehot = torch.nn.functional.one_hot(labels.clamp_min(0), k).to(graph.dtype) * keep[:, None]
+    deg = graph.degrees()
+    vol = onehot.T @ deg  # [k]
+    within = (onehot * graph.matmul(onehot)).sum(0)  # [k] = sum_{u,v in X_i} A_uv
+    cut = vol - within
+    return float(torch.where(vol > 0, cut / vol.clamp_min(torch.finfo(vol.dtype).tiny), torch.zeros_like(vol)).sum())
+
+
+@dataclass
+class NullStats:
+    """A statistic against its shuffle null: ``value``, ``null`` ``[n]``, ``mean``, ``std``, ``z`` and
+    ``p = (r + 1) / (n + 1)`` where ``r`` counts shuffles at least as clusterable as ``value``."""
+
+    value: float
+    null: list[float]
+    mean: float
+    std: float
+    z: float
+    p: float
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "shuffle_mean": self.mean, "shuffle_std": self.std, "z": self.z,
+                "p": self.p}
+
+
+def null_stats(value: float, null: torch.Tensor | list[float], higher_is_better: bool = True) -> NullStats:
+    """Compare ``value`` with a null sample. ``higher_is_better`` says which direction counts as more
+    clusterable (True for clusterability, False for n-cut). ``z`` is ``(value - mean) / std`` (``nan`` if
+    the null has no spread)."""
+    null = torch.as_tensor(null, dtype=torch.float64).flatten().cpu()
+    n = null.numel()
+    mean = float(null.mean()) if n else float("nan")
+    std = float(null.std()) if n > 1 else float("nan")
+    z = (value - mean) / std if n > 1 and std > 0 else float("nan")
+    r = int((null >= value).sum()) if higher_is_better else int((null <= value).sum())
+    return NullStats(float(value), null.tolist(), mean, std, z, (r + 1) / (n + 1))
+
+
+def shuffle_entries(weight: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` copies of ``weight`` ``[n_in, n_out]``, each with its entries randomly permuted within the
+    matrix: ``[n, n_in, n_out]``. Keeps the entry distribution, destroys any structure."""
+    flat = weight.reshape(-1)
+    perms = torch.stack([torch.randperm(flat.numel(), generator=generator, device=weight.device)
+                         for _ in range(n)])
+    return flat[perms].view(n, *weight.shape)
+
+
+def shuffle_test(
+    weight: torch.Tensor,
+    k: int,
+    n: int = 20,
+    *,
+    seed: int = 0,
+    cluster: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> NullStats:
+    """Clusterability of ``weight`` ``[n_in, n_out]`` against ``n`` entry-shuffled copies, all re-clustered.
+
+    ``cluster(weights [B, n_in, n_out], k) -> (row_labels [B, n_in], col_labels [B, n_out])`` is the
+    procedure (default: spectral co-clustering with this ``seed``); it runs once on the real matrix (unless
+    ``labels`` are given) and once, batched, on the ``n`` shuffles (on ``weight``'s device). Returns
+    :class:`NullStats` (``p`` is at its minimum ``1 / (n + 1)`` when no shuffle scores as high).
+    """
+    if cluster is None:
+        from .cocluster import cocluster_labels
+
+        def cluster(w: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return cocluster_labels(w, kk, seed=seed)
+    w = weight.detach().float()
+    if labels is None:
+        r, c = cluster(w[None], k)
+        labels = (r[0], c[0])
+    value = float(clusterability(w, labels[0].to(w.device), labels[1].to(w.device)))
+    g = torch.Generator(device=w.device).manual_seed(int(seed) + 1)
+    shuffled = shuffle_entries(w, n, g)
+    r, c = cluster(shuffled, k)
+    null = clusterability(shuffled, r.to(w.device), c.to(w.device))
+    return null_stats(value, null)
