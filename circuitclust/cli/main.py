@@ -14,3 +14,4 @@ app = typer.Typer(
 # Sub-command modules; importing one registers its commands on `app`.
 from . import graphs_cmd  # noqa: E402,F401
 from . import report_cmd  # noqa: E402,F401
+from . import cluster_cmd  # noqa: E402,F401
