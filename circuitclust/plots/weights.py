@@ -79,16 +79,22 @@ def axis_bins(labels: torch.Tensor, k: int, max_bins: int, unit: str = "unit") -
     return AxisBins(order, bin_of, n_bins, names, starts)
 
 
+def _mean_matrix(bins: AxisBins, device: torch.device) -> torch.Tensor:
+    """``[n_bins, n]``: row ``b`` averages the original units that fall in display bin ``b``."""
+    n = bins.order.numel()
+    bin_of_unit = torch.empty(n, dtype=torch.long, device=device)
+    bin_of_unit[bins.order.to(device)] = bins.bin_of.to(device)
+    m = torch.zeros(bins.n_bins, n, device=device)
+    m[bin_of_unit, torch.arange(n, device=device)] = 1.0
+    return m / m.sum(1, keepdim=True)
+
+
 def block_average(weight: torch.Tensor, rows: AxisBins, cols: AxisBins) -> np.ndarray:
     """``|W|`` reordered by cluster and averaged over the display bins: ``[rows.n_bins, cols.n_bins]``
-    float32 numpy (computed on the weight's device)."""
-    a = weight.detach().abs().float()[rows.order][:, cols.order]
-    r_bin, c_bin = rows.bin_of.to(a.device), cols.bin_of.to(a.device)
-    acc = torch.zeros(rows.n_bins, a.shape[1], device=a.device).index_add_(0, r_bin, a)
-    acc = torch.zeros(rows.n_bins, cols.n_bins, device=a.device).index_add_(1, c_bin, acc)
-    cnt_r = torch.bincount(r_bin, minlength=rows.n_bins).float()
-    cnt_c = torch.bincount(c_bin, minlength=cols.n_bins).float()
-    return (acc / cnt_r[:, None] / cnt_c[None, :]).cpu().numpy()
+    float32 numpy (computed on the weight's device as two matrix products with bin-averaging matrices)."""
+    a = weight.detach().abs().float()
+    out = _mean_matrix(rows, a.device) @ a @ _mean_matrix(cols, a.device).T
+    return out.cpu().numpy()
 
 
 def _graph_layer(name: str) -> str:
