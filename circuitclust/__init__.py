@@ -3,6 +3,9 @@ __version__ = "0.1.0"
 
 # Public API, imported lazily so that `import circuitclust` (and the CLI's start-up) stays fast.
 _LAZY = {
+    "load_model": "circuitclust.models.loading",
+    "weight_graphs": "circuitclust.models.graphs",
+    "WeightGraph": "circuitclust.models.graphs",
     "cocluster": "circuitclust.core.cocluster",
     "clusterability": "circuitclust.core.measures",
     "Partition": "circuitclust.core.partition",
