@@ -177,12 +177,13 @@ class ModelPartition:
 
         path = Path(path).with_suffix("")
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Tied graphs share one label tensor; safetensors refuses shared storage, so each entry is a copy.
         tensors = {}
         for name, p in self.graphs.items():
-            tensors[f"graph/{name}/row"] = p.row_labels.detach().cpu().contiguous()
-            tensors[f"graph/{name}/col"] = p.col_labels.detach().cpu().contiguous()
+            tensors[f"graph/{name}/row"] = p.row_labels.detach().cpu().clone()
+            tensors[f"graph/{name}/col"] = p.col_labels.detach().cpu().clone()
         for space, lab in self.space_labels.items():
-            tensors[f"space/{space}"] = lab.detach().cpu().contiguous()
+            tensors[f"space/{space}"] = lab.detach().cpu().clone()
         meta = {
             "format": "circuitclust.partition/1", "k": self.k, "provenance": self.provenance,
             "graphs": {n: {"shape": list(p.shape), "spaces": list(self.spaces[n]), "provenance": p.provenance}
