@@ -1,6 +1,6 @@
 """The report in a real headless Chromium (Debian packages chromium + chromium-driver, Python selenium): it
 loads with no JavaScript errors, every figure renders, the graph selector works, and screenshots are written.
-Skipped only where Chromium or selenium is not installed (CI installs both)."""
+Skipped only where Chromium or selenium is not installed, and never in CI (CI=true), where it must run."""
 from __future__ import annotations
 
 import struct
@@ -12,8 +12,14 @@ import runfolder_fixtures as F
 from circuitclust.browser import check_page, find_chromium, headless_chromium, screenshot
 from circuitclust.report import build_report, report_figure_count
 
-pytest.importorskip("selenium")
-pytestmark = pytest.mark.skipif(find_chromium() is None,
+import os
+
+# CI installs Chromium (`make test` does it where apt-get is available), so there a missing browser is a failure,
+# not a skip; on a developer's machine without it the test is skipped with the install hint.
+_IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+if not _IN_CI:
+    pytest.importorskip("selenium")
+pytestmark = pytest.mark.skipif(find_chromium() is None and not _IN_CI,
                                 reason="Chromium not installed: apt-get install chromium chromium-driver")
 
 
