@@ -1,0 +1,415 @@
+"""Clusterability fine-tuning (SPEC section 4): causal-LM loss + ``lam * (1 - mean C)`` (+ optional KL to the
+frozen base model), with held-out evaluation, atomic HF checkpoints, exact resume and DDP.
+
+RUN_DIR layout: ``run_config.json``, ``partition.json``/``.safetensors``, ``metrics.jsonl`` (one JSON per
+evaluation, step 0 = the base model), ``checkpoints/step-N/`` (``save_pretrained`` + tokenizer +
+``trainer_state.pt``), ``final/``.
+
+Exact resume: the batch order is a function of the step (see ``lm_batches``), and a checkpoint holds the
+optimizer, scheduler, every process's RNG state and the metric accumulators, so a killed run resumed
+from step ``k`` retraces an uninterrupted one.
+
+DDP (``torchrun``/``accelerate launch``): each process trains on its own slice of every global batch;
+weights are replicated, so each process's clusterability term is already the global value and DDP's
+gradient averaging leaves its gradient unchanged; task loss and perplexity sums are all-reduced.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ..core.partition import ModelPartition, Partition
+from ..errors import CircuitclustError
+from ..models.graphs import weight_graphs
+from .checkpoints import checkpoint_steps, load_state, prune_checkpoints, save_model_folder
+from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
+from .lm_batches import batch_indices, corpus_texts, other_domain, token_blocks
+from .permute import permute_contiguous
+
+METRICS_SCHEMA = "circuitclust.finetune_metrics/1"
+CONFIG_SCHEMA = "circuitclust.finetune_config/1"
+TRAIN_CHOICES = ("all", "mlp", "regularised")
+
+
+@dataclass
+class FinetuneConfig:
+    """Every option of a fine-tuning run (written to ``run_config.json``)."""
+
+    model: str
+    out: str
+    data: str = "wiki"
+    k: int = 4
+    lam: float = 20.0
+    lam_schedule: str = "constant"      # "constant" | "linear" (warm-up over lam_warmup steps)
+    lam_warmup: int = 0
+    steps: int = 100
+    batch_size: int = 8                 # per process and micro-batch
+    grad_accum: int = 1
+    seq_len: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_warmup: int = 0
+    max_grad_norm: float = 0.0          # 0 = no clipping
+    distill: float = 0.0                # weight of KL(base || model) per token
+    partition: str = "blocks"           # "blocks" | "spectral"
+    partition_warmup: int = 0           # spectral: task-only steps before the partition is computed
+    graphs: tuple[str, ...] = ("mlp_in", "mlp_out")
+    train: str = "all"                  # "all" | "mlp" | "regularised" parameters are trained
+    permute: bool = False               # reorder MLP neurons so clusters are contiguous (function unchanged)
+    dropout: bool = True                # False: train in eval mode (deterministic, e.g. for DDP checks)
+    eval_every: int = 50
+    eval_blocks: int = 32               # held-out blocks per domain
+    save_every: int = 0                 # 0 = at every evaluation
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: str | None = None
+
+    def validate(self) -> None:
+        if self.lam_schedule not in ("constant", "linear"):
+            raise CircuitclustError(f"--lam-schedule {self.lam_schedule}: use constant or linear")
+        if self.partition not in ("blocks", "spectral"):
+            raise CircuitclustError(f"--partition {self.partition}: use blocks or spectral")
+        if self.train not in TRAIN_CHOICES:
+            raise CircuitclustError(f"--train {self.train}: use one of {', '.join(TRAIN_CHOICES)}")
+        if self.permute and self.partition_warmup > 0:
+            raise CircuitclustError("--permute needs the partition at step 0: drop --partition-warmup")
+        if min(self.steps, self.batch_size, self.grad_accum, self.seq_len, self.eval_every, self.k) < 1:
+            raise CircuitclustError("--steps, --batch-size, --grad-accum, --seq-len, --eval-every, --k must be >= 1")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+    def sum(self, values: list[float]) -> list[float]:
+        if not self.on:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.on:
+            dist.barrier()
+
+
+def _setup_dist(device: str | None) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return _Dist(dist.get_rank(), dist.get_world_size(), dev)
+    return _Dist(0, 1, dev)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_partition(part: ModelPartition, path: Path) -> None:
+    # Tied graphs share one label tensor, which safetensors refuses to write: save private copies.
+    ModelPartition({n: Partition(p.row_labels.clone(), p.col_labels.clone(), p.k, p.provenance)
+                    for n, p in part.graphs.items()}, part.spaces, part.k,
+                   {s: v.clone() for s, v in part.space_labels.items()}, part.provenance).save(path)
+
+
+def lam_at(cfg: FinetuneConfig, step: int) -> float:
+    """Lambda used at (0-based) ``step``: 0 before a warm-up partition exists, then constant or ramped."""
+    if step < cfg.partition_warmup:
+        return 0.0
+    if cfg.lam_schedule == "linear" and cfg.lam_warmup > 0:
+        return cfg.lam * min(1.0, (step - cfg.partition_warmup + 1) / cfg.lam_warmup)
+    return cfg.lam
+
+
+def _trainable(hf, cfg: FinetuneConfig, closs: ClusterabilityLoss) -> list[torch.nn.Parameter]:
+    if cfg.train == "all":
+        return [p for p in hf.parameters()]
+    kinds = ("mlp",) if cfg.train == "mlp" else cfg.graphs
+    names = {g.param_name for g in weight_graphs(hf, parts=kinds)}
+    if cfg.train == "mlp":  # the MLP biases travel with their matrices
+        names |= {n[: -len("weight")] + "bias" for n in names if n.endswith(".weight")}
+    chosen = [p for n, p in hf.named_parameters() if n in names]
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    for p in chosen:
+        p.requires_grad_(True)
+    return chosen
+
+
+def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy of ``logits [B, T, V]`` against ``ids [B, T]`` (fp32)."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction=reduction)
+
+
+def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean per-token ``KL(teacher || student)`` from logits ``[B, T, V]`` (fp32)."""
+    t = F.log_softmax(teacher.float(), dim=-1)
+    s = F.log_softmax(student.float(), dim=-1)
+    return F.kl_div(s.flatten(0, 1), t.flatten(0, 1), log_target=True, reduction="batchmean")
+
+
+@torch.no_grad()
+def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist,
+                       autocast: Callable[[], Any]) -> float:
+    """exp(mean next-token NLL) of ``model`` on ``blocks [n, T]``, shared over processes."""
+    was_training = model.training
+    model.eval()
+    nll, count = 0.0, 0
+    mine = blocks[d.rank:: d.world]
+    for i in range(0, len(mine), batch_size):
+        x = mine[i: i + batch_size].to(d.device)
+        with autocast():
+            logits = model(input_ids=x).logits
+        nll += float(_lm_loss(logits, x, reduction="sum"))
+        count += x[:, 1:].numel()
+    nll, count = d.sum([nll, float(count)])
+    model.train(was_training)
+    return math.exp(nll / max(count, 1.0))
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+
+
+def _load_config(out: Path, cfg: FinetuneConfig) -> FinetuneConfig:
+    """On --resume the stored options win, except ``steps`` (extend a run) and ``device``."""
+    stored = json.loads((out / "run_config.json").read_text())["config"]
+    names = {f.name for f in fields(FinetuneConfig)}
+    merged = {k: v for k, v in stored.items() if k in names}
+    merged["graphs"] = tuple(merged["graphs"])
+    merged["steps"], merged["device"] = cfg.steps, cfg.device
+    return FinetuneConfig(**merged)
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True,
+             train_texts: list[str] | None = None, eval_texts: dict[str, list[str]] | None = None,
+             stop_at: int | None = None) -> dict[str, Any]:
+    """Run (or resume) a clusterability fine-tuning into ``cfg.out``; returns the last metrics record.
+
+    ``train_texts``/``eval_texts`` override the corpora named by ``cfg.data`` (tests). ``stop_at`` ends
+    the run after that many steps without writing ``final/``, as if it had been killed there.
+    """
+    from tqdm.auto import tqdm
+
+    from ..models.loading import load_hf
+
+    out = Path(cfg.out)
+    d = _setup_dist(cfg.device)
+    if resume and (out / "run_config.json").is_file():
+        cfg = _load_config(out, cfg)
+    cfg.validate()
+    have = checkpoint_steps(out)
+    if not resume and (have or (out / "metrics.jsonl").exists()):
+        raise CircuitclustError(f"{out} already holds a run: pass --resume to continue it or choose a new --out")
+    start = have[-1] if resume and have else 0
+    ckpt = out / "checkpoints" / f"step-{start}" if start else None
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    hf, tok, _ = load_hf(str(ckpt) if ckpt else cfg.model)
+    teacher = None
+    if cfg.distill > 0:
+        teacher = (load_hf(cfg.model)[0] if ckpt else copy.deepcopy(hf)).to(d.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    hf.to(d.device)
+    hf.train(cfg.dropout)
+
+    # data: training blocks, held-out blocks of the training corpus and of the other bundled domain(s)
+    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
+    train_blocks = token_blocks(texts, tok, cfg.seq_len)
+    if eval_texts is None:
+        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
+        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
+        eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
+    eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
+
+    # partition: fixed; loaded on resume, else made now (rank 0 writes it, the others read it)
+    part_path = out / "partition.json"
+    partition_ready = cfg.partition_warmup == 0 or start >= cfg.partition_warmup
+    if d.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    if partition_ready and not ckpt:
+        # every process computes it (deterministic in the seed) so all can permute their own copy alike
+        part = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
+        if cfg.permute:
+            part = permute_contiguous(hf, part)
+        part.provenance.update(model=cfg.model, seed=cfg.seed)
+        if d.rank == 0:
+            _save_partition(part, part_path)
+        d.barrier()
+    part = ModelPartition.load(part_path).to(d.device) if partition_ready else None
+    closs = ClusterabilityLoss(hf, part if part is not None else "blocks", graphs=cfg.graphs, k=cfg.k)
+    chance = mean_of(closs.chance())
+
+    params = _trainable(hf, cfg, closs)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0)
+    acc = {"task": 0.0, "kl": 0.0, "n": 0, "tokens_window": 0, "time": 0.0}
+    if ckpt:
+        state = load_state(ckpt)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        acc = state["accumulators"]
+        rngs = state["rng"]
+        _set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
+    model = hf
+    if d.on:
+        model = torch.nn.parallel.DistributedDataParallel(hf, device_ids=[d.device] if d.device.type == "cuda" else None)
+    use_amp = d.device.type == "cuda"
+
+    def autocast():
+        return torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    metrics_path = out / "metrics.jsonl"
+    if d.rank == 0:
+        if not ckpt:
+            metrics_path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
+            (out / "run_config.json").write_text(json.dumps(
+                {"schema": CONFIG_SCHEMA, "config": asdict(cfg), "seed": cfg.seed, "model": cfg.model,
+                 "world_size": d.world, "device": str(d.device), "torch": torch.__version__,
+                 "train_blocks": len(train_blocks), "eval_blocks": {k: len(v) for k, v in eval_blocks.items()}},
+                indent=1))
+        elif metrics_path.is_file():  # drop evaluations logged after the checkpoint we resume from
+            keep = [ln for ln in metrics_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
+            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.seq_len
+    last: dict[str, Any] = {}
+
+    def evaluate(step: int) -> dict[str, Any]:
+        task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
+        per = closs.clusterability()
+        rec = {"schema": METRICS_SCHEMA, "step": step, "tokens": step * tokens_per_step,
+               "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
+               "mean_clusterability": mean_of(per), "chance": chance, "clusterability": per,
+               "heldout_ppl": {name: heldout_perplexity(hf, b, cfg.batch_size, d, autocast)
+                               for name, b in eval_blocks.items()},
+               "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,
+               "partition": "ready" if part is not None else "warm-up"}
+        if teacher is not None:
+            rec["kl"] = kl / n if n else None
+        if d.rank == 0:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+        acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
+        return rec
+
+    def save(step: int) -> None:
+        rngs: list[Any] = [None] * d.world
+        if d.on:
+            dist.all_gather_object(rngs, _rng_state())
+        else:
+            rngs = [_rng_state()]
+        if d.rank == 0:
+            state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": rngs, "accumulators": dict(acc), "world_size": d.world}
+            save_model_folder(out / "checkpoints" / f"step-{step}", hf, tok, state)
+            prune_checkpoints(out, cfg.keep_checkpoints)
+        d.barrier()
+
+    if not ckpt:
+        last = evaluate(0)
+    save_every = cfg.save_every or cfg.eval_every
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or d.rank != 0,
+               desc="finetune", dynamic_ncols=True)
+    shown_c = mean_of(closs.clusterability())
+    for step in bar:
+        if part is None and step >= cfg.partition_warmup:  # warm-up over: freeze a spectral partition now
+            if d.rank == 0:
+                p0 = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
+                p0.provenance.update(model=cfg.model, seed=cfg.seed, after_steps=step)
+                _save_partition(p0, part_path)
+            d.barrier()
+            part = ModelPartition.load(part_path).to(d.device)
+            closs.set_partition(part)
+            chance = mean_of(closs.chance())
+        t0 = time.perf_counter()
+        lam = lam_at(cfg, step)
+        for m in range(cfg.grad_accum):
+            first = ((step * cfg.grad_accum + m) * d.world + d.rank) * cfg.batch_size
+            x = train_blocks[batch_indices(len(train_blocks), cfg.seed, first, cfg.batch_size)].to(d.device)
+            sync = contextlib.nullcontext() if not d.on or m == cfg.grad_accum - 1 else model.no_sync()
+            with sync:
+                with autocast():
+                    logits = model(input_ids=x).logits
+                task = _lm_loss(logits, x)
+                loss = task / cfg.grad_accum
+                if teacher is not None:
+                    with torch.no_grad(), autocast():
+                        t_logits = teacher(input_ids=x).logits
+                    kl = _kl(logits, t_logits)
+                    loss = loss + cfg.distill * kl / cfg.grad_accum
+                    acc["kl"] += float(kl)
+                if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
+                    enmesh = closs()
+                    loss = loss + lam * enmesh
+                    shown_c = 1.0 - float(enmesh.detach())
+                loss.backward()
+            acc["task"] += float(task.detach())
+            acc["n"] += 1
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        acc["time"] += time.perf_counter() - t0
+        acc["tokens_window"] += tokens_per_step // d.world
+        done = step + 1
+        bar.set_postfix(loss=f"{float(task):.3f}", C=f"{shown_c:.3f}",
+                        tok_s=f"{acc['tokens_window'] * d.world / max(acc['time'], 1e-9):.0f}")
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            last = evaluate(done)
+            shown_c = last["mean_clusterability"]
+        if done % save_every == 0 or done == cfg.steps:
+            save(done)
+        if stop_at is not None and done >= stop_at:
+            bar.close()
+            return last
+    bar.close()
+    if d.rank == 0:
+        save_model_folder(out / "final", hf, tok)
+    d.barrier()
+    return last

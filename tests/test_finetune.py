@@ -1,0 +1,143 @@
+"""Clusterability fine-tuning on the tiny models: the run folder contract, clusterability rising, exact
+resume after a kill, checkpoints loadable by transformers and circuitclust, and DDP with 2 gloo processes."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from circuitclust.analysis.finetune import FinetuneConfig, finetune
+from circuitclust.errors import CircuitclustError
+
+TEXTS = [
+    f"The {a} of the {b} river was measured in {y} by surveyors who walked along its {c} banks."
+    for a, b, c, y in zip(["length", "depth", "width", "flow"] * 6, ["northern", "old", "great", "quiet"] * 6,
+                          ["muddy", "rocky", "green", "steep", "sandy", "long"] * 4, range(1800, 1824))
+]
+EVAL = {"wiki": ["Rivers carry water from hills to the sea, and towns grow where they can be crossed."] * 4,
+        "chemistry": ["Water is made of hydrogen and oxygen; salt dissolves in it and splits into ions."] * 4}
+SMALL = dict(batch_size=2, seq_len=32, eval_blocks=2, lr=2e-3, lam=20.0)
+
+
+def run(out, model="tiny-gpt2", **kw):
+    cfg = FinetuneConfig(model=model, out=str(out), **{**SMALL, **kw})
+    stop_at = kw.pop("stop_at", None) if "stop_at" in kw else None
+    return finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL, stop_at=stop_at)
+
+
+def metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def params(folder):
+    from safetensors.torch import load_file
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+@pytest.mark.parametrize("family,extra", [
+    ("tiny-gpt2", {}),
+    ("tiny-pythia", {"distill": 1.0}),
+    ("tiny-gemma", {"graphs": ("mlp_in", "mlp_gate", "mlp_out"), "train": "regularised",
+                    "partition": "spectral", "partition_warmup": 2}),
+])
+def test_clusterability_rises_and_run_folder_is_complete(tmp_path, family, extra):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    finetune(FinetuneConfig(model=family, out=str(out), steps=6, eval_every=3, **SMALL, **extra),
+             progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    m = metrics(out)
+    assert [r["step"] for r in m] == [0, 3, 6]
+    assert m[0]["task_loss"] is None and m[-1]["task_loss"] > 0
+    assert m[-1]["mean_clusterability"] > m[0]["mean_clusterability"] + 0.1
+    assert m[0]["chance"] == pytest.approx(0.25, abs=0.05)
+    assert set(m[-1]["heldout_ppl"]) == {"wiki", "chemistry"} and all(v > 1 for v in m[-1]["heldout_ppl"].values())
+    assert ("kl" in m[-1]) == ("distill" in extra)
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["schema"].startswith("circuitclust.") and cfg["config"]["seed"] == 0 and cfg["model"] == family
+    assert (out / "partition.json").is_file() and (out / "partition.safetensors").is_file()
+    assert (out / "checkpoints" / "step-6" / "trainer_state.pt").is_file()
+    hf = AutoModelForCausalLM.from_pretrained(str(out / "final"))
+    torch.testing.assert_close(hf.state_dict(), {k: v for k, v in hf.state_dict().items()})
+    saved = params(out / "final")
+    assert any(not torch.equal(saved[k], v) for k, v in params(out / "checkpoints" / "step-3").items())
+    if extra.get("train") == "regularised":  # frozen parameters did not move
+        from circuitclust.models import build_tiny
+        base = build_tiny(family)[0].state_dict()
+        assert torch.equal(hf.state_dict()["model.embed_tokens.weight"], base["model.embed_tokens.weight"])
+        assert json.loads((out / "partition.json").read_text())["provenance"].get("after_steps") == 2
+
+
+def test_checkpoint_loads_with_circuitclust(tmp_path):
+    from circuitclust.models import load_model, weight_graphs
+    from circuitclust.analysis.cluster_loss import ClusterabilityLoss
+    from circuitclust.core.partition import ModelPartition
+
+    out = tmp_path / "run"
+    last = run(out, model="tiny-gemma", steps=2, eval_every=2)
+    bridge = load_model(str(out), device="cpu")
+    part = ModelPartition.load(out / "partition.json")
+    c = ClusterabilityLoss(bridge, part).clusterability()
+    assert c == pytest.approx(last["clusterability"], abs=1e-6)
+    assert len(weight_graphs(bridge, parts=("mlp",))) == 12
+
+
+def test_resume_after_kill_is_exact(tmp_path):
+    kw = dict(steps=6, eval_every=2, distill=0.5)  # dropout on and a teacher: RNG and base reload matter
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run(straight, **kw)
+    cfg = FinetuneConfig(model="tiny-gpt2", out=str(killed), **SMALL, **kw)
+    finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL, stop_at=3)  # dies after step 3
+    assert (killed / "checkpoints" / "step-2").is_file() is False and (killed / "checkpoints" / "step-2").is_dir()
+    assert not (killed / "final").exists()
+    with pytest.raises(CircuitclustError, match="--resume"):
+        finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    finetune(cfg, resume=True, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    a, b = params(straight / "final"), params(killed / "final")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma, mb = metrics(straight), metrics(killed)
+    assert [r["step"] for r in mb] == [0, 2, 4, 6]
+    for ra, rb in zip(ma, mb):
+        for key in ("task_loss", "kl", "mean_clusterability", "heldout_ppl", "clusterability"):
+            assert ra[key] == rb[key], (ra["step"], key)
+
+
+DRIVER = textwrap.dedent('''
+    import json, sys
+    sys.path.insert(0, {root!r})
+    from tests.test_finetune import TEXTS, EVAL, SMALL
+    from circuitclust.analysis.finetune import FinetuneConfig, finetune
+    cfg = FinetuneConfig(model="tiny-gpt2", out={out!r}, steps=3, eval_every=3, dropout=False,
+                         **{{**SMALL, "batch_size": {bs}}})
+    last = finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    import torch.distributed as dist, os
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    open({out!r} + f"/rank{{rank}}.json", "w").write(json.dumps(last))
+''')
+
+
+def test_ddp_two_gloo_processes_match_one_process(tmp_path):
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
+    one, two = tmp_path / "one", tmp_path / "two"
+    (tmp_path / "d2.py").write_text(DRIVER.format(root=root, out=str(two), bs=2))
+    # reference: one process with the same global batch (2 x 2), in this process
+    ref = run(one, steps=3, eval_every=3, dropout=False, batch_size=4)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(tmp_path / "d2.py")], env=env, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r0, r1 = (json.loads((two / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert json.loads((two / "run_config.json").read_text())["world_size"] == 2
+    for rec in (r0, r1):  # every process logs the global values, equal to the 1-process run with the same batch
+        assert rec["mean_clusterability"] == pytest.approx(ref["mean_clusterability"], abs=1e-5)
+        assert rec["task_loss"] == pytest.approx(ref["task_loss"], rel=1e-5)
+        assert rec["heldout_ppl"] == pytest.approx(ref["heldout_ppl"], rel=1e-5)
+    a, b = params(one / "final"), params(two / "final")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
