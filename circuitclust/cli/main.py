@@ -15,3 +15,4 @@ app = typer.Typer(
 from . import graphs_cmd  # noqa: E402,F401
 from . import report_cmd  # noqa: E402,F401
 from . import cluster_cmd  # noqa: E402,F401
+from . import finetune_cmd  # noqa: E402,F401
