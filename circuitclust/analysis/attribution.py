@@ -61,7 +61,10 @@ def attribution_patching(model, prompts: TaskPrompts, layout: UnitLayout, metric
 
             def keeper(name):
                 def keep(act, hook):
-                    store[name] = act
+                    # return a new node of the graph: some bridge hook points (hook_z) pass a reshaped
+                    # copy and only use what the hook returns, so the returned tensor is the one to differentiate
+                    store[name] = act.view_as(act)
+                    return store[name]
                 return keep
 
             with torch.enable_grad():
