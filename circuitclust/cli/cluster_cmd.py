@@ -49,7 +49,8 @@ def cluster(
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)"),
     method: str = typer.Option("spectral", help="spectral (co-clustering) or blocks (equal contiguous blocks)"),
     power: int = typer.Option(1, help="cluster |W| (1) or W^2 (2)"),
-    ncut: bool = typer.Option(True, "--ncut/--no-ncut", help="also spectral-cluster the whole-network graph and report its n-cut"),
+    ncut: bool = typer.Option(False, "--ncut/--no-ncut", help="also spectral-cluster the whole-network graph (all units, |w| edges) and report its n-cut (slow on big models)"),
+    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice; 1 is faster on an oversubscribed machine)"),
     ncut_shuffles: int = typer.Option(None, help="shuffles for the n-cut null (default: --shuffles)"),
 ) -> None:
     """Partition MODEL's weight graphs into K clusters (tied hidden units) and score clusterability vs chance
@@ -60,6 +61,8 @@ def cluster(
     from ..errors import CircuitclustError
     from ..models import load_model
 
+    if threads:
+        torch.set_num_threads(threads)
     part_list = [p.strip() for p in parts.split(",") if p.strip()]
     if shuffles < 0:
         raise CircuitclustError("--shuffles must be >= 0")
@@ -83,7 +86,8 @@ def cluster(
     timings = {"load_s": round(t_load, 2), "partition_s": round(t_part, 2), "score_s": round(t_score, 2),
                "ncut_s": round(t_ncut, 2)}
     path = write_clusterability(out, model_id(m), k, seed, shuffles, rows, nc,
-                                {"method": method, "power": power, "parts": part_list, "timings": timings})
+                                {"method": method, "power": power, "parts": part_list, "timings": timings,
+                                 "threads": torch.get_num_threads()})
     table = [(r["name"], f"{r['shape'][0]}x{r['shape'][1]}", r["k"], "/".join(map(str, r["col_sizes"])),
               r["clusterability"], r["chance"],
               "-" if r["shuffle_mean"] is None else r["shuffle_mean"],

@@ -29,8 +29,6 @@ def _check(weights: torch.Tensor, k: int) -> None:
     if not 2 <= k <= min(n_in, n_out):
         raise CircuitclustError(
             f"k={k} clusters is impossible for a {n_in}x{n_out} matrix: choose 2 <= k <= {min(n_in, n_out)}")
-    if not bool(torch.isfinite(weights).all()):
-        raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
 
 
 def bipartite_embedding(
@@ -40,13 +38,16 @@ def bipartite_embedding(
     """Dhillon's scaled spectral embedding of non-negative ``a`` ``[B, m, n]``.
 
     Returns ``z`` ``[B, m + n, n_vectors]`` (rows first, then columns; isolated units at the origin) and
-    ``active`` ``[B, m + n]`` bool (units with non-zero degree). Each batch member's embedding is scaled to
+    ``active`` ``[B, m + n]`` bool (units with non-zero degree). ``a`` is overwritten (scaled in place). Each batch member's embedding is scaled to
     unit mean squared norm, which k-means does not notice but float32 distances do.
     """
     dr, dc = a.sum(2), a.sum(1)
+    if not bool(torch.isfinite(dr).all()):
+        # NaN or inf anywhere makes its row sum non-finite: one cheap check instead of a pass over W.
+        raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
     ir = torch.where(dr > 0, dr.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dr))
     ic = torch.where(dc > 0, dc.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dc))
-    an = ir[:, :, None] * a * ic[:, None, :]
+    an = a.mul_(ir[:, :, None]).mul_(ic[:, None, :])  # in place: a is the caller's private copy
     u, _, v = top_singular_vectors(an, n_vectors, method=svd, n_iter=n_iter, oversample=oversample,
                                    generator=generator)
     z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
@@ -83,11 +84,14 @@ def cocluster_labels(
     dev = torch.device(device) if device is not None else weights.device
     dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
     a = weights.detach().to(dev, dtype)
-    a = a.abs() if power == 1 else a * a
+    a = a.abs() if power == 1 else a.square()  # a fresh tensor: bipartite_embedding may scale it in place
     if generator is None:
         generator = torch.Generator(device=dev).manual_seed(int(seed))
     B, n_in, n_out = a.shape
-    active_rows, active_cols = (a.sum(2) > 0).sum(1), (a.sum(1) > 0).sum(1)
+    rs = a.sum(2)
+    if not bool(torch.isfinite(rs).all()):
+        raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
+    active_rows, active_cols = (rs > 0).sum(1), (a.sum(1) > 0).sum(1)
     if bool((active_rows == 0).any()):
         raise CircuitclustError("a weight matrix is all zero: there is nothing to cluster")
     if bool((active_rows + active_cols < k).any()):

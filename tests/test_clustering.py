@@ -1,0 +1,113 @@
+import json
+
+import pytest
+import torch
+
+import circuitclust
+from circuitclust.analysis.clustering import ncut_model, partition_model, score_model
+from circuitclust.core.measures import clusterability
+from circuitclust.errors import PartitionMismatchError
+from circuitclust.models import load_model, weight_graphs
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_model(name, device="cpu") for name in ("tiny-gpt2", "tiny-pythia", "tiny-gemma")}
+
+
+def test_tied_labels_shared_for_gated_mlp_and_attention(models):
+    m = models["tiny-gemma"]
+    mp = circuitclust.partition_model(m, k=4, parts=("mlp", "attn"), seed=0)
+    assert isinstance(mp, circuitclust.ModelPartition)
+    for l in range(4):
+        neurons = mp.space_labels[f"mlp.{l}"]
+        assert torch.equal(mp[f"blocks.{l}.mlp.in"].col_labels, neurons)
+        assert torch.equal(mp[f"blocks.{l}.mlp.gate"].col_labels, neurons)
+        assert torch.equal(mp[f"blocks.{l}.mlp.out"].row_labels, neurons)
+        assert torch.equal(mp[f"blocks.{l}.attn.o"].row_labels, mp.space_labels[f"attn.{l}"])
+        assert torch.equal(mp[f"blocks.{l}.attn.q"].col_labels, mp.space_labels[f"attn_qk.{l}"])
+        assert len(set(neurons.tolist())) == 4
+    assert mp.provenance["method"] == "spectral" and mp.provenance["model"] == "tiny-gemma"
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-pythia"])
+def test_other_families_tie_value_and_output(models, name):
+    mp = partition_model(models[name], k=3, parts=("mlp", "attn"))
+    assert torch.equal(mp["blocks.0.attn.v"].col_labels, mp["blocks.0.attn.o"].row_labels)
+    assert torch.equal(mp["blocks.0.attn.q"].col_labels, mp["blocks.0.attn.k"].col_labels)
+    assert torch.equal(mp["blocks.1.mlp.in"].col_labels, mp["blocks.1.mlp.out"].row_labels)
+
+
+def test_planted_structure_in_a_model_is_found(models):
+    """Plant 4 sub-networks in layer 0's MLP: the tied partition must find them (this test can fail)."""
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    m = load_model("tiny-gpt2", device="cpu")
+    g = weight_graphs(m, parts=("mlp",), layers=[0])
+    w_in, w_out = g[0].weight, g[1].weight
+    neurons = torch.arange(w_in.shape[1]) % 4
+    resid = torch.arange(w_in.shape[0]) % 4
+    with torch.no_grad():
+        w_in.mul_(0.1 + (resid[:, None] == neurons[None, :]))
+        w_out.mul_(0.1 + (neurons[:, None] == resid[None, :]))
+    mp = partition_model(m, k=4, parts=("mlp",), layers=[0])
+    assert ari(neurons, mp.space_labels["mlp.0"]) >= 0.95
+    rows = score_model(m, mp, shuffles=4, seed=0)
+    assert all(r["p"] == pytest.approx(1 / 5) for r in rows)
+    assert all(r["clusterability"] > r["chance"] + 0.3 for r in rows)
+
+
+def test_deterministic(models):
+    a = partition_model(models["tiny-gemma"], k=3, parts=("mlp",), seed=4)
+    b = partition_model(models["tiny-gemma"], k=3, parts=("mlp",), seed=4)
+    for n in a:
+        assert torch.equal(a[n].row_labels, b[n].row_labels) and torch.equal(a[n].col_labels, b[n].col_labels)
+
+
+def test_score_rows_and_blocks_method(models):
+    m = models["tiny-pythia"]
+    mp = partition_model(m, k=4, parts=("mlp",), method="blocks")
+    rows = score_model(m, mp, shuffles=3, seed=0)
+    assert [r["name"] for r in rows] == [f"blocks.{l}.{p}" for l in range(4) for p in ("mlp.in", "mlp.out")]
+    for r in rows:
+        assert r["chance"] == pytest.approx(0.25) and r["row_sizes"] == [r["shape"][0] // 4] * 4
+        assert 0 <= r["clusterability"] <= 1 and r["p"] is not None and r["shuffle_std"] >= 0
+    g = weight_graphs(m, parts=("mlp",))[0]
+    p = mp[g.name]
+    assert rows[0]["clusterability"] == pytest.approx(float(clusterability(g.weight.detach(), p.row_labels, p.col_labels)))
+
+
+def test_save_load_round_trip_and_mismatch(models, tmp_path):
+    mp = partition_model(models["tiny-gemma"], k=4, parts=("mlp", "attn"))
+    mp.save(tmp_path / "partition")
+    back = circuitclust.ModelPartition.load(tmp_path / "partition.json")
+    assert back.k == 4 and set(back) == set(mp)
+    for n in mp:
+        assert torch.equal(back[n].row_labels, mp[n].row_labels) and torch.equal(back[n].col_labels, mp[n].col_labels)
+    score_model(models["tiny-gemma"], back)  # fits its own model
+    with pytest.raises(PartitionMismatchError):
+        score_model(models["tiny-gpt2"], back)
+
+
+def test_ncut_model(models):
+    out = ncut_model(models["tiny-gpt2"], k=3, parts=("mlp",), shuffles=2)
+    assert 0 <= out["value"] <= 3 and out["p"] is not None and out["n_nodes"] > 0
+
+
+def test_cli_cluster_writes_run_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from circuitclust.cli.main import app
+
+    res = CliRunner().invoke(app, ["cluster", "tiny-gpt2", "--k", "3", "--parts", "mlp", "--out", str(tmp_path),
+                                   "--shuffles", "2", "--device", "cpu", "--ncut"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "clusterability.json").read_text())
+    assert doc["schema"] == "circuitclust.clusterability/1" and doc["k"] == 3 and doc["shuffles"] == 2
+    assert len(doc["graphs"]) == 8 and {"name", "layer", "kind", "shape", "k", "row_sizes", "col_sizes",
+                                       "clusterability", "chance", "shuffle_mean", "shuffle_std", "z", "p"} <= set(doc["graphs"][0])
+    assert set(doc["ncut"]) >= {"value", "shuffle_mean", "shuffle_std", "z", "p"}
+    assert (tmp_path / "clusterability.csv").read_text().startswith("name,layer,kind")
+    assert (tmp_path / "partition.json").is_file() and (tmp_path / "partition.safetensors").is_file()
+    bad = CliRunner().invoke(app, ["cluster", "tiny-gpt2", "--k", "1", "--out", str(tmp_path / "x"), "--device", "cpu"])
+    assert bad.exit_code == 2 and "k=1" in bad.output

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from circuitclust.core.measures import chance_level, clusterability, ncut, null_stats, shuffle_test
+from circuitclust.core.network import NetworkGraph, spectral_clustering
+
+
+def test_clusterability_equals_direct_numpy():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(30, 50, generator=g)
+    r, c = torch.randint(0, 4, (30,), generator=g), torch.randint(0, 4, (50,), generator=g)
+    wn, rn, cn = w.numpy().astype(np.float64), r.numpy(), c.numpy()
+    direct = sum((wn[np.ix_(rn == i, cn == i)] ** 2).sum() for i in range(4)) / (wn ** 2).sum()
+    assert float(clusterability(w, r, c)) == pytest.approx(direct, rel=1e-5)
+
+
+def test_clusterability_batched_and_differentiable():
+    w = torch.randn(3, 10, 12, requires_grad=True)
+    r, c = torch.randint(0, 2, (3, 10)), torch.randint(0, 2, (3, 12))
+    v = clusterability(w, r, c)
+    assert v.shape == (3,)
+    v.sum().backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    assert float(clusterability(torch.zeros(4, 4), r[0, :4], c[0, :4])) == 0.0
+
+
+def test_chance_level():
+    r = torch.tensor([0, 0, 1, 1])
+    c = torch.tensor([0, 1, 1, 1, 1, 1])
+    assert float(chance_level(r, c, 2)) == pytest.approx((2 * 1 + 2 * 5) / 24)
+    blocks = torch.arange(8) // 2
+    assert float(chance_level(blocks, blocks, 4)) == pytest.approx(0.25)
+
+
+def test_null_stats():
+    st = null_stats(1.0, [0.1, 0.2, 0.3])
+    assert st.p == pytest.approx(0.25) and st.z > 0
+    st = null_stats(0.2, [0.1, 0.2, 0.3])
+    assert st.p == pytest.approx(3 / 4)
+    assert null_stats(0.05, [0.1, 0.2], higher_is_better=False).p == pytest.approx(1 / 3)
+
+
+def test_shuffle_test_minimum_p_on_planted_blocks_not_on_iid():
+    g = torch.Generator().manual_seed(0)
+    r, c = torch.randint(0, 3, (60,), generator=g), torch.randint(0, 3, (80,), generator=g)
+    planted = 0.3 * torch.randn(60, 80, generator=g) + (r[:, None] == c[None, :]) * torch.randn(60, 80, generator=g)
+    st = shuffle_test(planted, 3, n=9, seed=0)
+    assert st.p == pytest.approx(1 / 10) and st.value > st.mean + 3 * st.std and len(st.null) == 9
+    iid = torch.randn(60, 80, generator=g)
+    assert shuffle_test(iid, 3, n=9, seed=0).p > 1 / 10
+
+
+def _two_cliques():
+    # nodes 0-3 and 4-7: dense inside, one weak link between
+    net = NetworkGraph(8)
+    net.add(torch.ones(2, 2), 0, 2)
+    net.add(torch.ones(2, 2), 4, 6)
+    weak = torch.zeros(2, 2)
+    weak[0, 0] = 0.01
+    net.add(weak, 2, 4)
+    return net
+
+
+def test_network_graph_matmul_matches_dense_adjacency():
+    net = _two_cliques()
+    dense = torch.zeros(8, 8)
+    for a, i0, o0 in net.blocks:
+        dense[i0:i0 + a.shape[0], o0:o0 + a.shape[1]] += a
+    dense = dense + dense.T
+    x = torch.randn(8, 3)
+    assert torch.allclose(net.matmul(x), dense @ x)
+    assert torch.allclose(net.degrees(), dense.sum(1))
+
+
+def test_spectral_clustering_and_ncut_on_two_cliques():
+    net = _two_cliques()
+    lab = spectral_clustering(net, 2, seed=0)
+    assert len(set(lab[:4].tolist())) == 1 and len(set(lab[4:].tolist())) == 1 and lab[0] != lab[4]
+    good = ncut(net, lab, 2)
+    bad = ncut(net, torch.tensor([0, 1, 0, 1, 0, 1, 0, 1]), 2)
+    assert good < 0.01 < bad
+
+
+def test_zero_degree_nodes_are_dropped():
+    net = NetworkGraph(10)
+    net.add(torch.ones(2, 2), 0, 2)
+    net.add(torch.ones(2, 2), 4, 6)
+    lab = spectral_clustering(net, 2, seed=0)
+    assert (lab[8:] == -1).all() and (lab[:8] >= 0).all()
+    assert np.isfinite(ncut(net, lab, 2))
