@@ -1,0 +1,179 @@
+"""The whole patching analysis of one model (or a base/other pair) and the run-folder files it writes.
+
+Files in RUN_DIR (JSON with a top-level ``schema``; CSV twins for the tables):
+
+- ``effects.json`` ``circuitclust.effects/1``: ``model``, ``k``, ``metric`` (``logit_diff`` | ``logprob`` |
+  ``neg_loss``; higher is better), ``method`` (``zero`` | ``mean`` | ``resample``), ``scope`` (``layer``:
+  one cluster of one block; ``model``: a cluster in all blocks, ``layer`` null), ``seed``, ``n_boot``,
+  ``tasks`` [T], ``n_prompts`` {task: n}, ``nodes`` [S] ``{layer, part, cluster, size (dims), n_units}``,
+  ``effect`` [S][T] mean drop of the metric under ablation, ``ci_low`` / ``ci_high`` [S][T] 95% bootstrap
+  interval over prompts, ``baseline`` {task: mean clean metric}. CSV: ``effects.csv`` one row per
+  (node, task).
+- ``specialisation.json`` ``circuitclust.specialisation/1``: ``per_cluster`` [S] ``{layer, part, cluster,
+  size, n_units, specialisation (1 - normalised entropy of |effect| over tasks), max_share, top_task,
+  total_abs_effect}``, ``model_score`` (|effect|-weighted mean), ``model_score_ci`` [lo, hi],
+  ``chance_max_share`` (1/T), ``flips_histogram`` {task: [prompts flipped by exactly 0, 1, ... S nodes]},
+  ``n_correct`` {task: correctly answered prompts}. CSV: ``specialisation.csv`` per node.
+- ``circuits.json`` ``circuitclust.circuits/1``: ``threshold``, ``ablation`` ("mean"), ``tasks`` {task:
+  {``faithfulness_curve`` [[n_units, frac]], ``circuit_size``, ``fraction``, ``n_units_total``,
+  ``share_largest_cluster``, ``clusters_touched``, ``units`` (global unit ids), ``cluster_counts``
+  {node index: units}, ``cluster_faithfulness_curve`` [[n_nodes, frac]], ``cluster_circuit_size``,
+  ``cluster_circuit_fraction``, ``cluster_circuit`` [node dicts], ``full_metric``, ``empty_metric``,
+  ``n_ablation_evals``}}, ``attribution_spearman`` (mean over tasks of the Spearman agreement between
+  attribution patching and exact resample patching per node), ``attribution_spearman_per_task``
+  {task: rho}, ``timing_s`` {``attribution``, ``exact_patching``}. CSV: ``circuits.csv`` per task and
+  ``faithfulness.csv`` (task, level, size, faithfulness).
+- ``comparison.json`` ``circuitclust.comparison/1`` (``--compare``): ``base``, ``other``, ``tasks``,
+  ``nodes``, ``effect_diff`` [S][T] (other - base, same prompts), ``ci_low`` / ``ci_high`` (paired
+  bootstrap), ``specialisation`` {base, other, diff, diff_ci}, ``circuits`` {task: {base_size, other_size,
+  base_fraction, other_fraction, fraction_diff, base_cluster_size, other_cluster_size}}. The other model's
+  own three files go to RUN_DIR/compare/. CSV: ``comparison.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.partition import ModelPartition
+from .circuits import task_circuits
+from .interventions import ablation_sweep, node_masks
+from .patching import attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
+from .prompts import TaskPrompts
+from .units import unit_layout
+
+
+def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *, metric: str = "logit_diff",
+                  method: str = "mean", threshold: float = 0.8, batch_size: int = 8, n_boot: int = 1000,
+                  seed: int = 0, circuits: bool = True, progress: bool = False, model_name: str = "model") -> dict:
+    """Effects, specialisation, attribution agreement and circuits of one model on ``tasks``.
+
+    Returns ``{"effects", "specialisation", "circuits"}`` JSON-ready dicts (schemas in the module docstring)
+    plus ``"_em"`` (the :class:`~.patching.EffectMatrix`) and ``"_boot"`` (bootstrap model scores) for
+    comparisons.
+    """
+    layout = unit_layout(model, partition)
+    torch.manual_seed(seed)
+    em = effect_matrix(model, tasks, layout, method, metric, "layer", batch_size, n_boot, seed, progress)
+    spec = specialisation_summary(em, n_boot, seed)
+    boot = spec.pop("model_score_boot", None)
+    circ: dict[str, Any] = {"schema": "circuitclust.circuits/1", "threshold": threshold, "ablation": "mean",
+                            "metric": metric, "tasks": {}, "attribution_spearman_per_task": {},
+                            "timing_s": {"attribution": 0.0, "exact_patching": 0.0}}
+    for i, p in enumerate(tasks):
+        if p.corrupted is None:
+            continue
+        exact = None
+        if method == "resample":  # the effect matrix already is exact activation patching
+            te = em.per_task[i]
+            exact = {"clean": te.clean, "ablated": te.clean[None, :] - te.drops}
+        else:
+            t0 = time.perf_counter()
+            exact = ablation_sweep(model, p, layout, node_masks(layout), "resample", metric, batch_size=batch_size)
+            circ["timing_s"]["exact_patching"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        agree = attribution_agreement(model, p, layout, metric, batch_size, exact=exact)
+        circ["timing_s"]["attribution"] += time.perf_counter() - t0
+        circ["attribution_spearman_per_task"][p.name] = agree["spearman"]
+        if circuits:
+            circ["tasks"][p.name] = task_circuits(model, p, layout, agree["unit_attribution_mean"],
+                                                  agree["reference"], metric, threshold, batch_size)
+    rhos = [v for v in circ["attribution_spearman_per_task"].values() if v == v]
+    circ["attribution_spearman"] = sum(rhos) / len(rhos) if rhos else None
+    effects = {"schema": "circuitclust.effects/1", "model": model_name, "k": partition.k, "metric": metric,
+               "method": method, "scope": "layer", "seed": seed, "n_boot": n_boot, "tasks": em.tasks,
+               "n_prompts": em.info["n_prompts"], "nodes": em.nodes, "effect": em.effect.tolist(),
+               "ci_low": em.ci_low.tolist(), "ci_high": em.ci_high.tolist(), "baseline": em.baseline}
+    spec = {"schema": "circuitclust.specialisation/1", "model": model_name, **spec}
+    return {"effects": effects, "specialisation": spec, "circuits": circ, "_em": em, "_boot": boot}
+
+
+def compare(base: dict, other: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Differences other - base of two :func:`analyse_model` results on the same tasks and partition,
+    with paired bootstrap CIs over prompts. Returns the ``comparison.json`` dict."""
+    eb, eo = base["_em"], other["_em"]
+    if eb.tasks != eo.tasks or len(eb.nodes) != len(eo.nodes):
+        raise ValueError("compare needs the same tasks and partition definition for both models")
+    diff, lo, hi = [], [], []
+    for ti, (tb, to) in enumerate(zip(eb.per_task, eo.per_task)):
+        m, a, b = bootstrap_mean(to.drops - tb.drops, n_boot, seed + ti)
+        diff.append(m)
+        lo.append(a)
+        hi.append(b)
+    spec = {"base": base["specialisation"]["model_score"], "other": other["specialisation"]["model_score"]}
+    if base["_boot"] is not None and other["_boot"] is not None:  # same seeds: paired resamples
+        d = other["_boot"] - base["_boot"]
+        spec["diff"] = spec["other"] - spec["base"]
+        spec["diff_ci"] = torch.quantile(d, torch.tensor([0.025, 0.975])).tolist()
+    circ = {}
+    for t in base["circuits"]["tasks"]:
+        cb, co = base["circuits"]["tasks"][t], other["circuits"]["tasks"].get(t, {})
+        fb, fo = cb.get("fraction"), co.get("fraction")
+        circ[t] = {"base_size": cb.get("circuit_size"), "other_size": co.get("circuit_size"),
+                   "base_fraction": fb, "other_fraction": fo,
+                   "fraction_diff": None if fb is None or fo is None else fo - fb,
+                   "base_cluster_size": cb.get("cluster_circuit_size"),
+                   "other_cluster_size": co.get("cluster_circuit_size")}
+    return {"schema": "circuitclust.comparison/1", "base": base["effects"]["model"],
+            "other": other["effects"]["model"], "metric": eb.metric, "method": eb.method, "tasks": eb.tasks,
+            "nodes": eb.nodes, "effect_diff": torch.stack(diff, 1).tolist(), "ci_low": torch.stack(lo, 1).tolist(),
+            "ci_high": torch.stack(hi, 1).tolist(), "specialisation": spec, "circuits": circ,
+            "attribution_spearman": {"base": base["circuits"]["attribution_spearman"],
+                                     "other": other["circuits"]["attribution_spearman"]}}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    tmp.replace(path)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_results(out: str | Path, result: dict) -> list[Path]:
+    """Write effects/specialisation/circuits JSON + CSV twins of one :func:`analyse_model` result into
+    ``out``. Returns the written paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    eff, spec, circ = result["effects"], result["specialisation"], result["circuits"]
+    _write_json(out / "effects.json", eff)
+    rows = [[n["layer"], n["part"], n["cluster"], n["size"], t, eff["effect"][i][j], eff["ci_low"][i][j],
+             eff["ci_high"][i][j]] for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]
+    _write_csv(out / "effects.csv", ["layer", "part", "cluster", "size", "task", "effect", "ci_low", "ci_high"], rows)
+    _write_json(out / "specialisation.json", spec)
+    _write_csv(out / "specialisation.csv",
+               ["layer", "part", "cluster", "size", "specialisation", "max_share", "top_task", "total_abs_effect"],
+               [[c["layer"], c["part"], c["cluster"], c["size"], c["specialisation"], c["max_share"], c["top_task"],
+                 c["total_abs_effect"]] for c in spec["per_cluster"]])
+    _write_json(out / "circuits.json", circ)
+    keys = ["circuit_size", "fraction", "n_units_total", "share_largest_cluster", "clusters_touched",
+            "cluster_circuit_size", "cluster_circuit_fraction", "full_metric", "empty_metric"]
+    _write_csv(out / "circuits.csv", ["task", *keys, "attribution_spearman"],
+               [[t, *[c.get(k) for k in keys], circ["attribution_spearman_per_task"].get(t)]
+                for t, c in circ["tasks"].items()])
+    _write_csv(out / "faithfulness.csv", ["task", "level", "size", "faithfulness"],
+               [[t, lvl, s, f] for t, c in circ["tasks"].items()
+                for lvl, key in (("unit", "faithfulness_curve"), ("cluster", "cluster_faithfulness_curve"))
+                for s, f in c.get(key, [])])
+    return [out / n for n in ("effects.json", "effects.csv", "specialisation.json", "specialisation.csv",
+                              "circuits.json", "circuits.csv", "faithfulness.csv")]
+
+
+def write_comparison(out: str | Path, comp: dict) -> list[Path]:
+    """Write ``comparison.json`` and ``comparison.csv`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "comparison.json", comp)
+    rows = [[n["layer"], n["part"], n["cluster"], t, comp["effect_diff"][i][j], comp["ci_low"][i][j],
+             comp["ci_high"][i][j]] for i, n in enumerate(comp["nodes"]) for j, t in enumerate(comp["tasks"])]
+    _write_csv(out / "comparison.csv", ["layer", "part", "cluster", "task", "effect_diff", "ci_low", "ci_high"], rows)
+    return [out / "comparison.json", out / "comparison.csv"]
