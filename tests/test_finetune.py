@@ -25,8 +25,7 @@ SMALL = dict(batch_size=2, seq_len=32, eval_blocks=2, lr=2e-3, lam=20.0)
 
 def run(out, model="tiny-gpt2", **kw):
     cfg = FinetuneConfig(model=model, out=str(out), **{**SMALL, **kw})
-    stop_at = kw.pop("stop_at", None) if "stop_at" in kw else None
-    return finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL, stop_at=stop_at)
+    return finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
 
 
 def metrics(out):
@@ -62,7 +61,8 @@ def test_clusterability_rises_and_run_folder_is_complete(tmp_path, family, extra
     assert (out / "partition.json").is_file() and (out / "partition.safetensors").is_file()
     assert (out / "checkpoints" / "step-6" / "trainer_state.pt").is_file()
     hf = AutoModelForCausalLM.from_pretrained(str(out / "final"))
-    torch.testing.assert_close(hf.state_dict(), {k: v for k, v in hf.state_dict().items()})
+    with torch.no_grad():
+        assert torch.isfinite(hf(torch.tensor([[1, 2, 3, 4]])).logits).all()
     saved = params(out / "final")
     assert any(not torch.equal(saved[k], v) for k, v in params(out / "checkpoints" / "step-3").items())
     if extra.get("train") == "regularised":  # frozen parameters did not move
@@ -92,7 +92,7 @@ def test_resume_after_kill_is_exact(tmp_path):
     run(straight, **kw)
     cfg = FinetuneConfig(model="tiny-gpt2", out=str(killed), **SMALL, **kw)
     finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL, stop_at=3)  # dies after step 3
-    assert (killed / "checkpoints" / "step-2").is_file() is False and (killed / "checkpoints" / "step-2").is_dir()
+    assert (killed / "checkpoints" / "step-2" / "trainer_state.pt").is_file()
     assert not (killed / "final").exists()
     with pytest.raises(CircuitclustError, match="--resume"):
         finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
