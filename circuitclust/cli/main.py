@@ -17,3 +17,4 @@ from . import report_cmd  # noqa: E402,F401
 from . import cluster_cmd  # noqa: E402,F401
 from . import finetune_cmd  # noqa: E402,F401
 from . import patch_cmd  # noqa: E402,F401
+from . import similarity_cmd  # noqa: E402,F401

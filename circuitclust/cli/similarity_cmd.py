@@ -1,0 +1,71 @@
+"""``circuitclust similarity MODEL_OR_RUN``: GW / CKA layer similarity, layer groups, optional comparison."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import echo, format_table, one_line_errors
+from .main import app
+
+
+def _summary(sim) -> str:
+    rows = []
+    labels = sim.groups.labels if sim.groups is not None else [0] * len(sim.layers)
+    n_layers = len(sim.layers)
+    for i, name in enumerate(sim.layers):
+        nxt = float(sim.distances[i, i + 1]) if i + 1 < n_layers else float("nan")
+        cka = float(sim.cka[i, i + 1]) if i + 1 < n_layers else float("nan")
+        rows.append((name, labels[i], nxt, cka))
+    return format_table(["layer", "group", "GW to next", "CKA to next"], rows)
+
+
+@app.command("similarity")
+@one_line_errors
+def similarity(
+    model: str = typer.Argument(..., help="model spec or fine-tuning RUN_DIR (gemma-3-270m, tiny-gpt2, an HF folder, ...)"),
+    data: str = typer.Option("wiki", help="corpus name (wiki, chemistry) or a .jsonl/.txt path"),
+    split: str = typer.Option("train", help="corpus split: train or heldout"),
+    n: int = typer.Option(256, help="number of token positions sampled"),
+    solver: str = typer.Option("exact", help="exact (POT conditional gradient) | entropic (batched proximal) | entropic-pgd"),
+    metric: str = typer.Option("euclidean", help="euclidean | cosine"),
+    hooks: Optional[str] = typer.Option(None, help="resid_post (default), mlp_out, attn_out, or comma-separated hook names"),
+    seed: int = typer.Option(0, help="seed for the token positions and the bootstrap"),
+    groups: Optional[int] = typer.Option(None, help="number of layer groups (default: best silhouette)"),
+    free: bool = typer.Option(False, "--free", help="allow non-contiguous layer groups"),
+    boot: int = typer.Option(0, help="bootstrap resamples for group stability and GW intervals (0 = none)"),
+    batch_size: int = typer.Option(8, help="prompts per forward pass"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)"),
+    compare: Optional[str] = typer.Option(None, help="a second model / RUN_DIR to compare on the same inputs"),
+    out: Path = typer.Option(..., help="output folder (similarity.json, similarity.safetensors, gw.csv, cka.csv)"),
+) -> None:
+    """GW distances and linear CKA between the representations of every pair of layers, and the layer groups."""
+    from ..analysis.similarity import compare_similarity, layer_similarity
+    from ..models import load_model
+
+    kwargs = dict(hooks=hooks, n=n, metric=metric, solver=solver, seed=seed, batch_size=batch_size, split=split,
+                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True)
+    sim = layer_similarity(load_model(model, device=device), data, model_name=model, **kwargs)
+    sim.save(out)
+    echo(_summary(sim))
+    if sim.groups is not None:
+        g = sim.groups
+        echo(f"groups: {g.n_groups} (boundaries at layers {g.boundaries}), silhouette {g.silhouette:.3f}")
+        if g.stability:
+            lo, hi = g.stability["ari_ci"]
+            echo(f"bootstrap ({g.stability['n_boot']}): ARI to full-sample groups {g.stability['ari_mean']:.3f} "
+                 f"[{lo:.3f}, {hi:.3f}]")
+    if compare:
+        other = layer_similarity(load_model(compare, device=device), data, model_name=compare, **kwargs)
+        other.save(out / "compare")
+        cmp = compare_similarity(sim, other)
+        (out / "similarity_compare.json").write_text(json.dumps(cmp, indent=1))
+        rows = [(name, v) for name, v in zip(cmp["layers"], cmp["per_layer_gw"] or [float("nan")] * len(cmp["layers"]))]
+        (out / "similarity_compare.csv").write_text(
+            "layer,per_layer_gw\n" + "".join(f"{a},{b:.6g}\n" for a, b in rows))
+        echo(format_table(["layer", f"GW {model} vs {compare}"], rows))
+        echo(f"GW-matrix rank correlation {cmp['gw_spearman']}, CKA {cmp['cka_spearman']}, "
+             f"group ARI {cmp['groups_ari']}")
+    echo(f"wrote {out}")
