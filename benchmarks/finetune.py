@@ -73,7 +73,7 @@ def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam
         opt.zero_grad(set_to_none=True)
         return dt
 
-    for _ in range(3):  # warm-up (allocator, kernels)
+    for _ in range(1):  # warm-up (allocator, kernels)
         step(True), step(False)
     plain, withl, alone = [], [], []
     for i in range(steps):

@@ -398,7 +398,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
         acc["time"] += time.perf_counter() - t0
         acc["tokens_window"] += tokens_per_step // d.world
         done = step + 1
-        bar.set_postfix(loss=f"{float(task):.3f}", C=f"{shown_c:.3f}",
+        bar.set_postfix(loss=f"{float(task.detach()):.3f}", C=f"{shown_c:.3f}",
                         tok_s=f"{acc['tokens_window'] * d.world / max(acc['time'], 1e-9):.0f}")
         if done % cfg.eval_every == 0 or done == cfg.steps:
             last = evaluate(done)
