@@ -51,7 +51,7 @@ def patch(
 
     from ..analysis.patch_run import analyse_model, compare as compare_results, write_comparison, write_results
     from ..analysis.prompts import encode_task
-    from ..analysis.units import default_partition
+    from ..analysis.units import default_partition, unit_layout
     from ..core.partition import ModelPartition
     from ..data import list_tasks
     from ..errors import CircuitclustError
@@ -75,6 +75,7 @@ def patch(
             mp, part_src = _run_partition(compare)
         if mp is None:
             mp, part_src = default_partition(m, k=k, seed=seed), f"co-clustered here (k={k})"
+    unit_layout(m, mp)  # fail fast on a partition made for another model
     prompts = [encode_task(m, t, max_prompts=max_prompts) for t in names]
     for p in prompts:
         echo(f"task {p.name}: {len(p)} prompts ({p.dropped} pairs dropped for unequal token lengths)")

@@ -1,0 +1,68 @@
+"""The patching run: files and schemas written, comparison of a model with itself, and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from _patching_data import capital_rows, colour_rows
+from _planted import planted_model, planted_prompts
+from typer.testing import CliRunner
+
+from circuitclust.analysis.patch_run import analyse_model, compare, write_comparison, write_results
+from circuitclust.cli.main import app
+from circuitclust.core.partition import ModelPartition
+from circuitclust.models import weight_graphs
+from circuitclust.runfiles import load_circuits, load_effects, load_specialisation
+
+
+def test_files_schemas_and_self_comparison(tmp_path):
+    m = planted_model()
+    mp = ModelPartition.blocks(weight_graphs(m, parts=("mlp",)), 4)  # MLP only: 16 nodes keep it fast
+    tasks = [planted_prompts(1, n=4), planted_prompts(2, n=4)]
+    res = analyse_model(m, mp, tasks, n_boot=100, model_name="planted")
+    written = write_results(tmp_path, res)
+    assert all(p.is_file() for p in written)
+    eff, spec, circ = load_effects(tmp_path), load_specialisation(tmp_path), load_circuits(tmp_path)
+    assert len(eff["effect"]) == len(eff["nodes"]) == 16 and len(eff["effect"][0]) == 2
+    assert set(eff["baseline"]) == {"planted1", "planted2"}
+    assert len(spec["per_cluster"]) == 16 and spec["model_score"] > 0.9
+    assert set(circ["tasks"]) == {"planted1", "planted2"} and circ["attribution_spearman"] is not None
+    assert all(c["circuit_size"] is not None for c in circ["tasks"].values())
+    assert (tmp_path / "effects.csv").read_text().count("\n") == 1 + 16 * 2
+    comp = compare(res, res, n_boot=100)
+    assert all(abs(v) < 1e-9 for row in comp["effect_diff"] for v in row)
+    assert comp["specialisation"]["diff"] == 0 and comp["specialisation"]["diff_ci"] == [0.0, 0.0]
+    write_comparison(tmp_path, comp)
+    assert json.loads((tmp_path / "comparison.json").read_text())["schema"] == "circuitclust.comparison/1"
+
+
+def _task_files(tmp_path):
+    paths = []
+    for name, rows in (("capital", capital_rows()), ("colour", colour_rows())):
+        p = tmp_path / f"{name}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        paths.append(str(p))
+    return ",".join(paths)
+
+
+def test_cli_errors(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["patch", "tiny-gpt2", "--tasks", "no-such-task", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "unknown task" in r.output
+    other = ModelPartition.blocks(weight_graphs(planted_model()), 4)
+    other.space_labels["mlp.1"] = other.space_labels["mlp.1"][:100]
+    other.save(tmp_path / "bad")
+    r = runner.invoke(app, ["patch", "tiny-gpt2", "--tasks", "capital", "--partition",
+                            str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "labels" in r.output
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["patch", "tiny-gpt2", "--tasks", _task_files(tmp_path), "--n-boot", "50",
+                                 "--batch-size", "6", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in ("effects.json", "specialisation.json", "circuits.json", "partition.json", "run_config.json"):
+        assert (out / name).is_file()
+    assert load_effects(out)["tasks"] == ["capital", "colour"]
