@@ -19,7 +19,7 @@ import torch
 from ..errors import CircuitclustError
 from .kmeans import kmeans
 from .partition import Partition
-from .svd import resolve_method, top_singular_vectors
+from .svd import exact_svd, randomized_svd, resolve_method
 
 
 def _check(weights: torch.Tensor, k: int) -> None:
@@ -33,7 +33,7 @@ def _check(weights: torch.Tensor, k: int) -> None:
 
 def bipartite_embedding(
     a: torch.Tensor, n_vectors: int, *, svd: str = "auto", n_iter: int = 6, oversample: int = 10,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, svd_tol: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dhillon's scaled spectral embedding of non-negative ``a`` ``[B, m, n]``.
 
@@ -48,8 +48,18 @@ def bipartite_embedding(
     ir = torch.where(dr > 0, dr.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dr))
     ic = torch.where(dc > 0, dc.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dc))
     an = a.mul_(ir[:, :, None]).mul_(ic[:, None, :])  # in place: a is the caller's private copy
-    u, _, v = top_singular_vectors(an, n_vectors, method=svd, n_iter=n_iter, oversample=oversample,
-                                   generator=generator)
+    if resolve_method(svd, a.shape[1], a.shape[2], n_vectors) == "exact":
+        u, _, v = exact_svd(an, n_vectors)
+    else:
+        # The trivial pair is known in closed form: An v0 = u0 with singular value 1, the largest. Deflating
+        # it spends the sketch and the power iterations on the n_vectors - 1 informative directions only.
+        total = dr.sum(1, keepdim=True)
+        u0, v0 = (dr / total).sqrt()[:, :, None], (dc / total).sqrt()[:, :, None]
+        u, v = u0, v0
+        if n_vectors > 1:
+            u1, _, v1 = randomized_svd(an, n_vectors - 1, oversample=oversample, n_iter=n_iter,
+                                       generator=generator, tol=svd_tol, deflate=(u0, v0))
+            u, v = torch.cat([u0, u1], 2), torch.cat([v0, v1], 2)
     z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
     active = torch.cat([dr > 0, dc > 0], 1)
     ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
