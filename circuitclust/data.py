@@ -64,15 +64,15 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
 @contextmanager
 def _quiet_datasets():
     """Silence the per-load 'Generating train split' bars (restoring the caller's setting)."""
-    from datasets.utils import tqdm as dtqdm
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    was = dtqdm.are_progress_bars_disabled()
-    dtqdm.disable_progress_bars()
+    was = are_progress_bars_disabled()
+    disable_progress_bars()
     try:
         yield
     finally:
         if not was:
-            dtqdm.enable_progress_bars()
+            enable_progress_bars()
 
 
 def _load_json_files(files: list[Path], required: tuple[str, ...]):

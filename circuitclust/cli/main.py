@@ -18,3 +18,4 @@ from . import cluster_cmd  # noqa: E402,F401
 from . import finetune_cmd  # noqa: E402,F401
 from . import patch_cmd  # noqa: E402,F401
 from . import similarity_cmd  # noqa: E402,F401
+from . import tasks_cmd  # noqa: E402,F401
