@@ -11,6 +11,7 @@ _LAZY = {
     "Partition": "circuitclust.core.partition",
     "ModelPartition": "circuitclust.core.partition",
     "partition_model": "circuitclust.analysis.clustering",
+    "ClusterabilityLoss": "circuitclust.analysis.cluster_loss",
 }
 
 

@@ -129,7 +129,7 @@ def regularised_parameters(loss: ClusterabilityLoss) -> list[nn.Parameter]:
     """The distinct HF parameters the loss reads (a fused QKV parameter appears once)."""
     seen: dict[int, nn.Parameter] = {}
     for g in loss.graphs:
-        seen.setdefault(id(g._param), g._param)
+        seen.setdefault(id(g.parameter), g.parameter)
     return list(seen.values())
 
 

@@ -71,6 +71,7 @@ class FinetuneConfig:
     permute: bool = False               # reorder MLP neurons so clusters are contiguous (function unchanged)
     dropout: bool = True                # False: train in eval mode (deterministic, e.g. for DDP checks)
     eval_every: int = 50
+    max_minutes: float = 0.0            # wall-time budget of the training loop (0 = none); stops cleanly
     eval_blocks: int = 32               # held-out blocks per domain
     save_every: int = 0                 # 0 = at every evaluation
     keep_checkpoints: int = 2
@@ -356,6 +357,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or d.rank != 0,
                desc="finetune", dynamic_ncols=True)
     shown_c = mean_of(closs.clusterability())
+    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
     for step in bar:
         if part is None and step >= cfg.partition_warmup:  # warm-up over: freeze a spectral partition now
             if d.rank == 0:
@@ -400,11 +402,17 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
         done = step + 1
         bar.set_postfix(loss=f"{float(task.detach()):.3f}", C=f"{shown_c:.3f}",
                         tok_s=f"{acc['tokens_window'] * d.world / max(acc['time'], 1e-9):.0f}")
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        # Every rank must take the same decision, so the deadline is agreed by a sum over ranks.
+        out_of_time = deadline is not None and d.sum([float(time.monotonic() >= deadline)])[0] > 0
+        if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
             last = evaluate(done)
             shown_c = last["mean_clusterability"]
-        if done % save_every == 0 or done == cfg.steps:
+        if done % save_every == 0 or done == cfg.steps or out_of_time:
             save(done)
+        if out_of_time:
+            if d.rank == 0:
+                bar.write(f"finetune: time budget of {cfg.max_minutes:g} min reached after {done} steps")
+            break
         if stop_at is not None and done >= stop_at:
             bar.close()
             return last

@@ -16,7 +16,7 @@ from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
 
 def _hidden_axis(g: WeightGraph) -> int:
     """Axis of the stored HF parameter that indexes the MLP hidden neurons."""
-    in_out = g._source.layout == "in_out"
+    in_out = g.stored_in_out
     if g.kind == "mlp_out":  # hidden neurons are the input side
         return 0 if in_out else 1
     return 1 if in_out else 0

@@ -32,6 +32,7 @@ def finetune(
     train: str = typer.Option("all", help="trained parameters: all | mlp | regularised"),
     permute: bool = typer.Option(False, help="reorder MLP neurons so clusters are contiguous (same function)"),
     eval_every: int = typer.Option(50, help="steps between held-out evaluations"),
+    max_minutes: float = typer.Option(0.0, help="stop cleanly (evaluate, checkpoint, final/) after this many minutes of training (0 = no limit)"),
     eval_blocks: int = typer.Option(32, help="held-out sequences per domain"),
     save_every: int = typer.Option(0, help="steps between checkpoints (0 = at every evaluation)"),
     keep_checkpoints: int = typer.Option(2, help="checkpoints kept (0 = all)"),
@@ -49,7 +50,7 @@ def finetune(
         weight_decay=weight_decay, lr_warmup=lr_warmup, max_grad_norm=max_grad_norm, distill=distill,
         partition=partition, partition_warmup=partition_warmup,
         graphs=tuple(g.strip() for g in graphs.split(",") if g.strip()), train=train, permute=permute,
-        eval_every=eval_every, eval_blocks=eval_blocks, save_every=save_every,
+        eval_every=eval_every, max_minutes=max_minutes, eval_blocks=eval_blocks, save_every=save_every,
         keep_checkpoints=keep_checkpoints, seed=seed, device=device,
     )
     last = run(cfg, resume=resume)

@@ -96,6 +96,16 @@ class WeightGraph:
         return w
 
     @property
+    def parameter(self) -> nn.Parameter:
+        """The HF parameter this graph reads (a fused QKV graph shares it with its siblings)."""
+        return self._param
+
+    @property
+    def stored_in_out(self) -> bool:
+        """True when the parameter is stored ``[in, out]`` (GPT-2 ``Conv1D``), False for ``nn.Linear``."""
+        return self._source.layout == "in_out"
+
+    @property
     def n_heads(self) -> int:
         """Heads along the head-dimension side (``n_kv_heads`` for K/V under grouped-query attention)."""
         return self._n_kv_heads if self.kind in ("attn_k", "attn_v") else self._n_heads
