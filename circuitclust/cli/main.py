@@ -13,9 +13,10 @@ app = typer.Typer(
 
 # Sub-command modules; importing one registers its commands on `app`.
 from . import graphs_cmd  # noqa: E402,F401
-from . import report_cmd  # noqa: E402,F401
 from . import cluster_cmd  # noqa: E402,F401
 from . import finetune_cmd  # noqa: E402,F401
 from . import patch_cmd  # noqa: E402,F401
 from . import similarity_cmd  # noqa: E402,F401
 from . import tasks_cmd  # noqa: E402,F401
+from . import report_cmd  # noqa: E402,F401
+from . import demo_cmd  # noqa: E402,F401
