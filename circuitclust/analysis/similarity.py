@@ -122,23 +122,42 @@ def collect_representations(model, tokens: torch.Tensor, positions: torch.Tensor
                             batch_size: int = 8, progress: bool = False) -> list[torch.Tensor]:
     """Activations at ``hooks`` for the sampled ``positions[n, 2]`` (prompt, position) of ``tokens[P, T]``
     -> one ``[n, d_hook]`` float32 tensor per hook, on the model's device. Only prompts holding a sampled
-    position are run, ``batch_size`` at a time, caching only the requested hooks."""
+    position are run, ``batch_size`` at a time, each cut after its last sampled position.
+
+    Hooks are attached with ``run_with_hooks`` rather than ``run_with_cache`` so that the forward pass can
+    stop as soon as every requested hook has fired (TransformerLens' ``StopAtLayerException``): the
+    unembedding of Gemma's 262k-token vocabulary is otherwise most of the cost, and ``stop_at_layer`` cannot
+    skip it when the last block is hooked.
+    """
     from tqdm.auto import tqdm
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
     device = _model_device(model)
     prompts = torch.unique(positions[:, 0])
     out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
-    wanted = set(hooks)
     for s in tqdm(range(0, len(prompts), batch_size), desc="activations", disable=not progress, leave=False):
         batch = prompts[s:s + batch_size]
         sel = torch.isin(positions[:, 0], batch)
-        rows = torch.searchsorted(batch, positions[sel, 0])
-        cols = positions[sel, 1]
-        width = int(cols.max()) + 1  # nothing after the last sampled position is needed (causal model)
-        _, cache = model.run_with_cache(tokens[batch, :width].to(device), names_filter=lambda name: name in wanted)
+        rows = torch.searchsorted(batch, positions[sel, 0]).to(device)
+        cols = positions[sel, 1].to(device)
+        width = int(positions[sel, 1].max()) + 1  # nothing after the last sampled position is needed (causal)
+        got: dict[str, torch.Tensor] = {}
+
+        def grabber(name: str):
+            # keyed by the requested name: several names are aliases of one hook point (hook.name differs)
+            def grab(act: torch.Tensor, hook) -> torch.Tensor:
+                got[name] = act[rows, cols].float()
+                if len(got) == len(hooks):
+                    raise StopAtLayerException(act)
+                return act
+            return grab
+
+        model.run_with_hooks(tokens[batch, :width].to(device), fwd_hooks=[(h, grabber(h)) for h in hooks])
+        missing = [h for h in hooks if h not in got]
+        if missing:
+            raise CircuitclustError(f"hook {missing[0]} did not fire during the forward pass: pick another hook")
         for h in hooks:
-            out[h].append(cache[h][rows.to(device), cols.to(device)].float())
-        del cache
+            out[h].append(got[h])
     # positions are sorted by prompt, so concatenating batch by batch keeps their order
     return [torch.cat(out[h]) for h in hooks]
 
