@@ -16,8 +16,8 @@ def _summary(sim) -> str:
     labels = sim.groups.labels if sim.groups is not None else [0] * len(sim.layers)
     n_layers = len(sim.layers)
     for i, name in enumerate(sim.layers):
-        nxt = float(sim.distances[i, i + 1]) if i + 1 < n_layers else float("nan")
-        cka = float(sim.cka[i, i + 1]) if i + 1 < n_layers else float("nan")
+        nxt = float(sim.distances[i, i + 1]) if i + 1 < n_layers else "-"
+        cka = float(sim.cka[i, i + 1]) if i + 1 < n_layers else "-"
         rows.append((name, labels[i], nxt, cka))
     return format_table(["layer", "group", "GW to next", "CKA to next"], rows)
 
