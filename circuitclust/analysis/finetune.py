@@ -384,7 +384,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
                         t_logits = teacher(input_ids=x).logits
                     kl = _kl(logits, t_logits)
                     loss = loss + cfg.distill * kl / cfg.grad_accum
-                    acc["kl"] += float(kl)
+                    acc["kl"] += float(kl.detach())
                 if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
                     enmesh = closs()
                     loss = loss + lam * enmesh

@@ -68,7 +68,7 @@ def demo(
     _run_step("finetune", ["finetune", model, "--data", "wiki", "--out", str(ft), "--k", str(k), "--lam", str(lam),
                            "--distill", str(distill), "--partition", "spectral", "--graphs", "mlp_in,mlp_gate,mlp_out",
                            "--steps", "100000", "--max-minutes", f"{ft_minutes:.2f}", "--seq-len", str(seq_len),
-                           "--batch-size", "4", "--lr", "1e-4", "--eval-every", "25", "--eval-blocks", "8",
+                           "--batch-size", "4", "--lr", "1e-4", "--eval-every", "25", "--eval-blocks", "8", "--train", "mlp",
                            "--seed", str(seed), *dev], log)
     _run_step("cluster_finetuned", ["cluster", str(ft), "--k", str(k), "--parts", "mlp",
                                     "--out", str(out / "cluster_finetuned"), "--shuffles", str(shuffles),

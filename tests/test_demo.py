@@ -1,0 +1,29 @@
+"""The main job end to end on a tiny model: every step's files and a report that names them."""
+import json
+
+from typer.testing import CliRunner
+
+from circuitclust.cli.main import app
+
+
+def test_demo_runs_every_step_and_writes_the_report(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--model", "tiny-gpt2", "--out", str(out), "--minutes", "0.2",
+                                   "--max-prompts", "4", "--tasks", "country_capital,element_symbol",
+                                   "--similarity-n", "32", "--shuffles", "1", "--device", "cpu"])
+    assert res.exit_code == 0, res.output[-3000:]
+    for f in ("cluster_base/clusterability.json", "finetune/metrics.jsonl", "finetune/final/config.json",
+              "finetune/partition.json", "cluster_finetuned/clusterability.json", "patch/effects.json",
+              "patch/circuits.json", "similarity/similarity.json", "report.html", "demo_log.json"):
+        assert (out / f).is_file(), f
+    log = json.loads((out / "demo_log.json").read_text())
+    assert [s["step"] for s in log["steps"]] == ["cluster_base", "finetune", "cluster_finetuned", "patch",
+                                                  "similarity", "report"]
+    html = (out / "report.html").read_text()
+    assert "cluster_base" in html and "finetune" in html and "<script src=\"http" not in html
+    assert "report:" in res.output
+
+
+def test_demo_rejects_a_bad_budget(tmp_path):
+    res = CliRunner().invoke(app, ["demo", "--model", "tiny-gpt2", "--out", str(tmp_path), "--minutes", "0"])
+    assert res.exit_code == 2 and "--minutes must be positive" in res.output
