@@ -43,6 +43,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for every step's results and report.html"),
     minutes: float = typer.Option(15.0, "--minutes", help="rough wall-time budget; fine-tuning gets ~45% of it"),
     model: str = typer.Option("gemma-3-270m", "--model", help="model spec (the embedded Gemma by default)"),
+    data: str = typer.Option("wiki", "--data", help="fine-tuning and similarity corpus: wiki | chemistry | a .jsonl/.txt file"),
     k: int = typer.Option(4, "--k", help="clusters per layer"),
     lam: float = typer.Option(20.0, "--lam", help="clusterability loss weight"),
     distill: float = typer.Option(1.0, "--distill", help="KL-to-base weight that preserves capability"),
@@ -65,7 +66,7 @@ def demo(
     _run_step("cluster_base", ["cluster", model, "--k", str(k), "--parts", "mlp", "--out", str(out / "cluster_base"),
                                "--shuffles", str(shuffles), "--seed", str(seed), *dev], log)
     ft_minutes = max(0.5, minutes * _FINETUNE_SHARE)
-    _run_step("finetune", ["finetune", model, "--data", "wiki", "--out", str(ft), "--k", str(k), "--lam", str(lam),
+    _run_step("finetune", ["finetune", model, "--data", data, "--out", str(ft), "--k", str(k), "--lam", str(lam),
                            "--distill", str(distill), "--partition", "spectral", "--graphs", "mlp_in,mlp_gate,mlp_out",
                            "--steps", "100000", "--max-minutes", f"{ft_minutes:.2f}", "--seq-len", str(seq_len),
                            "--batch-size", "4", "--lr", "1e-4", "--eval-every", "25", "--eval-blocks", "8", "--train", "mlp",
@@ -77,10 +78,10 @@ def demo(
     _run_step("patch", ["patch", model, "--partition", str(ft / "partition.json"), "--compare", str(ft),
                         "--out", str(out / "patch"), "--max-prompts", str(max_prompts), "--seed", str(seed),
                         *task_opt, *dev], log)
-    _run_step("similarity", ["similarity", model, "--data", "wiki", "--n", str(similarity_n), "--compare", str(ft),
+    _run_step("similarity", ["similarity", model, "--data", data, "--n", str(similarity_n), "--compare", str(ft),
                              "--out", str(out / "similarity"), "--seed", str(seed), *dev], log)
     _run_step("report", ["report", str(out), "-o", str(out / "report.html")], log)
     total = time.perf_counter() - t0
-    (out / "demo_log.json").write_text(json.dumps({"model": model, "minutes_budget": minutes, "seconds": round(total, 1),
+    (out / "demo_log.json").write_text(json.dumps({"model": model, "data": data, "minutes_budget": minutes, "seconds": round(total, 1),
                                                    "steps": log}, indent=1))
     echo(f"\ndemo finished in {total / 60:.1f} min; report: {(out / 'report.html').resolve()}")

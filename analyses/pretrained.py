@@ -1,0 +1,120 @@
+"""The papers' pretrained-model experiments with the toolkit: cluster, fine-tune with the clusterability loss,
+re-score, patch and compare layers, then tabulate the claims (pretrained models are enmeshed; clustered
+models form smaller circuits; they do not specialise more).
+
+    python analyses/pretrained.py --models gpt2 EleutherAI/pythia-70m --data wiki --out runs/papers_wiki
+    python analyses/pretrained.py --models gemma-3-270m --data chemistry --out runs/gemma_chemistry
+
+Each model runs ``circuitclust demo`` (the same pipeline, see circuitclust/cli/demo_cmd.py) into
+OUT/<model>/; a model whose weights are not available here (no hub access, not cached) is recorded as such,
+never faked. Writes OUT/summary.json and OUT/summary.md and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from circuitclust import runfiles
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def summarise(run: Path) -> dict:
+    """Headline figures of one demo run folder (reads the run files only)."""
+    base = runfiles.load_clusterability(run / "cluster_base")
+    after = runfiles.load_clusterability(run / "cluster_finetuned")
+    metrics = runfiles.load_metrics(run / "finetune")
+    first, last = metrics[0], metrics[-1]
+    circ_b = runfiles.load_circuits(run / "patch")
+    circ_f = runfiles.load_circuits(run / "patch" / "compare")
+    spec_b = runfiles.load_specialisation(run / "patch")
+    spec_f = runfiles.load_specialisation(run / "patch" / "compare")
+
+    def cl(doc):
+        g = doc["graphs"]
+        return {"mean_C": _mean([r["clusterability"] for r in g]), "mean_chance": _mean([r["chance"] for r in g]),
+                "mean_shuffle": _mean([r["shuffle_mean"] for r in g]),
+                "share_p_le_0.1": _mean([None if r["p"] is None else float(r["p"] <= 0.1) for r in g])}
+
+    def circuits(doc):
+        return {t: {"units": v["circuit_size"], "fraction": v["fraction"],
+                    "clusters": v.get("cluster_circuit_size")} for t, v in doc["tasks"].items()}
+
+    return {
+        "spectral_base": cl(base), "spectral_finetuned": cl(after),
+        "training_partition": {"C_before": first["mean_clusterability"], "C_after": last["mean_clusterability"],
+                               "chance": last["chance"], "steps": last["step"]},
+        "heldout_ppl_before": first["heldout_ppl"], "heldout_ppl_after": last["heldout_ppl"],
+        "circuits_base": circuits(circ_b), "circuits_finetuned": circuits(circ_f),
+        "specialisation_base": spec_b["model_score"], "specialisation_finetuned": spec_f["model_score"],
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = ["| model | C base (chance, shuffle) | C after fine-tune (train partition) | held-out ppl before -> after "
+             "| mean circuit fraction base -> tuned | specialisation base -> tuned |", "|---|---|---|---|---|---|"]
+    for model, r in results.items():
+        if "error" in r:
+            lines.append(f"| {model} | not run: {r['error']} | | | | |")
+            continue
+        s, t = r["spectral_base"], r["training_partition"]
+        ppl = ", ".join(f"{d} {r['heldout_ppl_before'][d]:.1f} -> {r['heldout_ppl_after'][d]:.1f}"
+                        for d in r["heldout_ppl_before"])
+        fb = _mean([v["fraction"] for v in r["circuits_base"].values()])
+        ff = _mean([v["fraction"] for v in r["circuits_finetuned"].values()])
+        lines.append(f"| {model} | {s['mean_C']:.3f} ({s['mean_chance']:.3f}, {s['mean_shuffle'] or float('nan'):.3f}) "
+                     f"| {t['C_before']:.3f} -> {t['C_after']:.3f} (chance {t['chance']:.3f}, {t['steps']} steps) "
+                     f"| {ppl} | {fb:.3f} -> {ff:.3f} | {r['specialisation_base']:.3f} -> "
+                     f"{r['specialisation_finetuned']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["gpt2", "EleutherAI/pythia-70m"])
+    ap.add_argument("--data", default="wiki")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further `circuitclust demo` options")
+    args = ap.parse_args(argv)
+    from typer.main import get_command
+
+    from circuitclust.cli.main import app
+    from circuitclust.errors import ModelNotAvailableError
+    from circuitclust.models.loading import load_hf
+
+    results = {}
+    for model in args.models:
+        run = args.out / model.replace("/", "__")
+        try:
+            load_hf(model)  # fail early and plainly when the weights are not available here
+        except ModelNotAvailableError as e:
+            results[model] = {"error": str(e)}
+            continue
+        t0 = time.perf_counter()
+        rc = get_command(app).main(["demo", "--model", model, "--data", args.data, "--out", str(run),
+                                    "--minutes", str(args.minutes), *args.extra],
+                                   prog_name="circuitclust", standalone_mode=False)
+        if rc:
+            results[model] = {"error": f"circuitclust demo exited {rc}"}
+            continue
+        results[model] = {**summarise(run), "seconds": round(time.perf_counter() - t0, 1), "run": str(run)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {"command": " ".join(["python", "analyses/pretrained.py", *(argv or sys.argv[1:])]), "data": args.data,
+           "results": results}
+    (args.out / "summary.json").write_text(json.dumps(doc, indent=1))
+    table = markdown(results)
+    (args.out / "summary.md").write_text(table + "\n")
+    print(table)
+    return doc
+
+
+if __name__ == "__main__":
+    main()
