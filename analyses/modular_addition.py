@@ -124,7 +124,7 @@ def train(model, data: dict[str, torch.Tensor], *, steps: int, lr: float, weight
     history: list[dict] = []
     t0, c0 = time.perf_counter(), time.process_time()
 
-    def evaluate(step: int, task_loss: float) -> None:
+    def evaluate(step: int, task_loss: float | None) -> None:
         model.eval()
         tr_acc, tr_loss = accuracy(model, x_tr, y_tr)
         te_acc, te_loss = accuracy(model, x_te, y_te)
@@ -136,7 +136,7 @@ def train(model, data: dict[str, torch.Tensor], *, steps: int, lr: float, weight
         log(f"  step {step:5d}  train acc {tr_acc:.3f}  test acc {te_acc:.3f}  test loss {te_loss:.3f}  "
             f"C {c:.3f} (chance {chance:.3f})")
 
-    task = float("nan")
+    task = None  # no training step taken yet
     for step in range(steps):
         if step % eval_every == 0:
             evaluate(step, task)
@@ -277,9 +277,10 @@ def run_one(name: str, lam: float, args, data: dict, out: Path, device: torch.de
     full, subtasks = task_prompts(data, args.patch_split, args.patch_prompts, args.p, args.seed, args.subtasks)
     rec["patch_prompts"] = {"split": args.patch_split, "n": len(full), "subtasks": [s.name for s in subtasks]}
     kw = dict(threshold=args.threshold, n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size)
-    log(f"[{name}] patching + circuits (training partition)")
-    _step(rec, "patching_train_partition", lambda: patching(model, tr["partition"], full, subtasks, **kw), log)
-    if spectral is not None:
+    if "train" in args.patch_partitions:
+        log(f"[{name}] patching + circuits (training partition)")
+        _step(rec, "patching_train_partition", lambda: patching(model, tr["partition"], full, subtasks, **kw), log)
+    if "spectral" in args.patch_partitions and spectral is not None:
         log(f"[{name}] patching + circuits (spectral partition)")
         _step(rec, "patching_spectral", lambda: patching(model, spectral, full, subtasks, **kw), log)
     return rec
@@ -361,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--train-frac", type=float, default=0.3, help="fraction of all pairs used for training")
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the train/test split")
     ap.add_argument("--seed", type=int, default=0, help="model init, training, partition and patching seed")
-    ap.add_argument("--steps", type=int, default=150, help="full-batch training steps per run")
+    ap.add_argument("--steps", type=int, default=100, help="full-batch training steps per run")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=1.0)
     ap.add_argument("--lam", type=float, default=5.0, help="clusterability-loss weight of the second run")
@@ -370,11 +371,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--shuffles", type=int, default=50, help="shuffle-null size for clusterability")
     ap.add_argument("--patch-split", choices=("train", "test"), default="train",
                     help="which split the patching prompts come from")
     ap.add_argument("--patch-prompts", type=int, default=256)
+    ap.add_argument("--patch-partitions", type=lambda v: tuple(x for x in v.split(",") if x),
+                    default=("train", "spectral"), help="comma-separated partitions to patch by: train (the loss's blocks), spectral (fresh)")
     ap.add_argument("--subtasks", type=int, default=4, help="answer-range sub-tasks for specialisation")
     ap.add_argument("--threshold", type=float, default=0.8, help="circuit faithfulness threshold")
     ap.add_argument("--n-boot", type=int, default=1000)
