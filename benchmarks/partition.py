@@ -1,13 +1,27 @@
 """Benchmark: circuitclust's spectral co-clustering vs scikit-learn's SpectralCoclustering, in one run.
 
 Cases: a GPT-2-small-shaped (768x3072) and a Gemma-2-2b-shaped (2304x9216) random-plus-structure matrix
-(4 planted blocks under random row/column permutations, buried in i.i.d. noise), and every MLP + attention
-graph of a randomly initialised GPT-2 small (transformers GPT2Config(), no download; 72 graphs). Both
-methods get |W| and k clusters; time (best of --repeats) and clusterability (squared-weight in-cluster
-fraction) are printed with the ratios. sklearn runs one graph at a time (it has no batch mode);
-circuitclust batches same-shape graphs.
+(4 planted blocks under random row/column permutations, buried in i.i.d. noise; at the default --noise 3
+the structure is weak and the spectrum nearly flat, the hard case for a randomized SVD), and every MLP +
+attention graph of a randomly initialised GPT-2 small (transformers GPT2Config(), no download; 72 graphs).
+
+Both methods get |W| and the same k. scikit-learn runs with its defaults: svd_method="randomized"
+(1 + ceil(log2 k) singular vectors, 10 oversamples, n_iter="auto" = 7 power iterations, float64),
+k-means n_init=10; it has no batch mode, so it runs one graph at a time. circuitclust runs with its
+defaults (float32, k singular vectors with the trivial one in closed form, at most 6 power iterations
+with early stop, k-means n_init=10) and batches same-shape graphs.
+
+How to read it: each row gives the median over --repeats of the wall-clock time and of the process CPU
+time (all threads) of both methods, their ratios (sklearn / ours: > 1 means circuitclust is faster), and
+the clusterability (squared-weight in-cluster fraction; higher is better) of both partitions of the same
+matrix, beside the chance level of equal blocks (1/k). On a machine shared with other jobs, wall time
+is inflated by preemption for both methods alike; the CPU-time ratio is the steadier figure with
+--threads 1 (one thread does all the work), while with several threads it compares total work, not
+latency. Pin threads (--threads) to compare like with like: both libraries get the same limit.
+The model case runs --model-repeats times (sklearn takes tens of seconds there).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/partition.py [--device cuda] [--threads 1] [--k 4]
+        [--repeats 3] [--model-repeats 1] [--skip-model]
 """
 from __future__ import annotations
 
@@ -31,15 +45,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def best_of(fn, repeats: int, device: torch.device):
-    best, out = float("inf"), None
+def timed(fn, repeats: int, device: torch.device):
+    """Run ``fn`` ``repeats`` times: (median wall s, median process CPU s, last output)."""
+    walls, cpus, out = [], [], None
     for _ in range(repeats):
         sync(device)
-        t = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return float(np.median(walls)), float(np.median(cpus)), out
 
 
 def main() -> None:
@@ -48,7 +64,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch and BLAS/OpenMP threads for both libraries")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--noise", type=float, default=3.0, help="noise / signal ratio of the planted matrices")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the single-matrix cases (median)")
+    ap.add_argument("--model-repeats", type=int, default=1, help="repeats of the GPT-2 model case (median)")
     ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
 
@@ -60,27 +77,29 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    limit = threadpool_limits(args.threads) if args.threads else None  # numpy/scipy BLAS and sklearn OpenMP
     dev = torch.device(args.device)
     k = args.k
-    print(f"device {dev}, torch threads {torch.get_num_threads()}, k {k}, best of {args.repeats}")
+    print(f"device {dev}, torch threads {torch.get_num_threads()}, BLAS/OpenMP limit {args.threads or 'default'}, "
+          f"k {k}, median of {args.repeats} (model case: {args.model_repeats})")
 
     def ours(ws: torch.Tensor):
         return cocluster_labels(ws.to(dev), k, seed=0)
 
     def sk(w: np.ndarray):
-        m = SpectralCoclustering(k, random_state=0).fit(w)
+        m = SpectralCoclustering(k, random_state=0).fit(w)  # defaults: svd_method="randomized", n_init=10
         return torch.as_tensor(m.row_labels_), torch.as_tensor(m.column_labels_)
 
-    limit = threadpool_limits(args.threads) if args.threads else None
     rows = []
     for name, shape in (("gpt2-small mlp", (768, 3072)), ("gemma-2-2b mlp", (2304, 9216))):
         w = planted(*shape, k, args.noise)
-        t_ours, (r, c) = best_of(lambda: ours(w[None]), args.repeats, dev)
+        ours(w[None])  # warm-up (allocator, thread pool)
+        wo, co, (r, c) = timed(lambda: ours(w[None]), args.repeats, dev)
         c_ours = float(clusterability(w, r[0].cpu(), c[0].cpu()))
         wn = w.abs().numpy()
-        t_sk, (rs, cs) = best_of(lambda: sk(wn), args.repeats, dev)
+        ws_, cs_, (rs, cs) = timed(lambda: sk(wn), args.repeats, dev)
         c_sk = float(clusterability(w, rs, cs))
-        rows.append((f"{name} {shape[0]}x{shape[1]}", t_ours, t_sk, c_ours, c_sk))
+        rows.append((f"{name} {shape[0]}x{shape[1]}", wo, ws_, co, cs_, c_ours, c_sk))
 
     if not args.skip_model:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -107,18 +126,20 @@ def main() -> None:
         def sk_all():
             return {n: sk(w.abs().numpy()) for n, w in ws.items()}
 
-        t_ours, lab_o = best_of(ours_all, 1, dev)
-        t_sk, lab_s = best_of(sk_all, 1, dev)
+        wo, co, lab_o = timed(ours_all, args.model_repeats, dev)
+        ws_, cs_, lab_s = timed(sk_all, args.model_repeats, dev)
         mean_c = lambda lab: float(np.mean([float(clusterability(ws[n], *lab[n])) for n in ws]))  # noqa: E731
-        rows.append((f"gpt2-small all {len(graphs)} graphs (untied)", t_ours, t_sk, mean_c(lab_o), mean_c(lab_s)))
-        t_tied, _ = best_of(lambda: partition_model(model, k=k, parts=("mlp", "attn"), device=dev), 1, dev)
-        print(f"circuitclust tied partition_model (mlp+attn, {len(graphs)} graphs): {t_tied:.3f} s")
+        rows.append((f"gpt2-small all {len(graphs)} graphs (untied)", wo, ws_, co, cs_, mean_c(lab_o), mean_c(lab_s)))
+        wt, ct, _ = timed(lambda: partition_model(model, k=k, parts=("mlp", "attn"), device=dev), args.model_repeats, dev)
+        print(f"circuitclust tied partition_model (mlp+attn, {len(graphs)} graphs): wall {wt:.3f} s, cpu {ct:.3f} s")
     if limit is not None:
-        limit.unregister() if hasattr(limit, "unregister") else None
+        limit.restore_original_limits()
 
-    print(f"{'case':44s} {'ours s':>8s} {'sklearn s':>9s} {'speed-up':>8s} {'C ours':>8s} {'C sklearn':>9s}")
-    for name, to, ts, co, cs in rows:
-        print(f"{name:44s} {to:8.3f} {ts:9.3f} {ts / to:7.1f}x {co:8.4f} {cs:9.4f}")
+    print(f"{'case':42s} {'wall ours':>9s} {'wall sk':>8s} {'ratio':>6s} {'cpu ours':>9s} {'cpu sk':>7s} {'ratio':>6s} "
+          f"{'C ours':>7s} {'C sk':>7s} {'chance':>6s}")
+    for name, wo, ws_, co, cs_, c_o, c_s in rows:
+        print(f"{name:42s} {wo:9.3f} {ws_:8.3f} {ws_ / wo:5.1f}x {co:9.3f} {cs_:7.3f} {cs_ / co:5.1f}x "
+              f"{c_o:7.4f} {c_s:7.4f} {1 / k:6.3f}")
 
 
 if __name__ == "__main__":
