@@ -245,6 +245,11 @@ class TaskTokens:
     def __len__(self) -> int:
         return int(self.clean.shape[0])
 
+    def to(self, device: str | torch.device) -> "TaskTokens":
+        """A copy with every tensor on ``device``."""
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return TaskTokens(**moved)
+
 
 def first_token_ids(tokenizer: Any, answers: list[str]) -> list[int | None]:
     """First token id of each answer tokenised alone without special tokens (None if it has none)."""

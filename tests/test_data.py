@@ -179,6 +179,8 @@ def test_tokenize_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
             assert tt.corrupted[row][tt.attention_mask[row].bool()].tolist() == enc(rows[i]["corrupted_prompt"])
             assert int(tt.clean[row, tt.last_pos[row]]) == ids[-1]
         assert tt.answer.tolist() == [tiny_tok(" red", add_special_tokens=False)["input_ids"][0]] * len(tt)
+        moved = tt.to("cpu")
+        assert moved.corrupted.equal(tt.corrupted) and moved.n_dropped == tt.n_dropped
 
 
 def test_tokenize_task_nothing_left(tmp_path, tiny_tok):

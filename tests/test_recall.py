@@ -93,14 +93,16 @@ def test_cli_tasks(tmp_path):
     assert bad.exit_code == 2 and "unknown task" in bad.output
 
 
-# Floors set ~15 points below the accuracies measured on the embedded model (see the data issue's note);
-# they catch a broken prompt format, tokenizer or padding, not small numeric drift.
-EMBEDDED_FLOORS = {"country_capital": 0.70, "city_country": 0.75, "element_symbol": 0.75,
-                   "symbol_element": 0.50, "compound_formula": 0.75, "molecule_functional_group": 0.35}
+# Measured on the embedded model (first 30 prompts per task, CPU, float32): country_capital 29/30,
+# city_country 28/30, element_symbol 30/30, symbol_element 25/30, compound_formula 28/30,
+# molecule_functional_group 20/30 (all prompts: 70/79, 60/65, 61/63, 43/63, 49/52, 32/53). Floors sit about
+# 15 points lower: they catch a broken prompt format, tokenizer or padding, not small numeric drift.
+EMBEDDED_FLOORS = {"country_capital": 0.80, "city_country": 0.75, "element_symbol": 0.85,
+                   "symbol_element": 0.65, "compound_formula": 0.75, "molecule_functional_group": 0.50}
 
 
 @pytest.mark.slow
 def test_embedded_gemma_recall_floors(embedded_bridge):
     for task, floor in EMBEDDED_FLOORS.items():
-        res = task_accuracy(embedded_bridge, task, batch_size=32)
+        res = task_accuracy(embedded_bridge, task, batch_size=30, limit=30)
         assert res.accuracy >= floor, (task, res.accuracy)
