@@ -1,0 +1,4 @@
+"""``python -m circuitclust`` (and ``torchrun -m circuitclust finetune ...``) run the CLI."""
+from .cli.main import app
+
+app(prog_name="circuitclust")
