@@ -15,6 +15,7 @@ from circuitclust.models import weight_graphs
 from circuitclust.runfiles import load_circuits, load_effects, load_specialisation
 
 
+@pytest.mark.slow  # ~15 s idle, ~50 s on the shared 2-core machine
 def test_files_schemas_and_self_comparison(tmp_path):
     m = planted_model()
     mp = ModelPartition.blocks(weight_graphs(m, parts=("mlp",)), 4)  # MLP only: 16 nodes keep it fast
