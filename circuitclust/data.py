@@ -12,8 +12,6 @@ Pure data handling: no model maths. Corpora are paragraph-per-row JSONL files wi
 from __future__ import annotations
 
 import json
-import os
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import Any
 import torch
 
 from .errors import DataError
-from .resources import data_dir
+from .resources import data_dir, hub_reachable
 
 SPLITS = ("train", "heldout")
 BUNDLED_CORPORA = ("wiki", "chemistry")
@@ -108,23 +106,12 @@ def corpus_files(name: str) -> list[Path]:
     return files
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
-            os.environ.get("HF_DATASETS_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _load_hub(name: str, split: str):
     """A hub dataset ``name`` or ``name:config`` (e.g. ``wikitext:wikitext-103-raw-v1``) with a ``text``
     column; ``heldout`` maps to its validation (or test) split. Empty lines are dropped."""
     from datasets import get_dataset_split_names, load_dataset
 
-    if not _hub_reachable():
+    if not hub_reachable("HF_DATASETS_OFFLINE"):
         raise DataError(
             f"dataset '{name}' is not a bundled corpus (wiki, chemistry) or a local file, and the Hugging Face hub "
             f"is unreachable: save it as JSONL (one {{\"text\": ...}} per line) or plain text and pass that path")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 
@@ -16,3 +17,17 @@ def data_dir() -> Path:
     if repo_data.is_dir():
         return repo_data
     return Path(str(resources.files("circuitclust._bundled")))
+
+
+def hub_reachable(*offline_vars: str, timeout: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` (or any of ``offline_vars``) is set, else whether huggingface.co answers
+    within ``timeout`` seconds. Callers use it to fail at once with a one-line error instead of letting the
+    hub clients retry for minutes."""
+    for var in ("HF_HUB_OFFLINE", *offline_vars):
+        if os.environ.get(var, "0").lower() in ("1", "true", "yes"):
+            return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -7,14 +7,12 @@ embedded real model), a local HF folder (``save_pretrained`` output, or a fine-t
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelNotAvailableError
-from ..resources import data_dir
+from ..resources import data_dir, hub_reachable
 from .embedded import EMBEDDED_NAME, ensure_embedded
 
 TINY_SEED = 0
@@ -66,16 +64,6 @@ def build_tiny(name: str, seed: int = TINY_SEED):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
     return model.eval(), tok
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def resolve_folder(path: Path) -> Path:
@@ -142,7 +130,7 @@ def _load_hub(name: str, dtype: torch.dtype):
                 AutoTokenizer.from_pretrained(name, local_files_only=True), name)
     except OSError:
         pass
-    if not _hub_reachable():
+    if not hub_reachable():
         raise ModelNotAvailableError(
             f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: "
             f"download it where there is network (`hf download {name} --local-dir DIR`) and pass DIR, "
