@@ -49,17 +49,22 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _node_parts(node: Mapping[str, Any], layer: str, cluster: str) -> list[str]:
+    """The layer, part and cluster of a node dict, each formatted by its template (missing keys skipped)."""
+    parts = []
+    if "layer" in node:
+        parts.append(layer.format(node["layer"]))
+    if "part" in node:
+        parts.append(str(node["part"]))
+    if "cluster" in node:
+        parts.append(cluster.format(node["cluster"]))
+    return parts
+
+
 def node_label(node: Mapping[str, Any] | Any) -> str:
     """``L3 mlp c2`` for a ``{layer, part, cluster}`` node; other shapes are shown as given."""
     if isinstance(node, Mapping):
-        parts = []
-        if "layer" in node:
-            parts.append(f"L{node['layer']}")
-        if "part" in node:
-            parts.append(str(node["part"]))
-        if "cluster" in node:
-            parts.append(f"c{node['cluster']}")
-        return " ".join(parts) or str(dict(node))
+        return " ".join(_node_parts(node, "L{}", "c{}")) or str(dict(node))
     if isinstance(node, (list, tuple)):
         return " ".join(str(x) for x in node)
     return str(node)
@@ -68,14 +73,7 @@ def node_label(node: Mapping[str, Any] | Any) -> str:
 def node_hover(node: Mapping[str, Any] | Any) -> str:
     """Long form of :func:`node_label` for hover text: ``layer 3, mlp, cluster 2 (64 units)``."""
     if isinstance(node, Mapping):
-        parts = []
-        if "layer" in node:
-            parts.append(f"layer {node['layer']}")
-        if "part" in node:
-            parts.append(str(node["part"]))
-        if "cluster" in node:
-            parts.append(f"cluster {node['cluster']}")
-        s = ", ".join(parts) or str(dict(node))
+        s = ", ".join(_node_parts(node, "layer {}", "cluster {}")) or str(dict(node))
         if node.get("size") is not None:
             s += f" ({node['size']} units)"
         return s
