@@ -1,12 +1,14 @@
-"""Cluster ablations: hook names and shapes, equivalences with weight edits, mean/resample semantics, errors."""
+"""Cluster ablations: hook names and shapes, equivalences with weight edits, mean/resample semantics, errors,
+and the fast paths (last-position logits, set-batched sweeps) against the plain ones."""
 from __future__ import annotations
 
 import pytest
 import torch
-from _patching_data import capital_rows
+from _patching_data import capital_rows, colour_rows
 
 from circuitclust.analysis.interventions import (ablation_sweep, cache_activations, cluster_masks,
-                                                 mean_activations, node_masks, run_ablated)
+                                                 mean_activations, metric_logits, node_masks, run_ablated)
+from circuitclust.analysis.metrics import last_logits
 from circuitclust.analysis.prompts import encode_task
 from circuitclust.analysis.units import unit_layout
 from circuitclust.core.partition import ModelPartition
@@ -118,3 +120,72 @@ def test_bad_inputs():
         encode_task(m, [{"prompt": "x"}], name="broken")
     with pytest.raises(DataError, match="unknown task"):
         encode_task(m, "no-such-task")
+
+
+def _mixed_lengths(model):
+    """Prompts of two lengths, so that the batch's last positions differ (several kept logits positions)."""
+    p = encode_task(model, capital_rows()[:3] + colour_rows()[:3], name="mixed")
+    assert len(set(p.lengths.tolist())) == 2
+    return p
+
+
+class _Spy:
+    """Wraps a bridge; records the logits shape of every forward, optionally rejecting or ignoring
+    ``logits_to_keep`` like an HF model without it (by a TypeError, or through ``**kwargs``)."""
+
+    def __init__(self, model, mode="pass"):
+        self.model, self.mode, self.shapes = model, mode, []
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def run_with_hooks(self, tokens, fwd_hooks=(), **kw):
+        if "logits_to_keep" in kw and self.mode == "reject":
+            raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+        if self.mode == "ignore":
+            kw.pop("logits_to_keep", None)
+        out = self.model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), **kw)
+        self.shapes.append(tuple(out.shape))
+        return out
+
+
+def test_metric_logits_keep_only_last_positions(tiny_bridge):
+    m = tiny_bridge
+    p = _mixed_lengths(m)
+    with torch.no_grad():
+        full = last_logits(m(p.clean), p.lengths)
+        for mode in ("pass", "reject", "ignore"):
+            spy = _Spy(m, mode)
+            got = metric_logits(spy, p)
+            torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+            n_pos = spy.shapes[-1][1]
+            # the bridge unembeds only the 2 distinct last positions; the fallbacks unembed every position
+            assert n_pos == (2 if mode == "pass" else p.clean.shape[1])
+        assert metric_logits(m, p, full_logits=True).shape == (len(p), p.clean.shape[1], full.shape[-1])
+        # activations only: the early-stopped pass caches the same values as a full one
+        _, layout, _ = _setup(m)
+        logits, acts = cache_activations(m, p.clean, layout.hooks)
+        none, early = cache_activations(m, p.clean, layout.hooks, logits=False)
+    assert none is None and logits.shape[:2] == p.clean.shape
+    for h in layout.hooks:
+        torch.testing.assert_close(early[h], acts[h])
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_set_batched_sweep_equals_one_set_at_a_time(tiny_bridge, method):
+    m = tiny_bridge
+    _, layout, _ = _setup(m)
+    p = _mixed_lengths(m)
+    sets = torch.cat([node_masks(layout)[::3], cluster_masks(layout, "mlp"),
+                      torch.zeros(1, layout.n_dims, dtype=torch.bool)])
+    # the old path: one set per forward, every position unembedded
+    old = ablation_sweep(m, p, layout, sets, method, batch_size=4, max_rows=0, full_logits=True)
+    new = ablation_sweep(m, p, layout, sets, method, batch_size=4, max_rows=20)  # 5 sets per forward, ragged
+    assert (old["ablated"] - old["clean"]).abs().max() > 1e-3  # the ablations do something
+    for key in ("clean", "ablated"):
+        torch.testing.assert_close(new[key], old[key], atol=1e-4, rtol=1e-4)
+    for key in ("clean_correct", "ablated_correct"):
+        assert torch.equal(new[key], old[key])
+    only = ablation_sweep(m, p, layout, sets[:7], method, batch_size=4, max_rows=64, clean=False)
+    assert set(only) == {"ablated", "ablated_correct"}
+    torch.testing.assert_close(only["ablated"], old["ablated"][:7], atol=1e-4, rtol=1e-4)

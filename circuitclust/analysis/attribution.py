@@ -3,8 +3,9 @@
 For a unit (dim) ``u`` at hook activation ``a`` and a replacement ``r`` (the paired corrupted prompt's
 activation, or the reference mean), the effect on the metric ``m`` of replacing ``a_u`` by ``r_u`` at every
 position is estimated by ``sum_t dm/da_{t,u} * (r_{t,u} - a_{t,u})`` over real positions ``t``. Per batch this
-costs 2 forward passes (corrupted with a cache of the unit hooks, clean with gradients) and 1 backward
-pass, whatever the number of units; a cluster's estimate is the sum over its dims (the same linearisation).
+costs 2 forward passes (corrupted with a cache of the unit hooks, stopped after the last one; clean with
+gradients, unembedding only the last prompt positions) and 1 backward pass, whatever the number of units;
+a cluster's estimate is the sum over its dims (the same linearisation).
 Gradients are taken with ``torch.autograd.grad`` on the hooked activations only, so no parameter gradient is
 accumulated.
 """
@@ -15,7 +16,7 @@ import contextlib
 import torch
 
 from ..errors import CircuitclustError
-from .interventions import _reference_at, cache_activations, flat, model_device
+from .interventions import _reference_at, cache_activations, flat, metric_logits, model_device
 from .metrics import task_metric
 from .prompts import TaskPrompts
 from .units import UnitLayout
@@ -56,7 +57,7 @@ def attribution_patching(model, prompts: TaskPrompts, layout: UnitLayout, metric
             corr = None
             if batch.corrupted is not None:
                 with torch.no_grad():
-                    _, corr = cache_activations(model, batch.corrupted, hooks)
+                    _, corr = cache_activations(model, batch.corrupted, hooks, logits=False)
             store: dict[str, torch.Tensor] = {}
 
             def keeper(name):
@@ -68,7 +69,7 @@ def attribution_patching(model, prompts: TaskPrompts, layout: UnitLayout, metric
                 return keep
 
             with torch.enable_grad():
-                logits = model.run_with_hooks(batch.clean, fwd_hooks=[(h, keeper(h)) for h in hooks])
+                logits = metric_logits(model, batch, fwd_hooks=[(h, keeper(h)) for h in hooks])
                 m = task_metric(metric, logits, batch)
                 grads = torch.autograd.grad(m.sum(), [store[h] for h in hooks], allow_unused=True)
             mask = batch.position_mask().to(dev).float()

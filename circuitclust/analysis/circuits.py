@@ -87,7 +87,7 @@ class Faithfulness:
 
     def __call__(self, keep: torch.Tensor) -> list[float]:
         r = ablation_sweep(self.model, self.prompts, self.layout, ~keep, "mean", self.metric, self.reference,
-                           self.batch_size)
+                           self.batch_size, clean=False)
         self.n_evals += keep.shape[0]
         return ((r["ablated"].mean(1) - self.empty) / (self.full - self.empty)).tolist()
 

@@ -13,6 +13,13 @@ replace). Only the hook points whose slots have a True dim get a hook. Replaceme
 Units of one cluster are exactly the dims labelled with that cluster in the partition's ``mlp.{l}`` /
 ``attn.{l}`` space, one layer at a time (:func:`node_masks`) or in all layers at once
 (:func:`cluster_masks`).
+
+Speed (the forward pass is the whole cost of exact patching): every metric evaluation goes through
+:func:`metric_logits`, which unembeds only the distinct last prompt positions (HF's ``logits_to_keep``;
+Gemma's 262k-token unembedding of every position was ~60% of a forward), and :func:`ablation_sweep` stacks
+several ablation sets along the batch axis (one copy of the prompt batch per set, a per-row mask in the
+hooks, at most ``max_rows`` rows per forward). Passes that only need activations stop as soon as the last
+requested hook fired.
 """
 from __future__ import annotations
 
@@ -38,21 +45,54 @@ def flat(act: torch.Tensor) -> torch.Tensor:
     return act.reshape(act.shape[0], act.shape[1], -1)
 
 
-def cache_activations(model, tokens: torch.Tensor, hooks: Iterable[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward pass caching only ``hooks``. Returns ``(logits [b, T, V], {hook: [b, T, n]})``."""
+def cache_activations(model, tokens: torch.Tensor, hooks: Iterable[str], logits: bool = True
+                      ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """One forward pass caching only ``hooks``. Returns ``(logits [b, T, V], {hook: [b, T, n]})``;
+    ``logits=False`` stops the pass once every hook fired and returns ``(None, {...})`` (the cheapest way
+    to get activations: no later blocks, no unembedding)."""
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
     store: dict[str, torch.Tensor] = {}
+    hooks = list(dict.fromkeys(hooks))
 
     def keeper(name):  # hook.name is the canonical point name, which may differ from the alias asked for
         def keep(act, hook):
             store[name] = flat(act).detach()
+            if not logits and len(store) == len(hooks):
+                raise StopAtLayerException(act)  # run_with_hooks catches it and returns early
         return keep
 
-    hooks = list(hooks)
-    logits = model.run_with_hooks(tokens, fwd_hooks=[(h, keeper(h)) for h in hooks])
+    out = model.run_with_hooks(tokens, fwd_hooks=[(h, keeper(h)) for h in hooks])
     missing = [h for h in hooks if h not in store]
     if missing:
         raise CircuitclustError(f"hook points {missing} did not fire: this model's bridge lacks them")
-    return logits, store
+    return (out if logits else None), store
+
+
+def metric_logits(model, batch: TaskPrompts, tokens: torch.Tensor | None = None, fwd_hooks: Iterable = (),
+                  full_logits: bool = False) -> torch.Tensor:
+    """Run ``model`` on ``tokens`` (default ``batch.clean``, on the model's device) with ``fwd_hooks`` and
+    return what :func:`~.metrics.task_metric` needs.
+
+    Prompt tasks: ``[b, V]`` logits at each prompt's last real position; only the distinct last positions
+    of the batch are unembedded (``logits_to_keep``). A model that rejects or ignores ``logits_to_keep``
+    falls back to unembedding every position (same values). Plain texts, or ``full_logits=True``:
+    ``[b, T, V]`` logits of every position.
+    """
+    tokens = batch.clean if tokens is None else tokens
+    hooks = list(fwd_hooks)
+    if batch.is_text or full_logits:
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    last = (batch.lengths - 1).to(tokens.device)
+    keep = torch.unique(last)  # sorted, so searchsorted finds each row's column
+    try:
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, logits_to_keep=keep)
+    except TypeError:  # an HF model without logits_to_keep
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+    if logits.shape[1] != keep.numel():  # it took **kwargs and ignored logits_to_keep: every position came back
+        keep = torch.arange(logits.shape[1], device=tokens.device)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    return logits[rows, torch.searchsorted(keep, last)]
 
 
 @torch.no_grad()
@@ -68,7 +108,7 @@ def mean_activations(model, prompts: TaskPrompts, hooks: Iterable[str], batch_si
     total = torch.zeros(prompts.clean.shape[1], device=dev)
     for batch in prompts.batches(batch_size):
         batch = batch.to(dev)
-        _, acts = cache_activations(model, batch.clean, hooks)
+        _, acts = cache_activations(model, batch.clean, hooks, logits=False)
         mask = batch.position_mask().float()
         t = mask.shape[1]
         total[:t] += mask.sum(0)
@@ -94,11 +134,13 @@ def _reference_at(ref: torch.Tensor, t: int) -> torch.Tensor:
 
 def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[str, torch.Tensor] | None = None,
                    corrupted: dict[str, torch.Tensor] | None = None) -> list[tuple[str, Callable]]:
-    """Forward hooks that replace the dims where ``masks[hook]`` (``[n]`` bool) is True.
+    """Forward hooks that replace the dims where ``masks[hook]`` is True.
 
-    ``reference`` (``method="mean"``): ``{hook: [T_max + 1, n]}`` from :func:`mean_activations`;
-    ``corrupted`` (``method="resample"``): ``{hook: [b, T, n]}`` activations of the paired corrupted prompts.
-    Hooks with no True dim are skipped.
+    ``masks[hook]``: ``[n]`` bool (the same dims in every row) or ``[b, n]`` bool (per batch row, to
+    evaluate several ablation sets in one forward). ``reference`` (``method="mean"``): ``{hook: [T_max + 1,
+    n]}`` from :func:`mean_activations`; ``corrupted`` (``method="resample"``): ``{hook: [b, T, n]}``
+    activations of the paired corrupted prompts, row-aligned with the batch. Hooks with no True dim are
+    skipped.
     """
     if method not in METHODS:
         raise CircuitclustError(f"unknown ablation '{method}': use one of {', '.join(METHODS)}")
@@ -110,6 +152,8 @@ def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[
     for name, mask in masks.items():
         if not bool(mask.any()):
             continue
+        if mask.dim() == 2:  # per row: broadcast over positions
+            mask = mask[:, None, :]
 
         def fn(act, hook, mask=mask, name=name):
             x = flat(act)
@@ -152,20 +196,29 @@ def run_ablated(model, batch: TaskPrompts, layout: UnitLayout, dims: torch.Tenso
 @torch.no_grad()
 def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.Tensor, method: str = "mean",
                    metric: str = "logit_diff", reference: dict[str, torch.Tensor] | None = None,
-                   batch_size: int = 16, progress: bool = False) -> dict[str, torch.Tensor]:
+                   batch_size: int = 16, progress: bool = False, max_rows: int = 64, full_logits: bool = False,
+                   clean: bool = True) -> dict[str, torch.Tensor]:
     """Ablate each of ``sets`` (``[n_sets, n_dims]`` bool) in turn over all prompts.
 
     Returns CPU tensors: ``clean`` ``[n]`` and ``ablated`` ``[n_sets, n]`` per-prompt metric values,
-    ``clean_correct`` ``[n]`` and ``ablated_correct`` ``[n_sets, n]`` top-1 correctness. ``method="mean"``
-    without ``reference`` computes it from ``prompts``. Work per batch: 1 clean pass, 1 corrupted pass
-    (resample only), one pass per set.
+    ``clean_correct`` ``[n]`` and ``ablated_correct`` ``[n_sets, n]`` top-1 correctness (``clean=False``:
+    only the ``ablated*`` entries, and no forward for the intact model). ``method="mean"`` without
+    ``reference`` computes it from ``prompts``.
+
+    Work per batch of ``b`` prompts: 1 corrupted pass (resample only, stopped after the last needed hook),
+    then the intact model and every set, ``max(1, max_rows // b)`` of them stacked per forward (``max_rows``
+    bounds the memory; ``max_rows < 2 * b`` evaluates one set per forward). Plain texts (every position
+    unembedded) always take one set per forward. ``full_logits=True`` unembeds every position of prompt
+    tasks too (the slow reference path; same values).
     """
     dev = model_device(model)
     sets = sets.to(dev)
     if method == "mean" and reference is None:
         reference = mean_activations(model, prompts, layout.hooks, batch_size)
     needed = [s.hook for s in layout.slots if bool(sets[:, s.offset:s.offset + s.n_dims].any())]
-    clean, clean_ok, abl, abl_ok = [], [], [], []
+    # the intact model is one more "set" with no dim ablated, so its rows share the batched forwards
+    todo = torch.cat([sets.new_zeros(1, sets.shape[1]), sets]) if clean else sets
+    vals_all, ok_all = [], []
     batches = list(prompts.batches(batch_size))
     it = batches
     if progress:
@@ -174,20 +227,29 @@ def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.
         it = tqdm(batches, desc=f"ablate {prompts.name}", leave=False)
     for batch in it:
         batch = batch.to(dev)
+        b = len(batch)
+        per_fwd = 1 if batch.is_text else max(1, max_rows // b)
         corrupted = None
         if method == "resample":
             if batch.corrupted is None:
                 raise CircuitclustError(f"'{prompts.name}' has no corrupted prompts: use zero or mean ablation")
-            _, corrupted = cache_activations(model, batch.corrupted, needed)
-        logits = model(batch.clean)
-        clean.append(task_metric(metric, logits, batch).cpu())
-        clean_ok.append(top1_correct(logits, batch).cpu())
-        rows, rows_ok = [], []
-        for s in range(sets.shape[0]):
-            logits = run_ablated(model, batch, layout, sets[s], method, reference, corrupted)
-            rows.append(task_metric(metric, logits, batch).cpu())
-            rows_ok.append(top1_correct(logits, batch).cpu())
-        abl.append(torch.stack(rows) if rows else torch.zeros(0, len(batch)))
-        abl_ok.append(torch.stack(rows_ok) if rows_ok else torch.zeros(0, len(batch), dtype=torch.bool))
-    return {"clean": torch.cat(clean), "clean_correct": torch.cat(clean_ok),
-            "ablated": torch.cat(abl, 1), "ablated_correct": torch.cat(abl_ok, 1)}
+            _, corrupted = cache_activations(model, batch.corrupted, needed, logits=False)
+            corrupted = {h: v.repeat(min(per_fwd, todo.shape[0]), 1, 1) for h, v in corrupted.items()}
+        vals, oks = [torch.zeros(0, b)], [torch.zeros(0, b, dtype=torch.bool)]
+        for c0 in range(0, todo.shape[0], per_fwd):
+            chunk = todo[c0:c0 + per_fwd]
+            r = chunk.shape[0]
+            rows = batch.repeat(r) if r > 1 else batch
+            # row s * b + i is prompt i under set s: each set's mask repeated once per prompt
+            masks = {h: m.repeat_interleave(b, 0) for h, m in layout.split_dims(chunk).items() if h in needed}
+            corr = None if corrupted is None else {h: v[:r * b] for h, v in corrupted.items()}
+            logits = metric_logits(model, rows, fwd_hooks=ablation_hooks(masks, method, reference, corr),
+                                   full_logits=full_logits)
+            vals.append(task_metric(metric, logits, rows).view(r, b).cpu())
+            oks.append(top1_correct(logits, rows).view(r, b).cpu())
+        vals_all.append(torch.cat(vals))
+        ok_all.append(torch.cat(oks))
+    vals, oks = torch.cat(vals_all, 1), torch.cat(ok_all, 1)
+    if not clean:
+        return {"ablated": vals, "ablated_correct": oks}
+    return {"clean": vals[0], "clean_correct": oks[0], "ablated": vals[1:], "ablated_correct": oks[1:]}

@@ -4,6 +4,11 @@
 - ``logit_diff``: logit(correct answer) - logit(corrupted answer) at the last position.
 - ``neg_loss``: minus the mean next-token cross-entropy over a text's real tokens (plain texts).
 - ``correct`` (accuracy, used for flips): the top-1 prediction at the last position is the answer.
+
+Prompt-task metrics read only each prompt's last real position, so they accept either full logits
+``[b, T, V]`` or logits already taken at the last positions ``[b, V]`` (what
+:func:`~.interventions.metric_logits` returns: Gemma's 262k-token unembedding of every other position is
+skipped). Plain-text ``neg_loss`` needs every position.
 """
 from __future__ import annotations
 
@@ -16,7 +21,10 @@ METRICS = ("logit_diff", "logprob", "neg_loss")
 
 
 def last_logits(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``[b, T, V]`` logits, ``[b]`` lengths -> ``[b, V]`` logits at each prompt's last real position."""
+    """``[b, T, V]`` logits, ``[b]`` lengths -> ``[b, V]`` logits at each prompt's last real position.
+    ``[b, V]`` logits are taken to be at the last positions already and returned as they are."""
+    if logits.dim() == 2:
+        return logits
     idx = (lengths.to(logits.device) - 1).view(-1, 1, 1).expand(-1, 1, logits.shape[-1])
     return logits.gather(1, idx).squeeze(1)
 
@@ -35,7 +43,9 @@ def logit_diff(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
 
 
 def token_loss(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
-    """``[b]`` mean next-token cross-entropy over each text's real tokens."""
+    """``[b]`` mean next-token cross-entropy over each text's real tokens (``logits`` ``[b, T, V]``)."""
+    if logits.dim() != 3:
+        raise CircuitclustError("the per-token loss needs the logits of every position, not the last only")
     tokens = batch.clean.to(logits.device)
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tokens[:, 1:], reduction="none")
     mask = batch.position_mask().to(logits.device)[:, 1:]
@@ -50,7 +60,8 @@ def top1_correct(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
 
 
 def task_metric(name: str, logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
-    """``[b]`` metric ``name`` (one of :data:`METRICS`) of ``logits`` ``[b, T, V]`` on ``batch``."""
+    """``[b]`` metric ``name`` (one of :data:`METRICS`) of ``logits`` ``[b, T, V]`` (or ``[b, V]`` at the
+    last positions, prompt tasks only) on ``batch``."""
     if name not in METRICS:
         raise CircuitclustError(f"unknown metric '{name}': use one of {', '.join(METRICS)}")
     if batch.is_text:

@@ -61,6 +61,13 @@ class TaskPrompts:
         return TaskPrompts(self.name, self.clean.to(device), self.lengths.to(device), mv(self.corrupted),
                            mv(self.answer), mv(self.corrupted_answer), self.dropped, self.info)
 
+    def repeat(self, r: int) -> "TaskPrompts":
+        """The batch stacked ``r`` times along the batch axis (row ``s * n + i`` is prompt ``i``): one
+        forward evaluates ``r`` interventions, one per copy."""
+        rep = lambda x: None if x is None else x.repeat(r, *([1] * (x.dim() - 1)))  # noqa: E731
+        return TaskPrompts(self.name, rep(self.clean), rep(self.lengths), rep(self.corrupted), rep(self.answer),
+                           rep(self.corrupted_answer), self.dropped, self.info)
+
     def position_mask(self) -> torch.Tensor:
         """``[n, T]`` bool: True at real (non-padding) positions."""
         return torch.arange(self.clean.shape[1], device=self.lengths.device)[None, :] < self.lengths[:, None]
