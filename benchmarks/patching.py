@@ -1,9 +1,12 @@
 """Attribution patching vs exact activation patching for every cluster of every layer, timed in one run.
 
-Exact: one forward pass per (layer, part, cluster) node per batch (resample ablation with the paired
-corrupted prompts) plus the clean pass. Attribution: 2 forward + 1 backward passes per batch for all units.
-Prints wall times, the ratio, the Spearman agreement per task, and the projected cost of exact patching per
-unit (n_units forwards) from the measured per-forward time.
+Exact: every (layer, part, cluster) node per batch ablated by resampling the paired corrupted prompts'
+activations, plus the intact model; ``ablation_sweep`` stacks ``--max-rows // batch`` of these per forward and
+unembeds only the last prompt positions. Attribution: 2 forward + 1 backward passes per batch for all units.
+Prints wall and CPU times (CPU time is less polluted on a shared machine), the ratio, the Spearman agreement
+per task, the projected cost of exact patching per unit (n_units set evaluations), and the old exact path
+(one set per forward, every position unembedded) against the new one in the same run, with the speed-up and
+the largest difference of their results (``--no-old`` skips it).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/patching.py --model tiny-gpt2
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/patching.py --model gemma-3-270m --max-prompts 16 --threads 2
@@ -44,6 +47,13 @@ def builtin_tasks() -> dict[str, list[dict]]:
             "colours (built-in)": chained_rows(COLOURS, "The colour of the {} is")}
 
 
+def timed(fn):
+    """``(fn(), wall seconds, CPU seconds of this process)``; CPU time is less polluted by other jobs."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny-gpt2")
@@ -55,6 +65,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--blocks", action="store_true", help="equal blocks instead of spectral co-clustering")
     ap.add_argument("--partition", default=None, help="a saved partition.json to use instead of clustering here")
+    ap.add_argument("--max-rows", type=int, default=64, help="rows per forward of the set-batched exact sweep")
+    ap.add_argument("--no-old", action="store_true", help="skip timing the old exact path (one set per forward, "
+                    "full logits)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,29 +99,47 @@ def main() -> None:
     print(f"{len(layout.nodes)} nodes, {layout.n_units} units, {layout.n_dims} dims")
     with torch.no_grad():  # warm-up pass so that one-off start-up costs are not charged to either method
         m(tasks[0].subset(slice(0, args.batch_size)).clean.to(next(m.parameters()).device))
-    tot_exact = tot_attr = 0.0
+    tot = {"old": [0.0, 0.0], "exact": [0.0, 0.0], "attr": [0.0, 0.0]}  # [wall, cpu] seconds
     for p in tasks:
         sets = node_masks(layout)
-        t0 = time.perf_counter()
-        exact = ablation_sweep(m, p, layout, sets, "resample", args.metric, batch_size=args.batch_size)
-        t_exact = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        att = attribution_patching(m, p, layout, args.metric, batch_size=args.batch_size)
-        t_attr = time.perf_counter() - t0
+        old = None
+        if not args.no_old:
+            old, w_old, c_old = timed(lambda: ablation_sweep(m, p, layout, sets, "resample", args.metric,
+                                                             batch_size=args.batch_size, max_rows=0, full_logits=True))
+            tot["old"][0] += w_old
+            tot["old"][1] += c_old
+        exact, t_exact, c_exact = timed(lambda: ablation_sweep(m, p, layout, sets, "resample", args.metric,
+                                                               batch_size=args.batch_size, max_rows=args.max_rows))
+        att, t_attr, c_attr = timed(lambda: attribution_patching(m, p, layout, args.metric, batch_size=args.batch_size))
         est = layout.dims_to_nodes(att["corrupted"]).mean(0)
         change = (exact["ablated"] - exact["clean"][None]).mean(1)
         rho = spearman(est, change)
         n_batches = -(-len(p) // args.batch_size)
-        per_fwd = t_exact / (n_batches * (len(layout.nodes) + 2))
-        proj_unit = per_fwd * n_batches * (layout.n_units + 2)
+        per_set = t_exact / (n_batches * (len(layout.nodes) + 1))
+        proj_unit = per_set * n_batches * (layout.n_units + 1)
         print(f"task {p.name}: {len(p)} prompts (clean metric {float(exact['clean'].mean()):.3f}); exact patching of "
-              f"{len(layout.nodes)} nodes {t_exact:.2f} s, attribution of all {layout.n_units} units {t_attr:.2f} s, "
-              f"ratio exact/attribution {t_exact / t_attr:.1f}x; Spearman(nodes) {rho:.3f}; exact per unit "
+              f"{len(layout.nodes)} nodes {t_exact:.2f} s wall / {c_exact:.2f} s CPU, attribution of all "
+              f"{layout.n_units} units {t_attr:.2f} s wall / {c_attr:.2f} s CPU, ratio exact/attribution "
+              f"{t_exact / t_attr:.1f}x wall, {c_exact / c_attr:.1f}x CPU; Spearman(nodes) {rho:.3f}; exact per unit "
               f"projected {proj_unit:.0f} s ({proj_unit / t_attr:.0f}x attribution)")
-        tot_exact += t_exact
-        tot_attr += t_attr
-    print(f"total: exact {tot_exact:.2f} s, attribution {tot_attr:.2f} s, ratio {tot_exact / tot_attr:.1f}x")
-
+        if old is not None:
+            diff = max(float((old[k] - exact[k]).abs().max()) for k in ("clean", "ablated"))
+            same = all(torch.equal(old[k], exact[k]) for k in ("clean_correct", "ablated_correct"))
+            print(f"  exact patching, old path (one set per forward, every position unembedded) {w_old:.2f} s wall / "
+                  f"{c_old:.2f} s CPU vs new (last positions only, up to {args.max_rows} rows per forward) "
+                  f"{t_exact:.2f} s wall / {c_exact:.2f} s CPU: speed-up {w_old / t_exact:.2f}x wall, "
+                  f"{c_old / c_exact:.2f}x CPU; max |metric difference| {diff:.2e}, same top-1 flags: {same}")
+        tot["exact"][0] += t_exact
+        tot["exact"][1] += c_exact
+        tot["attr"][0] += t_attr
+        tot["attr"][1] += c_attr
+    (we, ce), (wa, ca) = tot["exact"], tot["attr"]
+    print(f"total: exact {we:.2f} s wall / {ce:.2f} s CPU, attribution {wa:.2f} s wall / {ca:.2f} s CPU, "
+          f"ratio {we / wa:.1f}x wall, {ce / ca:.1f}x CPU")
+    if not args.no_old:
+        wo, co = tot["old"]
+        print(f"total exact patching: old path {wo:.2f} s wall / {co:.2f} s CPU, new path {we:.2f} s wall / "
+              f"{ce:.2f} s CPU, speed-up {wo / we:.2f}x wall, {co / ce:.2f}x CPU")
 
 if __name__ == "__main__":
     main()
