@@ -8,7 +8,9 @@ import torch
 
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, regularised_parameters
 from circuitclust.analysis.permute import permute_contiguous
-from circuitclust.core.loss import chance_from_masks, clusterability_masks, cluster_masses, onehot
+from circuitclust.core import loss as core_loss
+from circuitclust.core.loss import (chance_from_masks, cluster_masses, clusterability_fused, clusterability_masks,
+                                    onehot)
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import build_tiny, weight_graphs
 
@@ -48,6 +50,46 @@ def test_core_half_precision_accumulates_in_fp32_and_zero_matrix_is_not_nan():
     assert torch.equal(total, torch.zeros(2))
     assert torch.equal(clusterability_masks(torch.zeros(2, 5, 6), onehot(torch.zeros(5, dtype=torch.long), 2),
                                             onehot(torch.zeros(6, dtype=torch.long), 2)), torch.ones(2))
+
+
+@pytest.mark.parametrize("stack_max", [0, 1 << 20])  # every matrix alone / same-shape matrices stacked
+def test_fused_matches_autograd_reference_in_value_and_gradient(monkeypatch, stack_max):
+    monkeypatch.setattr(core_loss, "_STACK_MAX_ENTRIES", stack_max)
+    g = torch.Generator().manual_seed(3)
+    k = 3
+    stored = [torch.randn(7, 11, generator=g, dtype=torch.float64),   # plain
+              torch.randn(7, 11, generator=g, dtype=torch.float64),   # same shape: batched with the first
+              torch.randn(5, 9, generator=g, dtype=torch.float64),    # read transposed, like nn.Linear
+              torch.randn(6, 20, generator=g, dtype=torch.float64),   # a column slice, like a fused QKV part
+              torch.zeros(4, 4, dtype=torch.float64)]                 # all zero: C = 1, no gradient, no NaN
+    params = [t.clone().requires_grad_(True) for t in stored]
+    views = lambda ps: [ps[0], ps[1], ps[2].t(), ps[3][:, 5:13], ps[4]]  # noqa: E731
+    rows = [onehot(torch.randint(0, k, (v.shape[0],), generator=g), k, torch.float64) for v in views(stored)]
+    cols = [onehot(torch.randint(0, k, (v.shape[1],), generator=g), k, torch.float64) for v in views(stored)]
+    got = clusterability_fused(views(params), rows, cols)
+    ref_params = [t.clone().requires_grad_(True) for t in stored]
+    want = torch.stack([clusterability_masks(v, r, c) for v, r, c in zip(views(ref_params), rows, cols)])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert float(got[4].detach()) == 1.0
+    weights = torch.randn(5, generator=g, dtype=torch.float64)
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    for p, q in zip(params, ref_params):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12)
+    assert params[3].grad[:, :5].abs().sum() == 0 and params[3].grad[:, 5:13].abs().sum() > 0
+    assert not params[4].grad.any()
+    torch.autograd.gradcheck(lambda *w: clusterability_fused(w, rows[:3], cols[:3]),
+                             tuple(v.detach().requires_grad_(True) for v in views(stored)[:3]))
+
+
+def test_fused_half_precision_accumulates_in_fp32():
+    w = torch.randn(64, 256).bfloat16().requires_grad_(True)
+    r, c = onehot(torch.arange(64) % 4, 4), onehot(torch.arange(256) % 4, 4)
+    got = clusterability_fused([w], [r], [c])
+    assert got.dtype == torch.float32
+    assert abs(float(got - clusterability_masks(w.detach().float(), r, c))) < 1e-6
+    got.sum().backward()
+    assert w.grad.dtype == torch.bfloat16 and w.grad.abs().sum() > 0
 
 
 def test_chance_of_equal_blocks_is_one_over_k():
