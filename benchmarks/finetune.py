@@ -4,14 +4,18 @@
 
 For each model: AdamW steps on random token batches, alternating "plain" (task loss only) and "with loss"
 (task + lam * ClusterabilityLoss over all MLP matrices) so that load drift on a shared machine hits both
-alike; prints median step times, the overhead ratio (target <= 3%), tokens/s, and the loss's own
-forward+backward time measured alone (the cleaner figure when the machine is noisy).
+alike; prints median step times (wall clock and process CPU time: on a shared machine the CPU figures are
+the trustworthy ones), the overhead ratio (target <= 3%), tokens/s, and the loss's own forward+backward time
+measured alone. The batch is the ``circuitclust finetune`` default, 8 sequences x 128 tokens (the loss costs
+the same whatever the batch, so its share falls as the batch grows). Run with ``OMP_NUM_THREADS=1`` on CPU
+for comparable figures.
 ``gpt2-small`` is a randomly initialised model of GPT-2 small's shape (12 layers, d_model 768, d_mlp 3072,
 vocab 50257).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -42,7 +46,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam: float) -> None:
+def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam: float) -> dict:
     model = build(name).to(device).train()
     closs = ClusterabilityLoss(model, "blocks", graphs=("mlp_in", "mlp_gate", "mlp_out"), k=4)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -50,9 +54,15 @@ def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam
     x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=gen).to(device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    def step(with_loss: bool) -> float:
+    def timed(fn) -> tuple[float, float]:
+        """(wall s, process CPU s) of ``fn()``; CPU time is the figure that survives a shared machine."""
         sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        return time.perf_counter() - t, time.process_time() - c
+
+    def step(with_loss: bool) -> None:
         with amp:
             logits = model(input_ids=x).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten())
@@ -61,48 +71,55 @@ def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        sync(device)
-        return time.perf_counter() - t
 
-    def loss_alone() -> float:
-        sync(device)
-        t = time.perf_counter()
+    def loss_alone() -> None:
         closs().backward()
-        sync(device)
-        dt = time.perf_counter() - t
-        opt.zero_grad(set_to_none=True)
-        return dt
 
-    for _ in range(1):  # warm-up (allocator, kernels)
+    for _ in range(2):  # warm-up (allocator, kernels, AdamW state)
         step(True), step(False)
     plain, withl, alone = [], [], []
     for i in range(steps):
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for w in order:
-            (withl if w else plain).append(step(w))
-        alone.append(loss_alone())
-    p, w, a = statistics.median(plain), statistics.median(withl), statistics.median(alone)
+        # alternate the order so that load drift on a shared machine hits both variants alike
+        for w in ((False, True) if i % 2 == 0 else (True, False)):
+            (withl if w else plain).append(timed(lambda: step(w)))
+        alone.append(timed(loss_alone))
+        opt.zero_grad(set_to_none=True)
+    med = lambda xs, j: statistics.median(t[j] for t in xs)  # noqa: E731
+    r = {"model": name, "tokens": batch * seq, "graphs": len(closs.graphs),
+         "plain": (med(plain, 0), med(plain, 1)), "with": (med(withl, 0), med(withl, 1)),
+         "alone": (med(alone, 0), med(alone, 1))}
     n_params = sum(q.numel() for q in model.parameters())
     n_reg = sum(g.shape[0] * g.shape[1] for g in closs.graphs)
     print(f"{name:11s} {device.type:4s} params {n_params / 1e6:7.1f}M  regularised {n_reg / 1e6:6.1f}M in "
-          f"{len(closs.graphs)} matrices  batch {batch}x{seq}")
-    print(f"  plain step   {1e3 * p:9.1f} ms  ({batch * seq / p:8.0f} tokens/s)")
-    print(f"  + cluster    {1e3 * w:9.1f} ms  ({batch * seq / w:8.0f} tokens/s)  overhead {100 * (w / p - 1):+6.2f}%")
-    print(f"  loss fwd+bwd alone {1e3 * a:7.2f} ms = {100 * a / p:5.2f}% of a plain step  (median of {steps})")
+          f"{len(closs.graphs)} matrices  batch {batch}x{seq}  (medians of {steps} steps)")
+    for j, clock in enumerate(("wall", "cpu")):
+        p, w, a = r["plain"][j], r["with"][j], r["alone"][j]
+        print(f"  {clock:4s}  plain {1e3 * p:9.1f} ms ({batch * seq / p:7.0f} tok/s)   + loss {1e3 * w:9.1f} ms "
+              f"({batch * seq / w:7.0f} tok/s)   ratio {w / p:.4f} (overhead {100 * (w / p - 1):+5.2f}%)   "
+              f"loss fwd+bwd alone {1e3 * a:7.2f} ms = {100 * a / p:5.2f}% of plain")
+    return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["tiny-gpt2", "tiny-gemma", "gpt2-small"])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant, tiny models")
+    ap.add_argument("--big-steps", type=int, default=4, help="timed steps per variant, gpt2-small")
+    ap.add_argument("--batch", type=int, default=8, help="sequences per step (the finetune CLI default)")
+    ap.add_argument("--seq", type=int, default=128, help="tokens per sequence (the finetune CLI default)")
     ap.add_argument("--lam", type=float, default=20.0)
     a = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}")
-    for name in a.models:
-        bench(name, torch.device(a.device), a.steps, a.batch, a.seq, a.lam)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {a.device}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    rows = [bench(name, torch.device(a.device), a.big_steps if name == "gpt2-small" else a.steps, a.batch,
+                  a.seq, a.lam) for name in a.models]
+    print("\nsummary (target: overhead <= 3%; 'alone' = the loss's own forward+backward / a plain step)")
+    print(f"{'model':11s} {'cpu ratio':>9s} {'wall ratio':>10s} {'alone cpu':>9s} {'tok/s plain':>11s} {'tok/s +loss':>11s}")
+    for r in rows:
+        print(f"{r['model']:11s} {r['with'][1] / r['plain'][1]:9.4f} {r['with'][0] / r['plain'][0]:10.4f} "
+              f"{100 * r['alone'][1] / r['plain'][1]:8.2f}% {r['tokens'] / r['plain'][0]:11.0f} "
+              f"{r['tokens'] / r['with'][0]:11.0f}")
 
 
 if __name__ == "__main__":

@@ -141,3 +141,13 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     a, b = params(one / "final"), params(two / "final")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+
+
+def test_entries_reduction_raises_clusterability_and_is_recorded(tmp_path):
+    out = tmp_path / "run"
+    run(out, model="tiny-gemma", steps=3, eval_every=3, **{"lam": 1e-3, "loss_reduction": "entries"})
+    m = metrics(out)
+    assert m[-1]["mean_clusterability"] > m[0]["mean_clusterability"] + 0.05
+    assert json.loads((out / "run_config.json").read_text())["config"]["loss_reduction"] == "entries"
+    with pytest.raises(CircuitclustError, match="loss-reduction"):
+        run(tmp_path / "bad", steps=1, loss_reduction="median")

@@ -87,7 +87,7 @@ def test_fused_half_precision_accumulates_in_fp32():
     r, c = onehot(torch.arange(64) % 4, 4), onehot(torch.arange(256) % 4, 4)
     got = clusterability_fused([w], [r], [c])
     assert got.dtype == torch.float32
-    assert abs(float(got - clusterability_masks(w.detach().float(), r, c))) < 1e-6
+    assert abs(float(got.detach() - clusterability_masks(w.detach().float(), r, c))) < 1e-6
     got.sum().backward()
     assert w.grad.dtype == torch.bfloat16 and w.grad.abs().sum() > 0
 
@@ -195,3 +195,23 @@ def test_permutation_keeps_logits_and_makes_clusters_contiguous(family):
         assert torch.equal(torch.bincount(lab, minlength=4), torch.bincount(spaces[f"mlp.{l}"], minlength=4))
     c_after = ClusterabilityLoss(hf, new, graphs=("mlp",)).clusterability()
     np.testing.assert_allclose(list(c_after.values()), list(c_before.values()), rtol=1e-5)
+
+
+def test_entries_reduction_is_the_effective_count_of_off_cluster_weights():
+    hf, _ = build_tiny("tiny-gemma")
+    mean = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4)
+    entries = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4, reduction="entries")
+    c = np.array(list(mean.clusterability().values()))
+    n = np.array([g.shape[0] * g.shape[1] for g in mean.graphs], dtype=float)
+    assert float(entries().detach()) == pytest.approx(float((n * (1 - c)).sum()), rel=1e-5)
+    # per weight, "entries" is "mean" scaled by (number of matrices x entries of that matrix)
+    grads = []
+    for loss in (mean, entries):
+        hf.zero_grad(set_to_none=True)
+        loss().backward()
+        grads.append({g.name: g.parameter.grad.clone() for g in loss.graphs})
+    for g in mean.graphs:
+        torch.testing.assert_close(grads[1][g.name], grads[0][g.name] * len(n) * g.shape[0] * g.shape[1],
+                                   rtol=1e-4, atol=1e-8)
+    with pytest.raises(ValueError, match="entries"):
+        ClusterabilityLoss(hf, "blocks", reduction="median")

@@ -22,6 +22,7 @@ from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
 
 DEFAULT_GRAPHS = ("mlp_in", "mlp_out")
 PARTITION_MODES = ("blocks", "spectral")
+REDUCTIONS = ("mean", "sum", "none", "entries")
 
 
 def make_partition(model: nn.Module, mode: str, k: int, graphs: Sequence[str] = DEFAULT_GRAPHS,
@@ -54,14 +55,24 @@ class ClusterabilityLoss(nn.Module):
     Inputs: ``model`` (TransformerBridge or HF causal LM), ``partition`` (a :class:`ModelPartition`
     covering the graphs, or a mode name for :func:`make_partition` with ``k``/``seed``), ``graphs`` (matrix
     kinds, e.g. ``("mlp_in", "mlp_gate", "mlp_out", "attn_o")``; kinds the family lacks are skipped),
-    ``reduction`` "mean" (scalar), "sum" (scalar) or "none" (``[n_graphs]`` in :attr:`names` order).
+    ``reduction`` "mean" (scalar), "sum" (scalar), "none" (``[n_graphs]`` in :attr:`names` order) or
+    "entries": ``sum_g n_in n_out (1 - C_g)`` (scalar), the off-cluster squared mass of every matrix in units
+    of its mean squared entry, i.e. the effective number of off-cluster weights.
+
+    Why "entries": the gradient of ``1 - C`` w.r.t. one weight is ``-2 w (M - C) / ||W||^2``, and
+    ``||W||^2 = N sigma^2`` for a matrix of ``N`` entries of typical size ``sigma``. Under "mean" each
+    weight is pushed by ``~ 1.5 lam / (G N sigma)`` (``G`` matrices), so the same ``lam`` is ~150x weaker
+    on GPT-2's 768x3072 matrices than on a 64x256 one and is drowned by the task gradient. "entries" makes
+    it ``~ 1.5 lam / sigma`` per off-cluster weight whatever the model: an L2 penalty on off-cluster weights
+    measured relative to each matrix's own scale (same objective family; ``lam`` becomes a per-weight
+    coefficient, like weight decay, so it takes small values, e.g. 1e-5 to 1e-4).
     """
 
     def __init__(self, model: nn.Module, partition: ModelPartition | str = "blocks",
                  graphs: Sequence[str] = DEFAULT_GRAPHS, reduction: str = "mean", k: int = 4, seed: int = 0):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction '{reduction}' unknown: use mean, sum or none")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction '{reduction}' unknown: use one of {', '.join(REDUCTIONS)}")
         self.reduction = reduction
         self.kinds = tuple(graphs)
         # A plain list: the graphs hold the model's parameters, which must not become this module's.
@@ -69,6 +80,8 @@ class ClusterabilityLoss(nn.Module):
         if not self._graphs:
             raise ValueError(f"the model has no graphs of kinds {self.kinds}")
         self.names = [g.name for g in self._graphs]
+        self.register_buffer("entries", torch.tensor([float(g.shape[0] * g.shape[1]) for g in self._graphs],
+                                                     device=self._graphs[0].weight.device), persistent=False)
         if isinstance(partition, str):
             partition = make_partition(model, partition, k, self.kinds, seed)
         self.set_partition(partition)
@@ -111,6 +124,8 @@ class ClusterabilityLoss(nn.Module):
             return enmeshment.mean()
         if self.reduction == "sum":
             return enmeshment.sum()
+        if self.reduction == "entries":
+            return (enmeshment * self.entries).sum()
         return enmeshment
 
     @torch.no_grad()

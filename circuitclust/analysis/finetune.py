@@ -53,6 +53,7 @@ class FinetuneConfig:
     data: str = "wiki"
     k: int = 4
     lam: float = 20.0
+    loss_reduction: str = "mean"        # "mean" (lam ~ 20) | "entries" (lam per weight, ~1e-5; see ClusterabilityLoss)
     lam_schedule: str = "constant"      # "constant" | "linear" (warm-up over lam_warmup steps)
     lam_warmup: int = 0
     steps: int = 100
@@ -81,6 +82,8 @@ class FinetuneConfig:
     def validate(self) -> None:
         if self.lam_schedule not in ("constant", "linear"):
             raise CircuitclustError(f"--lam-schedule {self.lam_schedule}: use constant or linear")
+        if self.loss_reduction not in ("mean", "entries"):
+            raise CircuitclustError(f"--loss-reduction {self.loss_reduction}: use mean or entries")
         if self.partition not in ("blocks", "spectral"):
             raise CircuitclustError(f"--partition {self.partition}: use blocks or spectral")
         if self.train not in TRAIN_CHOICES:
@@ -281,7 +284,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
             _save_partition(part, part_path)
         d.barrier()
     part = ModelPartition.load(part_path).to(d.device) if partition_ready else None
-    closs = ClusterabilityLoss(hf, part if part is not None else "blocks", graphs=cfg.graphs, k=cfg.k)
+    closs = ClusterabilityLoss(hf, part if part is not None else "blocks", graphs=cfg.graphs, k=cfg.k,
+                               reduction=cfg.loss_reduction)
     chance = mean_of(closs.chance())
 
     params = _trainable(hf, cfg, closs)
@@ -388,7 +392,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
                 if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
                     enmesh = closs()
                     loss = loss + lam * enmesh
-                    shown_c = 1.0 - float(enmesh.detach())
+                    if cfg.loss_reduction == "mean":
+                        shown_c = 1.0 - float(enmesh.detach())
                 loss.backward()
             acc["task"] += float(task.detach())
             acc["n"] += 1

@@ -15,6 +15,9 @@ def finetune(
     out: str = typer.Option(..., help="run folder (metrics.jsonl, partition, checkpoints/, final/)"),
     k: int = typer.Option(4, help="clusters per matrix"),
     lam: float = typer.Option(20.0, help="weight of the clusterability loss (mean 1 - C)"),
+    loss_reduction: str = typer.Option("mean", help="mean: lam x mean(1 - C) (lam ~ 20); entries: lam x sum of "
+                                       "n_in*n_out*(1 - C), a per-weight lam that transfers across model sizes "
+                                       "(~1e-5 to 1e-4)"),
     lam_schedule: str = typer.Option("constant", help="constant | linear (ramp over --lam-warmup steps)"),
     lam_warmup: int = typer.Option(0, help="steps of the linear lambda ramp"),
     steps: int = typer.Option(100, help="optimizer steps (with --resume: the new total)"),
@@ -45,7 +48,7 @@ def finetune(
     from ..analysis.finetune import finetune as run
 
     cfg = FinetuneConfig(
-        model=model, out=out, data=data, k=k, lam=lam, lam_schedule=lam_schedule, lam_warmup=lam_warmup,
+        model=model, out=out, data=data, k=k, lam=lam, loss_reduction=loss_reduction, lam_schedule=lam_schedule, lam_warmup=lam_warmup,
         steps=steps, batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, lr=lr,
         weight_decay=weight_decay, lr_warmup=lr_warmup, max_grad_norm=max_grad_norm, distill=distill,
         partition=partition, partition_warmup=partition_warmup,
