@@ -5,7 +5,8 @@ column sums; ``An = D_r^-1/2 A D_c^-1/2``; ``U``, ``V`` = its top ``n_vectors`` 
 ``k``, the trivial first pair included: after scaling it is constant over all units, so it does not move
 k-means, and when the graph falls apart into components it carries exactly that split);
 ``Z = [D_r^-1/2 U ; D_c^-1/2 V]``; ONE k-means over the stacked rows of ``Z``, so row cluster ``i`` and
-column cluster ``i`` are the same co-cluster by construction.
+column cluster ``i`` are the same co-cluster by construction. ``An`` is applied blockwise, never
+materialised on CPU (:class:`~circuitclust.core.normalised_graph.NormalisedGraph`).
 
 Zero rows / columns (isolated units): they carry no weight, so no label changes any clusterability. They are
 left out of the embedding and of the k-means fit (weight 0) and get the label of the centre nearest the
@@ -19,15 +20,16 @@ import torch
 from ..errors import CircuitclustError
 from .kmeans import kmeans
 from .partition import Partition
-from .svd import exact_svd, randomized_svd, resolve_method
+from .normalised_graph import NormalisedGraph
+from .svd import block_lanczos_svd, exact_svd, resolve_method
 
-#: Default early-stop tolerance of the randomized SVD's power iterations (1 - smallest principal cosine
-#: between consecutive iterates of the top singular subspaces). Measured on the embedded Gemma 3 270M's 54
-#: randomized stacks (k = 4, vs float64 exact SVD): the MLP stacks stop after 3-5 of the 6 iterations
-#: (worst cosine 0.9997 instead of 0.9999 with all 6); attention stacks mostly run 5-6 (median cosine
-#: 0.9995-0.997 either way). Where sigma_k and sigma_k+1 nearly coincide the k-th vector is not
-#: determined and no affordable iteration count pins it down (attn_qk.3: cosine 0.22 with or without tol).
-SVD_TOL = 1e-3
+#: Default early-stop tolerance of the randomized (block Lanczos) SVD: stop once the a-posteriori bound on
+#: the sine of the angle between every wanted singular vector and the exact one is below it (see
+#: :func:`~circuitclust.core.svd.block_lanczos_svd`). The bound is conservative (measured on the embedded
+#: Gemma 3 270M MLP stacks: 0.03 while the subspace cosine vs float64 exact SVD was already 0.9999), so
+#: it only ends easy (well-separated) cases early; the accuracy is otherwise set by ``n_iter``
+#: (benchmarks/svd_accuracy.py prints the trade).
+SVD_TOL = 1e-2
 
 
 def _check(weights: torch.Tensor, k: int) -> None:
@@ -40,42 +42,38 @@ def _check(weights: torch.Tensor, k: int) -> None:
 
 
 def bipartite_embedding(
-    a: torch.Tensor, n_vectors: int, *, svd: str = "auto", n_iter: int = 6, oversample: int = 10,
+    graph: NormalisedGraph, n_vectors: int, *, svd: str = "auto", n_iter: int = 6, oversample: int = 1,
     generator: torch.Generator | None = None, svd_tol: float = 0.0,
-    degrees: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dhillon's scaled spectral embedding of non-negative ``a`` ``[B, m, n]``.
+    """Dhillon's scaled spectral embedding of a normalised bipartite graph ``graph`` (batch ``[B, m, n]``).
 
     Returns ``z`` ``[B, m + n, n_vectors]`` (rows first, then columns; isolated units at the origin) and
-    ``active`` ``[B, m + n]`` bool (units with non-zero degree). ``a`` is overwritten (scaled in place).
-    Each batch member's embedding is scaled to unit mean squared norm, which k-means does not notice but
-    float32 distances do. ``degrees``: ``(a.sum(2), a.sum(1))`` if the caller has them (saves two passes).
-    ``svd_tol``: early stop of the randomized SVD's power iterations (see
-    :func:`~circuitclust.core.svd.randomized_svd`; ``n_iter`` is then the maximum).
+    ``active`` ``[B, m + n]`` bool (units with non-zero degree). Each batch member's embedding is scaled to
+    unit mean squared norm, which k-means does not notice but float32 distances do.
+    ``svd="randomized"``: block Lanczos with a block of ``n_vectors - 1 + oversample`` vectors and at most
+    ``n_iter`` steps (one pass over the matrix each), stopping early by ``svd_tol`` (see
+    :func:`~circuitclust.core.svd.block_lanczos_svd`).
     """
-    dr, dc = degrees if degrees is not None else (a.sum(2), a.sum(1))
-    if not bool(torch.isfinite(dr).all()):
-        # NaN or inf anywhere makes its row sum non-finite: one cheap check instead of a pass over W.
-        raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
-    ir = torch.where(dr > 0, dr.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dr))
-    ic = torch.where(dc > 0, dc.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(dc))
-    an = a.mul_(ir[:, :, None]).mul_(ic[:, None, :])  # in place: a is the caller's private copy
-    if resolve_method(svd, a.shape[1], a.shape[2], n_vectors) == "exact":
-        u, _, v = exact_svd(an, n_vectors)
+    dr, dc = graph.row_degrees, graph.col_degrees
+    ir, ic = graph.row_scale, graph.col_scale
+    B, m, n = graph.shape
+    if resolve_method(svd, m, n, n_vectors) == "exact":
+        u, _, v = exact_svd(graph.dense(), n_vectors)
     else:
         # The trivial pair is known in closed form: An v0 = u0 with singular value 1, the largest. Deflating
-        # it spends the sketch and the power iterations on the n_vectors - 1 informative directions only.
+        # it spends the Krylov space on the n_vectors - 1 informative directions only.
         total = dr.sum(1, keepdim=True)
         u0, v0 = (dr / total).sqrt()[:, :, None], (dc / total).sqrt()[:, :, None]
         u, v = u0, v0
         if n_vectors > 1:
-            u1, _, v1 = randomized_svd(an, n_vectors - 1, oversample=oversample, n_iter=n_iter,
-                                       generator=generator, tol=svd_tol, deflate=(u0, v0))
+            u1, _, v1, _ = block_lanczos_svd(graph.gram, B, n, n_vectors - 1, block=n_vectors - 1 + oversample,
+                                             n_iter=n_iter, tol=svd_tol, generator=generator, dtype=graph.dtype,
+                                             device=dr.device, deflate=v0)
             u, v = torch.cat([u0, u1], 2), torch.cat([v0, v1], 2)
     z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
     active = torch.cat([dr > 0, dc > 0], 1)
     ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
-    z = z / ms.clamp_min(torch.finfo(a.dtype).tiny).sqrt()[:, None, None]
+    z = z / ms.clamp_min(torch.finfo(z.dtype).tiny).sqrt()[:, None, None]
     return z, active
 
 
@@ -88,7 +86,7 @@ def cocluster_labels(
     power: int = 1,
     svd: str = "auto",
     n_iter: int = 6,
-    oversample: int = 10,
+    oversample: int = 1,
     n_vectors: int | None = None,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
@@ -106,12 +104,11 @@ def cocluster_labels(
         raise CircuitclustError(f"power must be 1 (|W|) or 2 (W^2), got {power}")
     dev = torch.device(device) if device is not None else weights.device
     dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
-    a = weights.detach().to(dev, dtype)
-    a = a.abs() if power == 1 else a.square()  # a fresh tensor: bipartite_embedding may scale it in place
+    graph = NormalisedGraph(weights.detach().to(dev), power, dtype=dtype)
     if generator is None:
         generator = torch.Generator(device=dev).manual_seed(int(seed))
-    B, n_in, n_out = a.shape
-    rs, cs = a.sum(2), a.sum(1)
+    B, n_in, n_out = graph.shape
+    rs, cs = graph.row_degrees, graph.col_degrees
     if not bool(torch.isfinite(rs).all()):
         raise CircuitclustError("the weight matrix contains NaN or inf: fix or drop those entries before clustering")
     active_rows, active_cols = (rs > 0).sum(1), (cs > 0).sum(1)
@@ -120,8 +117,8 @@ def cocluster_labels(
     if bool((active_rows + active_cols < k).any()):
         raise CircuitclustError(f"fewer than k={k} units have any non-zero weight: lower k")
     nv = min(n_vectors or k, n_in, n_out)
-    z, active = bipartite_embedding(a, nv, svd=svd, n_iter=n_iter, oversample=oversample, generator=generator,
-                                    svd_tol=svd_tol, degrees=(rs, cs))
+    z, active = bipartite_embedding(graph, nv, svd=svd, n_iter=n_iter, oversample=oversample, generator=generator,
+                                    svd_tol=svd_tol)
     res = kmeans(z, k, n_init=n_init, generator=generator, sample_weight=active.to(z.dtype))
     return res.labels[:, :n_in], res.labels[:, n_in:]
 
@@ -138,8 +135,10 @@ def cocluster_batch(weights: torch.Tensor, k: int, *, seed: int = 0, n_init: int
 
 
 def _provenance(shape, k, seed, n_init, power, svd, n_iter, extra) -> dict:
-    return {"method": "spectral", "seed": int(seed), "n_init": n_init, "power": power,
-            "svd": resolve_method(svd, int(shape[0]), int(shape[1]), k), "svd_n_iter": n_iter, **extra}
+    used = resolve_method(svd, int(shape[0]), int(shape[1]), k)
+    algo = {"svd_algorithm": "block_lanczos"} if used == "randomized" else {}
+    return {"method": "spectral", "seed": int(seed), "n_init": n_init, "power": power, "svd": used,
+            "svd_n_iter": n_iter, **algo, **extra}
 
 
 def cocluster(
@@ -158,10 +157,10 @@ def cocluster(
     """Split the bipartite graph of ``weight`` ``[n_in, n_out]`` into ``k`` co-clusters.
 
     - ``power``: 1 clusters ``|W|``, 2 clusters ``W**2`` (the mass that :func:`clusterability` counts).
-    - ``svd``: ``"exact"``, ``"randomized"`` (at most ``n_iter`` power iterations, stopping early once the
-      singular subspaces move by less than ``svd_tol``; the trivial first pair is known in closed form, so
-      ``2(k-1)+10`` sketch vectors go to the ``k-1`` others), or ``"auto"`` (exact when the smaller side
-      is <= 512).
+    - ``svd``: ``"exact"``, ``"randomized"`` (randomized block Lanczos: a Gaussian start block of ``k``
+      vectors, at most ``n_iter`` steps of one pass over ``W`` each, stopping early once the error bound of
+      every wanted singular vector is below ``svd_tol``; the trivial first pair is known in closed form and
+      deflated), or ``"auto"`` (exact when the smaller side is <= 512).
     - ``n_init``: k-means restarts (k-means++ seeding); ``seed`` fixes all randomness on a given device.
     - ``device``: where to compute (default: ``weight``'s device); the labels live there.
 
