@@ -43,13 +43,16 @@ def _check(weights: torch.Tensor, k: int) -> None:
 
 def bipartite_embedding(
     graph: NormalisedGraph, n_vectors: int, *, svd: str = "auto", n_iter: int = 6, oversample: int = 1,
-    generator: torch.Generator | None = None, svd_tol: float = 0.0,
+    generator: torch.Generator | None = None, svd_tol: float = 0.0, keep_trivial: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dhillon's scaled spectral embedding of a normalised bipartite graph ``graph`` (batch ``[B, m, n]``).
 
-    Returns ``z`` ``[B, m + n, n_vectors]`` (rows first, then columns; isolated units at the origin) and
-    ``active`` ``[B, m + n]`` bool (units with non-zero degree). Each batch member's embedding is scaled to
-    unit mean squared norm, which k-means does not notice but float32 distances do.
+    Returns ``z`` ``[B, m + n, d]`` (rows first, then columns; isolated units at the origin) and
+    ``active`` ``[B, m + n]`` bool (units with non-zero degree). ``d = n_vectors``, except on the randomized
+    path with ``keep_trivial=False``, where the trivial coordinate is left out (``d = n_vectors - 1``): there
+    it is the closed-form ``D^-1/2 sqrt(d / total) = 1 / sqrt(total)``, the same for every active unit, so it
+    moves no k-means distance and only costs time. Each batch member's embedding is scaled to unit mean
+    squared norm, which k-means does not notice but float32 distances do.
     ``svd="randomized"``: block Lanczos with a block of ``n_vectors - 1 + oversample`` vectors and at most
     ``n_iter`` steps (one pass over the matrix each), stopping early by ``svd_tol`` (see
     :func:`~circuitclust.core.svd.block_lanczos_svd`).
@@ -69,7 +72,7 @@ def bipartite_embedding(
             u1, _, v1, _ = block_lanczos_svd(graph.gram, B, n, n_vectors - 1, block=n_vectors - 1 + oversample,
                                              n_iter=n_iter, tol=svd_tol, generator=generator, dtype=graph.dtype,
                                              device=dr.device, deflate=v0)
-            u, v = torch.cat([u0, u1], 2), torch.cat([v0, v1], 2)
+            u, v = (torch.cat([u0, u1], 2), torch.cat([v0, v1], 2)) if keep_trivial else (u1, v1)
     z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
     active = torch.cat([dr > 0, dc > 0], 1)
     ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
@@ -118,7 +121,7 @@ def cocluster_labels(
         raise CircuitclustError(f"fewer than k={k} units have any non-zero weight: lower k")
     nv = min(n_vectors or k, n_in, n_out)
     z, active = bipartite_embedding(graph, nv, svd=svd, n_iter=n_iter, oversample=oversample, generator=generator,
-                                    svd_tol=svd_tol)
+                                    svd_tol=svd_tol, keep_trivial=False)
     res = kmeans(z, k, n_init=n_init, generator=generator, sample_weight=active.to(z.dtype))
     return res.labels[:, :n_in], res.labels[:, n_in:]
 

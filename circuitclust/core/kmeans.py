@@ -107,17 +107,18 @@ def _lloyd(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor, centers: torch.Te
     R, n, d = x.shape
     k = centers.shape[1]
     ids = torch.arange(k, dtype=_index_dtype(k), device=x.device)[None, :, None]
-    # [x * w, w] (as [R, d + 1, n]): one matmul with the one-hot assignment [R, k, n] gives each cluster's
-    # weighted sum and mass (a matmul, not scatter_add, so it is deterministic on GPU too).
-    xw1 = torch.cat([xt * w[:, None, :], w[:, None, :]], 1).transpose(1, 2)
+    # [x * w, w, 1] (as [R, n, d + 2]): one matmul with the one-hot assignment [R, k, n] gives each cluster's
+    # weighted sum, mass and point count (a matmul, not scatter_add, so it is deterministic on GPU too). The
+    # counts add up to n unless a point was assigned twice (a tie); they are exact integers below 2^24.
+    xw1 = torch.cat([xt * w[:, None, :], w[:, None, :], torch.ones_like(w)[:, None, :]], 1).transpose(1, 2)
     ridx = torch.arange(R, device=x.device)
     tiny = torch.finfo(x.dtype).tiny
 
     def update(onehot: torch.Tensor):
-        sums = torch.bmm(onehot, xw1)  # [R, k, d + 1]
+        sums = torch.bmm(onehot, xw1)  # [R, k, d + 2]
         mass = sums[:, :, d]
         new = sums[:, :, :d] / mass.clamp_min(tiny)[:, :, None]
-        return new, mass <= 0, ((new - centers) ** 2).sum((1, 2))
+        return new, mass <= 0, ((new - centers) ** 2).sum((1, 2)), sums[:, :, d + 1].sum(1)
 
     it = 0
     for it in range(1, max_iter + 1):
@@ -127,12 +128,12 @@ def _lloyd(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor, centers: torch.Te
         # centre and 0 elsewhere (on CPU, comparisons that produce bool tensors cost several times more).
         # A point equidistant from two centres would count twice: checked below, then resolved exactly.
         onehot = (smin - score).sign_().add_(1)
-        new, empty, shift = update(onehot)
+        new, empty, shift, count = update(onehot)
         any_empty, done, tie = torch.stack([empty.any(), (shift <= thresh).all(),
-                                            onehot.sum(1).amax() > 1.5]).tolist()
+                                            (count > n + 0.5).any()]).tolist()
         if tie:
             onehot = (_nearest(score)[1][:, None, :] == ids).to(x.dtype)
-            new, empty, shift = update(onehot)
+            new, empty, shift, _ = update(onehot)
             any_empty, done = torch.stack([empty.any(), (shift <= thresh).all()]).tolist()
         if any_empty:
             # Re-seed each empty cluster at a distinct far point (the j-th farthest for cluster j).
