@@ -69,18 +69,19 @@ def _sample(probs: torch.Tensor, t: int, generator: torch.Generator) -> torch.Te
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, sample_weight: torch.Tensor | None = None,
-                    n_trials: int | None = None) -> torch.Tensor:
+                    n_trials: int | None = None, xt: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy k-means++ seeding (as scikit-learn): each new centre is the best of ``n_trials`` candidates
     drawn with probability proportional to weight x squared distance to the nearest chosen centre.
 
-    ``x`` ``[B, n, d]``; ``sample_weight`` ``[B, n]`` (non-negative, each row with at least ``k`` positive
-    entries). Returns the centres ``[B, k, d]``.
+    ``x`` ``[B, n, d]`` (``xt``: its contiguous transpose ``[B, d, n]``, if the caller has it);
+    ``sample_weight`` ``[B, n]`` (non-negative, each row with at least ``k`` positive entries). Returns the
+    centres ``[B, k, d]``.
     """
     B, n, d = x.shape
     w = torch.ones(B, n, dtype=x.dtype, device=x.device) if sample_weight is None else sample_weight.to(x.dtype)
     n_trials = n_trials or 2 + int(math.log(k))
     bidx = torch.arange(B, device=x.device)
-    xt = x.transpose(1, 2).contiguous()
+    xt = x.transpose(1, 2).contiguous() if xt is None else xt
     x2 = (x * x).sum(-1)
     first = _sample(w, 1, generator)  # [B, 1]
     centers = [x[bidx, first[:, 0]]]
@@ -91,8 +92,10 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, sample_
         probs = torch.where(pot.sum(1, keepdim=True) > 0, pot, w)
         cand = _sample(probs, n_trials, generator)  # [B, t]
         cx = x[bidx[:, None], cand]  # [B, t, d]
-        new_closest = torch.minimum(closest[:, None, :], (_scores(xt, cx) + x2[:, None, :]).clamp_min_(0))
-        best = (new_closest * w[:, None, :]).sum(2).argmin(1)  # [B]
+        # In place on the one [B, t, n] buffer: these are the largest tensors of the seeding.
+        new_closest = _scores(xt, cx).add_(x2[:, None, :]).clamp_min_(0)
+        torch.minimum(new_closest, closest[:, None, :], out=new_closest)
+        best = torch.bmm(new_closest, w[:, :, None])[:, :, 0].argmin(1)  # [B]
         centers.append(cx[bidx, best])
         closest = new_closest[bidx, best]
     return torch.stack(centers, 1)
@@ -201,7 +204,7 @@ def kmeans(
 
     xt = x.transpose(1, 2).contiguous()
     xr, xtr, wr = (t.repeat_interleave(n_init, 0) for t in (x, xt, w))
-    centers = kmeans_plusplus(xr, k, generator, wr)
+    centers = kmeans_plusplus(xr, k, generator, wr, xt=xtr)
     centers, it1 = _lloyd(xr, xtr, wr, centers, thresh.repeat_interleave(n_init), min(prune_after, max_iter))
     _, inertia = _assign(xr, xtr, wr, centers)
     best = inertia.view(B, n_init).argmin(1) + torch.arange(B, device=x.device) * n_init
