@@ -1,0 +1,120 @@
+"""Benchmark: the accuracy the co-clusterer's randomized SVD trades for speed, in one run.
+
+For every tied stack that ``circuitclust cluster`` co-clusters with the randomized SVD (smaller side > 512) of
+a model (default: the embedded Gemma 3 270M; ``--model tiny-gemma`` etc. work too), and for two planted
+noise matrices of the benchmarks/partition.py shapes, it forms Dhillon's normalised ``An`` (float64), takes
+the exact SVD, and compares the k-1 informative singular vectors (the trivial pair is known in closed form
+and deflated by both methods) found by
+
+- block Lanczos (what ``cocluster`` uses now: block k, ``n_iter`` steps of one pass over W each), at
+  several step counts, with the default early stop (``svd_tol``) off, and
+- subspace (power) iteration (what ``cocluster`` used before: 2(k-1)+10 sketch vectors, 6 iterations,
+  early stop at 1e-3), for reference.
+
+Accuracy = the cosine of the largest principal angle between the found and the exact subspace (the worse
+of left and right; 1 = exact). Where sigma_{k-1} and sigma_k of ``An`` nearly coincide (printed as the
+relative gap) the k-th vector is not determined and no method pins it down; the planted noise matrices are
+such cases by construction (their spectrum is flat). Time = process CPU time of the SVD alone.
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/svd_accuracy.py [--model gemma-3-270m]
+        [--k 4] [--threads 1] [--max-stacks 0] [--steps 4,5,6,8]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def normalised(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from circuitclust.core.normalised_graph import NormalisedGraph
+
+    g = NormalisedGraph(w.double()[None], 1, dtype=torch.float64)
+    total = g.row_degrees.sum(1, keepdim=True)
+    return g.dense(), (g.row_degrees / total).sqrt()[:, :, None], (g.col_degrees / total).sqrt()[:, :, None]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-stacks", type=int, default=0, help="at most this many model stacks per shape (0: all)")
+    ap.add_argument("--steps", default="4,5,6,8", help="block Lanczos step counts to compare")
+    ap.add_argument("--seeds", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from circuitclust.analysis.clustering import _oriented, _weights, tied_groups
+    from circuitclust.core.normalised_graph import NormalisedGraph
+    from circuitclust.core.svd import EXACT_MAX_SIDE, block_lanczos_svd, randomized_svd, subspace_cosines
+    from circuitclust.models import load_model, weight_graphs
+
+    k = args.k
+    steps = [int(s) for s in args.steps.split(",")]
+    cases: list[tuple[str, torch.Tensor]] = []
+    g = torch.Generator().manual_seed(0)
+    for shape in ((768, 3072), (2304, 9216)):
+        r, c = torch.randint(0, k, (shape[0],), generator=g), torch.randint(0, k, (shape[1],), generator=g)
+        w = 3 * torch.randn(*shape, generator=g) + (r[:, None] == c[None, :]) * torch.randn(*shape, generator=g)
+        cases.append((f"planted noise {shape[0]}x{shape[1]}", w))
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    print(f"loaded {args.model} in {time.perf_counter() - t0:.1f} s")
+    graphs = weight_graphs(model, parts=("mlp", "attn"))
+    w = _weights(graphs, "cpu")
+    per_shape: dict[tuple, int] = {}
+    for space, members in tied_groups(graphs).items():
+        stack = torch.cat([_oriented(m, w[m.name]) for m in members], 1).contiguous()
+        if min(stack.shape) <= EXACT_MAX_SIDE:
+            continue  # the exact SVD handles these
+        per_shape[tuple(stack.shape)] = per_shape.get(tuple(stack.shape), 0) + 1
+        if args.max_stacks and per_shape[tuple(stack.shape)] > args.max_stacks:
+            continue
+        cases.append((f"{args.model} {space} {stack.shape[0]}x{stack.shape[1]}", stack))
+    del model
+
+    methods = [(f"lanczos n_iter={s}", s) for s in steps] + [("subspace iter. (old)", None)]
+    rows: dict[str, list] = {name: [] for name, _ in methods}
+    print(f"k {k}, torch threads {torch.get_num_threads()}, {len(cases)} matrices, {args.seeds} seeds each")
+    print(f"{'matrix':44s} {'rel.gap':>7s} " + " ".join(f"{n:>22s}" for n, _ in methods))
+    for name, w in cases:
+        an, u0, v0 = normalised(w)
+        u, s, vh = torch.linalg.svd(an, full_matrices=False)
+        ue, ve = u[:, :, 1:k], vh[:, 1:k].transpose(1, 2)
+        gap = float((s[0, k - 1] - s[0, k]) / s[0, k - 1])
+        graph = NormalisedGraph(w[None], 1)
+        tot = graph.row_degrees.sum(1, keepdim=True)
+        fu0, fv0 = (graph.row_degrees / tot).sqrt()[:, :, None], (graph.col_degrees / tot).sqrt()[:, :, None]
+        cells = []
+        for mname, st in methods:
+            cos, cpu = [], []
+            for seed in range(args.seeds):
+                gen = torch.Generator().manual_seed(seed)
+                c0 = time.process_time()
+                if st is None:
+                    a32 = graph.dense()  # the old path materialised An
+                    uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=(fu0, fv0))
+                else:
+                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=k, n_iter=st,
+                                                     generator=gen, deflate=fv0)
+                cpu.append(time.process_time() - c0)
+                cos.append(min(float(subspace_cosines(ue, uu.double())[0, -1]),
+                               float(subspace_cosines(ve, vv.double())[0, -1])))
+            rows[mname].append((min(cos), float(np.median(cpu))))
+            cells.append(f"{min(cos):.4f} {np.median(cpu) * 1e3:7.1f}ms")
+        print(f"{name:44s} {gap:7.4f} " + " ".join(f"{c:>22s}" for c in cells))
+    print("\nsummary over the model stacks (worst cosine of the seeds per matrix): median / 10th percentile / min "
+          "cosine, total CPU")
+    model_idx = [i for i, (n, _) in enumerate(cases) if not n.startswith("planted")]
+    for mname, _ in methods:
+        v = np.array([rows[mname][i][0] for i in model_idx]) if model_idx else np.array([np.nan])
+        t = sum(rows[mname][i][1] for i in model_idx) if model_idx else float("nan")
+        print(f"  {mname:22s} median {np.median(v):.4f}  p10 {np.percentile(v, 10):.4f}  min {v.min():.4f}  "
+              f"cpu {t:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
