@@ -30,12 +30,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lam", type=float, default=20.0)
+    ap.add_argument("--loss-reduction", default="mean", help="mean | entries (lam per weight, see finetune_study.py)")
+    ap.add_argument("--lr-warmup", type=int, default=5)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="time budget per variant (0 = none)")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--eval-blocks", type=int, default=16)
     ap.add_argument("--distill", type=float, nargs="+", default=[0.0, 1.0])
-    ap.add_argument("--train", default="regularised")
+    ap.add_argument("--train", default="regularised", help="regularised | mlp | all (all: the non-MLP weights can compensate)")
     ap.add_argument("--graphs", default="mlp_in,mlp_gate,mlp_out")
     ap.add_argument("--bundled-files", action="store_true")
     a = ap.parse_args()
@@ -48,7 +51,8 @@ def main() -> None:
     for distill in a.distill:
         out = Path(a.out) / f"distill-{distill:g}"
         cfg = FinetuneConfig(model=a.model, out=str(out), data=a.data, k=a.k, lam=a.lam, steps=a.steps,
-                             batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, lr_warmup=5, distill=distill,
+                             loss_reduction=a.loss_reduction, max_minutes=a.max_minutes,
+                             batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, lr_warmup=a.lr_warmup, distill=distill,
                              graphs=tuple(a.graphs.split(",")), train=a.train, eval_every=a.steps,
                              eval_blocks=a.eval_blocks, save_every=a.steps, keep_checkpoints=1)
         t0 = time.time()
@@ -56,7 +60,7 @@ def main() -> None:
         recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         b, e = recs[0], recs[-1]
         rows.append((distill, b, e, time.time() - t0))
-    print(f"\nmodel {a.model}, data {a.data}, k {a.k}, lam {a.lam}, lr {a.lr}, steps {a.steps}, "
+    print(f"\nmodel {a.model}, data {a.data}, k {a.k}, lam {a.lam} ({a.loss_reduction}), lr {a.lr}, steps {a.steps}, "
           f"batch {a.batch_size}x{a.seq_len} tokens, trained: {a.train} ({a.graphs})")
     print(f"{'distill':>7} {'C before':>9} {'C after':>8} {'chance':>6} "
           + " ".join(f"{'ppl ' + d + ' before':>18} {'after':>8} {'change':>7}" for d in evals) + f" {'wall s':>7}")
