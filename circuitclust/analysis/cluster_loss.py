@@ -119,7 +119,12 @@ class ClusterabilityLoss(nn.Module):
         return clusterability_fused(ws, rows, cols)
 
     def forward(self) -> torch.Tensor:
-        enmeshment = 1.0 - self.per_graph()
+        return self.reduce(self.per_graph())
+
+    def reduce(self, per_graph: torch.Tensor) -> torch.Tensor:
+        """The loss from :meth:`per_graph`'s ``C`` values (``[n_graphs]``), by :attr:`reduction`; lets a caller
+        that also wants ``C`` itself (progress display) compute the graphs once."""
+        enmeshment = 1.0 - per_graph
         if self.reduction == "mean":
             return enmeshment.mean()
         if self.reduction == "sum":

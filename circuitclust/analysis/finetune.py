@@ -390,10 +390,9 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
                     loss = loss + cfg.distill * kl / cfg.grad_accum
                     acc["kl"] += float(kl.detach())
                 if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
-                    enmesh = closs()
-                    loss = loss + lam * enmesh
-                    if cfg.loss_reduction == "mean":
-                        shown_c = 1.0 - float(enmesh.detach())
+                    per_c = closs.per_graph()
+                    loss = loss + lam * closs.reduce(per_c)
+                    shown_c = float(per_c.detach().mean())
                 loss.backward()
             acc["task"] += float(task.detach())
             acc["n"] += 1
