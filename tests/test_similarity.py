@@ -10,7 +10,9 @@ import torch
 from circuitclust.analysis.similarity import (LayerSimilarity, bootstrap_groups, compare_similarity, find_groups,
                                               layer_similarity, resolve_hooks, sample_positions)
 from circuitclust.core.layer_groups import choose_n_groups, cluster_layers, group_boundaries
-from circuitclust.core.similarity import (cka_matrix, gw_distance, gw_matrix, linear_cka, pairwise_distances)
+from circuitclust.core.similarity import (EXACT_STARTS, cka_matrix, gw_cost, gw_distance, gw_entropic_plans,
+                                          gw_exact_multistart, gw_matrix, linear_cka, pairwise_distances,
+                                          random_coupling, round_to_coupling)
 from circuitclust.errors import CircuitclustError, DataError
 
 TEXTS = [
@@ -75,6 +77,63 @@ def test_gw_zero_for_isometric_copies_and_large_for_unrelated(planted, solver):
     assert gw["noisy"] < 0.02, gw
     assert gw["random"] > 0.05, gw
     assert gw["random"] > 20 * max(gw["x"], gw["rot_scaled"], gw["permuted"], 1e-4)
+
+
+def test_gw_cost_matches_brute_force_and_rounding_gives_couplings():
+    g = torch.Generator().manual_seed(0)
+    d1 = pairwise_distances(torch.randn(5, 3, generator=g, dtype=torch.float64))
+    d2 = pairwise_distances(torch.randn(4, 2, generator=g, dtype=torch.float64))
+    t = torch.rand(5, 4, generator=g, dtype=torch.float64)
+    brute = ((d1[:, None, :, None] - d2[None, :, None, :]) ** 2 * t[:, :, None, None] * t[None, None]).sum()
+    assert float(gw_cost(d1, d2, t)) == pytest.approx(float(brute), rel=1e-12)
+    p, q = torch.full((5,), 0.2, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    r = round_to_coupling(torch.stack([t, 2 * t]), p.expand(2, 5), q.expand(2, 4))
+    assert torch.all(r >= 0)
+    assert torch.allclose(r.sum(-1), p.expand(2, 5), atol=1e-15) and torch.allclose(r.sum(-2), q.expand(2, 4), atol=1e-15)
+    # a plan that already is a coupling is left alone
+    assert torch.allclose(round_to_coupling(p[:, None] * q[None, :], p, q), p[:, None] * q[None, :], atol=1e-17)
+    for w1, w2 in ((p, p), (p, q)):
+        v = random_coupling(w1, w2, torch.Generator().manual_seed(3))
+        assert torch.allclose(v.sum(1), w1, atol=1e-12) and torch.allclose(v.sum(0), w2, atol=1e-12)
+        assert torch.equal(v, random_coupling(w1, w2, torch.Generator().manual_seed(3)))
+    assert (random_coupling(p, p, torch.Generator().manual_seed(3)) > 0).sum() == 5  # a permutation plan
+
+
+@pytest.fixture(scope="module")
+def hard_pairs(planted):
+    # a noisy copy with its points permuted: CG from p q^T and from the identity both stall far from it
+    g = torch.Generator().manual_seed(7)
+    perm = torch.randperm(planted["x"].shape[0], generator=g)
+    return {"noisy_permuted": planted["noisy"][perm], "noisy": planted["noisy"], "random": planted["random"],
+            "permuted": planted["permuted"]}
+
+
+def test_exact_never_above_entropic_plan_cost(planted, hard_pairs):
+    dx = pairwise_distances(planted["x"])
+    for name, y in hard_pairs.items():
+        dy = pairwise_distances(y)
+        plan = gw_entropic_plans(dx[None], dy[None])[0]
+        assert torch.allclose(plan.sum(0), torch.full((64,), 1 / 64, dtype=plan.dtype), atol=1e-15)
+        entropic_plan_cost = 0.5 * float(gw_cost(dx, dy, plan).clamp_min(0).sqrt())
+        # the entropic solver reports exactly the cost of that (feasible) plan
+        assert float(gw_distance(dx, dy, solver="entropic")) == pytest.approx(entropic_plan_cost, rel=1e-9, abs=1e-12)
+        exact, per_start = gw_exact_multistart(dx, dy, entropic_plan=plan)
+        assert float(exact) <= entropic_plan_cost + 1e-12, name
+        assert float(exact) == pytest.approx(float(per_start.nan_to_num(9.0).min()))
+        assert len(per_start) == len(EXACT_STARTS)
+
+
+def test_exact_starts_matter_on_a_noisy_permuted_copy(planted, hard_pairs):
+    dx, dy = pairwise_distances(planted["x"]), pairwise_distances(hard_pairs["noisy_permuted"])
+    product_only = float(gw_distance(dx, dy, starts=("product",)))
+    identity_only = float(gw_distance(dx, dy, starts=("identity",)))
+    best = float(gw_distance(dx, dy))
+    assert best < 0.02  # ~ the noisy copy's own distance
+    assert product_only > 5 * best and identity_only > 5 * best
+    # a permuted copy is still ~0 with the points treated as different (no identity start)
+    assert float(gw_distance(dx, pairwise_distances(planted["permuted"]), same_points=False)) < 1e-6
+    with pytest.raises(CircuitclustError, match="start"):
+        gw_distance(dx, dy, starts=("warm",))
 
 
 def test_gw_entropic_pgd_runs_and_orders():
@@ -207,10 +266,13 @@ def test_layer_similarity_on_tiny_models(tiny, tmp_path):
     assert sim.positions.shape == (24, 2) and torch.all(sim.positions[:, 1] >= 1)
     assert sim.provenance["model"] == name and sim.provenance["seed"] == 3
     assert len(sim.groups.labels) == n_layers
+    assert sim.groups.labels_by_k[2] and len(sim.groups.labels_by_k[2]) == n_layers
+    summary = sim.provenance["exact_start_summary"]
+    assert summary["starts"] == list(EXACT_STARTS) and sum(summary["wins"].values()) >= n_layers * (n_layers - 1) // 2
     sim.save(tmp_path)
     back = LayerSimilarity.load(tmp_path)
     assert torch.equal(back.distances, sim.distances) and back.layers == sim.layers
-    assert back.groups.boundaries == sim.groups.boundaries
+    assert back.groups.boundaries == sim.groups.boundaries and back.groups.labels_by_k == sim.groups.labels_by_k
     doc = json.loads((tmp_path / "similarity.json").read_text())
     assert doc["schema"] == "circuitclust.similarity/1" and len(doc["gw"]) == n_layers
     assert (tmp_path / "gw.csv").read_text().splitlines()[0].startswith("layer,blocks.0.hook_resid_post")
@@ -253,8 +315,13 @@ def test_cli_similarity(tmp_path):
     corpus.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["similarity", "tiny-pythia", "--data", str(corpus), "--n", "16", "--out", str(out),
-                                   "--compare", "tiny-pythia", "--device", "cpu"])
+                                   "--compare", "tiny-pythia", "--device", "cpu", "--boot", "2",
+                                   "--starts", "product,entropic"])
     assert res.exit_code == 0, res.output
+    assert "bootstrap (2)" in res.output and "cut frequency" in res.output and "entropic" in res.output
+    doc = json.loads((out / "similarity.json").read_text())
+    assert doc["provenance"]["exact_starts"] == ["product", "entropic"]
+    assert doc["groups"]["stability"]["n_boot"] == 2 and "gw_ci_low" in doc
     for f in ("similarity.json", "similarity.safetensors", "gw.csv", "cka.csv", "similarity_compare.json",
               "compare/similarity.json"):
         assert (out / f).is_file(), f

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import torch
 
 from ..core.layer_groups import choose_n_groups, cluster_layers, group_boundaries, silhouette
-from ..core.similarity import MIN_POINTS, SOLVERS, cka_matrix, gw_matrix, gw_paired, pairwise_distances
+from ..core.similarity import (EXACT_STARTS, MIN_POINTS, SOLVERS, cka_matrix, gw_matrix, gw_paired,
+                               pairwise_distances)
 from ..errors import CircuitclustError, DataError
 
 SCHEMA = "circuitclust.similarity/1"
@@ -174,9 +175,11 @@ class LayerGroups:
     silhouette: float
     silhouettes: dict[int, float] = field(default_factory=dict)
     stability: dict[str, Any] | None = None
+    labels_by_k: dict[int, list[int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"boundaries": self.boundaries, "labels": self.labels, "stability": self.stability,
+                "labels_by_k": {str(k): v for k, v in self.labels_by_k.items()},
                 "n_groups": self.n_groups, "contiguous": self.contiguous, "linkage": "average",
                 "silhouette": self.silhouette, "silhouettes": {str(k): v for k, v in self.silhouettes.items()}}
 
@@ -185,7 +188,8 @@ class LayerGroups:
         return cls(labels=list(d["labels"]), boundaries=list(d["boundaries"]), n_groups=int(d["n_groups"]),
                    contiguous=bool(d["contiguous"]), silhouette=float(d["silhouette"]),
                    silhouettes={int(k): float(v) for k, v in d.get("silhouettes", {}).items()},
-                   stability=d.get("stability"))
+                   stability=d.get("stability"),
+                   labels_by_k={int(k): list(v) for k, v in d.get("labels_by_k", {}).items()})
 
 
 @dataclass
@@ -263,14 +267,17 @@ def _write_matrix_csv(path: Path, names: Sequence[str], mat: torch.Tensor) -> No
 def find_groups(distances: torch.Tensor, *, n_groups: int | None = None, contiguous: bool = True,
                 max_groups: int = 8) -> LayerGroups:
     """Hierarchical (average-linkage) grouping of the layers of ``distances[L, L]``; ``n_groups=None`` picks
-    the k in 2..max_groups with the best silhouette."""
+    the k in 2..max_groups with the best silhouette. ``labels_by_k`` holds the grouping for every k tried."""
     scores: dict[int, float] = {}
     if n_groups is None:
         n_groups, scores = choose_n_groups(distances, contiguous=contiguous, max_groups=max_groups)
     labels = cluster_layers(distances, n_groups, contiguous=contiguous)
     sil = silhouette(distances, labels) if 1 < n_groups < distances.shape[0] else 0.0
+    # every k's grouping is kept so readers can compare coarser and finer splits without re-solving GW
+    by_k = {k: cluster_layers(distances, k, contiguous=contiguous).tolist()
+            for k in range(2, min(max_groups, distances.shape[0] - 1) + 1)}
     return LayerGroups(labels=labels.tolist(), boundaries=group_boundaries(labels), n_groups=n_groups,
-                       contiguous=contiguous, silhouette=sil, silhouettes=scores)
+                       contiguous=contiguous, silhouette=sil, silhouettes=scores, labels_by_k=by_k)
 
 
 def _renormalise(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -283,10 +290,12 @@ def _renormalise(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def bootstrap_groups(layer_dists: torch.Tensor, groups: LayerGroups, *, n_boot: int = 20, seed: int = 0,
-                     solver: str = "exact", epsilon: float = 1e-2, progress: bool = False) -> tuple[dict, tuple]:
+                     solver: str = "exact", epsilon: float = 1e-2, starts: Sequence[str] = EXACT_STARTS,
+                     progress: bool = False) -> tuple[dict, tuple]:
     """Stability of ``groups`` under resampling the n token positions with replacement (each bootstrap is
     the empirical measure: distinct points weighted by their counts). Re-solves the GW matrix and regroups
-    with the same k and mode ``n_boot`` times.
+    with the same k and mode ``n_boot`` times (``solver``, ``epsilon`` and the exact solver's ``starts`` as for
+    the full sample; bootstrap b's random starts are seeded with ``seed + 1000 * (b + 1)``).
 
     Returns ``(stability, (gw_ci_low[L, L], gw_ci_high[L, L]))``; stability = {"n_boot", "seed", "ari_mean",
     "ari_ci" (2.5/97.5 percentiles of the adjusted Rand index to the full-sample labels), "boundary_freq"
@@ -301,12 +310,12 @@ def bootstrap_groups(layer_dists: torch.Tensor, groups: LayerGroups, *, n_boot: 
     aris, gws = [], []
     cuts = torch.zeros(max(n_layers - 1, 0))
     coassign = torch.zeros(n_layers, n_layers)
-    for _ in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
+    for rep in tqdm(range(n_boot), desc="bootstrap", disable=not progress, leave=False):
         counts = torch.bincount(torch.randint(n, (n,), generator=g), minlength=n)
         keep = torch.nonzero(counts).flatten().to(layer_dists.device)
         w = (counts[counts > 0].double() / n).to(layer_dists)
         d = _renormalise(layer_dists[:, keep][:, :, keep], w)
-        gw = gw_matrix(d, solver=solver, weights=w, epsilon=epsilon)
+        gw = gw_matrix(d, solver=solver, weights=w, epsilon=epsilon, starts=starts, seed=seed + 1000 * (rep + 1))
         labels = cluster_layers(gw, groups.n_groups, contiguous=groups.contiguous)
         aris.append(adjusted_rand_score(ref.numpy(), labels.numpy()))
         gws.append(gw.cpu())
@@ -316,7 +325,7 @@ def bootstrap_groups(layer_dists: torch.Tensor, groups: LayerGroups, *, n_boot: 
     stack = torch.stack(gws)
     q = torch.tensor([0.025, 0.975], dtype=stack.dtype)
     lo, hi = torch.quantile(stack, q, dim=0)
-    stability = {"n_boot": n_boot, "seed": seed, "ari_mean": float(a.mean()),
+    stability = {"n_boot": n_boot, "seed": seed, "solver": solver, "ari_mean": float(a.mean()),
                  "ari_ci": torch.quantile(a, q.double()).tolist(), "boundary_freq": (cuts / n_boot).tolist(),
                  "coassign": (coassign / n_boot).tolist()}
     return stability, (lo, hi)
@@ -333,23 +342,29 @@ def _prepare(model, prompts, *, hooks, n, seed, split, max_tokens):
 
 def _similarity_from_reps(reps: list[torch.Tensor], names: list[str], positions: torch.Tensor, prov: dict, *,
                           metric: str, normalize: str, solver: str, epsilon: float, n_groups: int | None,
-                          contiguous: bool, n_boot: int, seed: int, progress: bool) -> LayerSimilarity:
+                          contiguous: bool, n_boot: int, seed: int, progress: bool,
+                          starts: Sequence[str] = EXACT_STARTS) -> LayerSimilarity:
     dists = torch.stack([pairwise_distances(r, metric=metric, normalize=normalize) for r in reps])
-    gw = gw_matrix(dists, solver=solver, epsilon=epsilon, progress=progress)
+    gw, info = gw_matrix(dists, solver=solver, epsilon=epsilon, starts=starts, seed=seed, progress=progress,
+                         return_info=True)
+    if info:
+        prov["exact_start_summary"] = info
     cka = cka_matrix(reps)
     groups = find_groups(gw, n_groups=n_groups, contiguous=contiguous) if len(names) > 1 else None
     ci = None
     if n_boot > 0 and groups is not None:
         groups.stability, ci = bootstrap_groups(dists, groups, n_boot=n_boot, seed=seed, solver=solver,
-                                                epsilon=epsilon, progress=progress)
+                                                epsilon=epsilon, starts=starts, progress=progress)
     return LayerSimilarity(distances=gw, cka=cka, layers=names, positions=positions, provenance=prov,
                            groups=groups, layer_dists=dists, gw_ci=ci)
 
 
 def _provenance(model, model_name, *, n, seed, solver, metric, normalize, epsilon, source, max_tokens,
-                n_prompts) -> dict:
+                n_prompts, starts=EXACT_STARTS) -> dict:
+    uses_eps = solver != "exact" or "entropic" in starts
     return {"model": model_name or getattr(model.cfg, "model_name", type(model).__name__), "n": n, "seed": seed,
-            "solver": solver, "epsilon": epsilon if solver != "exact" else None, "metric": metric,
+            "solver": solver, "epsilon": epsilon if uses_eps else None,
+            "exact_starts": list(starts) if solver == "exact" else None, "metric": metric,
             "normalize": normalize, "prompts": source, "n_prompts": n_prompts, "max_tokens": max_tokens,
             "positions": "uniform over (prompt, position) pairs, excluding position 0 and special tokens"}
 
@@ -358,13 +373,16 @@ def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequen
                      n: int = 256, metric: str = "euclidean", solver: str = "exact", seed: int = 0,
                      batch_size: int = 8, max_tokens: int = 128, normalize: str = "mean", epsilon: float = 1e-2,
                      split: str = "train", n_groups: int | None = None, contiguous: bool = True, n_boot: int = 0,
-                     model_name: str | None = None, progress: bool = False) -> LayerSimilarity:
+                     model_name: str | None = None, exact_starts: Sequence[str] = EXACT_STARTS,
+                     progress: bool = False) -> LayerSimilarity:
     """GW (and linear CKA) similarity between the representations of every pair of hooked layers.
 
     ``model``: a TransformerBridge (``circuitclust.models.load_model``); ``prompts``: list of strings or a corpus
     name (``"wiki"``, ``"chemistry"``, a path) read with ``split``; ``hooks``: see :func:`resolve_hooks`;
     ``n`` token positions sampled with ``seed``; ``metric``: euclidean | cosine; ``normalize``: see
-    :func:`circuitclust.core.similarity.pairwise_distances`; ``solver``: exact | entropic | entropic-pgd.
+    :func:`circuitclust.core.similarity.pairwise_distances`; ``solver``: exact | entropic | entropic-pgd;
+    ``exact_starts``: the exact solver's starts (:data:`circuitclust.core.similarity.EXACT_STARTS`; the lowest
+    GW cost is kept and which start won is recorded in ``provenance["exact_start_summary"]``).
     Groups: average-linkage clustering of the GW matrix (``contiguous`` runs of layers or free; ``n_groups``
     or chosen by silhouette); ``n_boot > 0`` adds bootstrap stability and per-entry 95% intervals.
     Returns a :class:`LayerSimilarity` with ``distances[L, L]``, ``cka[L, L]``, ``layers`` and provenance.
@@ -375,15 +393,16 @@ def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequen
                                                        max_tokens=max_tokens)
     reps = collect_representations(model, tokens, positions, names, batch_size=batch_size, progress=progress)
     prov = _provenance(model, model_name, n=n, seed=seed, solver=solver, metric=metric, normalize=normalize,
-                       epsilon=epsilon, source=source, max_tokens=max_tokens, n_prompts=len(texts))
+                       epsilon=epsilon, source=source, max_tokens=max_tokens, n_prompts=len(texts),
+                       starts=exact_starts)
     return _similarity_from_reps(reps, names, positions, prov, metric=metric, normalize=normalize, solver=solver,
                                  epsilon=epsilon, n_groups=n_groups, contiguous=contiguous, n_boot=n_boot,
-                                 seed=seed, progress=progress)
+                                 seed=seed, progress=progress, starts=exact_starts)
 
 
 # ----------------------------------------------------------------------------------------------- comparison
 def compare_similarity(base: LayerSimilarity, other: LayerSimilarity, *, solver: str | None = None,
-                       epsilon: float = 1e-2) -> dict:
+                       epsilon: float = 1e-2, starts: Sequence[str] | None = None) -> dict:
     """How ``other`` (e.g. the fine-tuned model) differs from ``base`` on the same inputs.
 
     Returns {"schema", "layers", "gw_delta" ([L, L] other - base), "gw_spearman"/"cka_spearman" (rank
@@ -417,7 +436,8 @@ def compare_similarity(base: LayerSimilarity, other: LayerSimilarity, *, solver:
     same_points = base.positions.shape == other.positions.shape and torch.equal(base.positions, other.positions)
     if base.layer_dists is not None and other.layer_dists is not None and same_points:
         vals = gw_paired(list(base.layer_dists), list(other.layer_dists.to(base.layer_dists)),
-                         solver=solver or base.provenance.get("solver", "exact"), epsilon=epsilon)
+                         solver=solver or base.provenance.get("solver", "exact"), epsilon=epsilon,
+                         starts=starts or base.provenance.get("exact_starts") or EXACT_STARTS)
         out["per_layer_gw"] = vals.cpu().tolist()
     return out
 

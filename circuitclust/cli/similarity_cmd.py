@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..core.similarity import EXACT_STARTS
 from .common import echo, format_table, one_line_errors
 from .main import app
 
@@ -36,6 +37,9 @@ def similarity(
     groups: Optional[int] = typer.Option(None, help="number of layer groups (default: best silhouette)"),
     free: bool = typer.Option(False, "--free", help="allow non-contiguous layer groups"),
     boot: int = typer.Option(0, help="bootstrap resamples for group stability and GW intervals (0 = none)"),
+    starts: str = typer.Option(",".join(EXACT_STARTS),
+                               help="exact solver: comma-separated CG starts (product, identity, entropic, random); "
+                                    "the lowest GW cost is kept"),
     batch_size: int = typer.Option(8, help="prompts per forward pass"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)"),
     compare: Optional[str] = typer.Option(None, help="a second model / RUN_DIR to compare on the same inputs"),
@@ -46,7 +50,8 @@ def similarity(
     from ..models import load_model
 
     kwargs = dict(hooks=hooks, n=n, metric=metric, solver=solver, seed=seed, batch_size=batch_size, split=split,
-                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True)
+                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True,
+                  exact_starts=[s.strip() for s in starts.split(",") if s.strip()])
     sim = layer_similarity(load_model(model, device=device), data, model_name=model, **kwargs)
     sim.save(out)
     echo(_summary(sim))
@@ -57,6 +62,12 @@ def similarity(
             lo, hi = g.stability["ari_ci"]
             echo(f"bootstrap ({g.stability['n_boot']}): ARI to full-sample groups {g.stability['ari_mean']:.3f} "
                  f"[{lo:.3f}, {hi:.3f}]")
+            freq = g.stability["boundary_freq"]
+            echo("bootstrap cut frequency per gap l|l+1: " + " ".join(f"{l}|{l + 1}:{f:.2f}" for l, f in enumerate(freq)))
+    summary = sim.provenance.get("exact_start_summary")
+    if summary:
+        echo("exact-solver starts that reached the lowest GW (pairs): "
+             + ", ".join(f"{k} {v}" for k, v in summary["wins"].items()))
     if compare:
         other = layer_similarity(load_model(compare, device=device), data, model_name=compare, **kwargs)
         other.save(out / "compare")
