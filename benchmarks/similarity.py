@@ -1,98 +1,133 @@
-"""Time all-pairs GW between the layers of the embedded Gemma 3 270M (18 residual-stream layers, 153 pairs)
-at n = 256 and n = 1024 token positions, exact (POT conditional gradient, the baseline) vs entropic (POT's
-batched proximal solver), plus linear CKA for scale.
+"""Time all-pairs GW between the layers of the embedded Gemma 3 270M (18 residual-stream layers, 153 pairs) at
+n = 256 and n = 1024 token positions: the exact solver (multi-start POT conditional gradient, the default) vs
+the entropic solver (POT's batched proximal solver), on the CPU and, when a CUDA device exists, on the GPU
+through POT's torch backend; plus the cheaper CG-only exact variant and the baseline (CG from p q^T only), and
+how far the solvers' distance matrices differ.
 
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/similarity.py [--device cuda] [--max-pairs K]
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 .venv/bin/python benchmarks/similarity.py [--max-pairs 256:153,1024:6]
+        [--devices cpu,cuda] [--cache-dir DIR]
 
-``--max-pairs K`` times only the first K layer pairs and extrapolates to all 153 (marked "extrap" in the table):
-on a small shared CPU the n = 1024 runs take hours. On a machine with few cores and other jobs running, set
-OMP_NUM_THREADS=1: torch's OpenMP threads spinning against other processes made logsumexp 50x slower here.
+Every row prints wall time AND process CPU time (all threads of this process; on a shared machine wall time is
+polluted by other jobs, CPU time much less). ``--max-pairs n:K`` times K layer pairs evenly spread over the 153
+(so layer 0's pairs, the hardest, are not over-represented) and extrapolates linearly to all 153: those rows
+say "extrap". Differences between solvers are computed on the pairs that were solved. ``--cache-dir`` keeps
+the [L, n, n] distance matrices so a re-run skips Gemma's forward passes. On a machine with few cores and other
+jobs running keep OMP_NUM_THREADS small: torch's OpenMP threads spinning against other processes made
+logsumexp 50x slower here.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
+CG_ONLY = ("product", "identity", "random", "random")
+VARIANTS = {  # name -> (solver, starts)
+    "entropic": ("entropic", None),
+    "exact": ("exact", None),  # default multi-start, includes the entropic plan as a start
+    "exact-cg-only": ("exact", CG_ONLY),
+    "exact-product (baseline)": ("exact", ("product",)),
+}
 
-def _texts() -> list[str]:
-    try:
-        from circuitclust.data import load_corpus
 
-        return list(load_corpus("wiki", split="train")["text"])
-    except Exception as e:  # the data module is being written in parallel; read the bundled files directly
-        import json
+def _distances(args, n: int, model_box: dict) -> torch.Tensor:
+    from circuitclust.analysis.similarity import (collect_representations, load_prompts, resolve_hooks,
+                                                  sample_positions, tokenize_prompts)
+    from circuitclust.core.similarity import pairwise_distances
+    from circuitclust.models import load_model
 
-        from circuitclust.resources import data_dir
-
-        print(f"(load_corpus failed: {e!r}; reading data/wiki/*.jsonl train rows directly)")
-        return [r["text"] for f in sorted((data_dir() / "wiki").glob("*.jsonl"))
-                for r in map(json.loads, f.read_text().splitlines()) if r.get("split", "train") == "train"]
+    cache = None if not args.cache_dir else Path(args.cache_dir) / f"dists_{args.model}_n{n}_seed{args.seed}.pt"
+    if cache is not None and cache.is_file():
+        print(f"n={n}: distance matrices read from {cache}")
+        return torch.load(cache)["dists"]
+    if "model" not in model_box:
+        t0 = time.perf_counter()
+        model_box["model"] = load_model(args.model, device="cpu")
+        print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s")
+    model = model_box["model"]
+    texts, _ = load_prompts("wiki", split="train")
+    tokens, valid = tokenize_prompts(model.tokenizer, texts, max_tokens=128)
+    hooks = resolve_hooks(model, None)
+    w, c = time.perf_counter(), time.process_time()
+    reps = collect_representations(model, tokens, sample_positions(valid, n, args.seed), hooks, batch_size=8)
+    dists = torch.stack([pairwise_distances(r) for r in reps])
+    print(f"n={n}: activations + {len(hooks)} distance matrices {time.perf_counter() - w:.1f} s wall, "
+          f"{time.process_time() - c:.1f} s CPU")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"dists": dists}, cache)
+    return dists
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--devices", default="cpu,cuda", help="cuda rows are skipped when no CUDA device exists")
     ap.add_argument("--ns", default="256,1024")
-    ap.add_argument("--solvers", default="exact,entropic")
-    ap.add_argument("--max-pairs", type=int, default=0, help="time only this many pairs and extrapolate (0 = all)")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--max-pairs", default="256:153,1024:6", help="n:K pairs timed per n (K >= 153 = all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-dir", default="")
     args = ap.parse_args()
 
-    from circuitclust.analysis.similarity import (collect_representations, resolve_hooks, sample_positions,
-                                                  tokenize_prompts)
-    from circuitclust.core.similarity import cka_matrix, gw_paired, pairwise_distances
-    from circuitclust.models import load_model
+    from circuitclust.core.similarity import EXACT_STARTS, gw_paired_starts, start_summary
 
-    device = torch.device(args.device)
-    t0 = time.perf_counter()
-    model = load_model(args.model, device=device)
-    print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s on {device}; torch threads "
-          f"{torch.get_num_threads()}")
-    hooks = resolve_hooks(model, None)
-    tokens, valid = tokenize_prompts(model.tokenizer, _texts(), max_tokens=128)
-    n_layers = len(hooks)
-    ij = torch.triu_indices(n_layers, n_layers, offset=1)
-    n_pairs = ij.shape[1]
-    rows = []
+    limits = {int(a): int(b) for a, b in (kv.split(":") for kv in args.max_pairs.split(","))}
+    devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    print(f"torch threads {torch.get_num_threads()}; devices {devices}; exact starts {EXACT_STARTS}; "
+          f"CG-only starts {CG_ONLY}")
+    rows, box = [], {}
     for n in [int(v) for v in args.ns.split(",")]:
-        positions = sample_positions(valid, n, args.seed)
-        t = time.perf_counter()
-        reps = collect_representations(model, tokens, positions, hooks, batch_size=8)
-        t_fwd = time.perf_counter() - t
-        t = time.perf_counter()
-        dists = torch.stack([pairwise_distances(r) for r in reps])
-        t_dist = time.perf_counter() - t
-        t = time.perf_counter()
-        cka_matrix(reps)
-        t_cka = time.perf_counter() - t
-        print(f"n={n}: activations {t_fwd:.1f} s, {n_layers} distance matrices {t_dist:.2f} s, "
-              f"all-pairs CKA {t_cka:.2f} s")
-        k = n_pairs if args.max_pairs <= 0 else min(args.max_pairs, n_pairs)
-        base = None
-        for solver in args.solvers.split(","):
-            left = [dists[i] for i in ij[0, :k].tolist()]
-            right = [dists[j] for j in ij[1, :k].tolist()]
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            vals = gw_paired(left, right, solver=solver)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t
-            total = dt * n_pairs / k
-            base = total if solver == "exact" else base
-            ratio = f"{base / total:.2f}x" if base else "-"
-            rows.append((n, solver, k, dt, total, "all" if k == n_pairs else "extrap", ratio,
-                         float(vals.mean()), float(vals.max())))
-            print(f"  {solver:9s} {k} pairs {dt:.1f} s -> {total:.1f} s for {n_pairs} pairs "
-                  f"({'measured' if k == n_pairs else 'extrapolated'}); speed-up vs exact {ratio}; "
-                  f"mean GW {float(vals.mean()):.4f}")
-    print("\nn     solver     pairs timed  time(s)  all-pairs(s)  kind    speed-up vs exact  mean GW  max GW")
+        dists = _distances(args, n, box)
+        n_layers = dists.shape[0]
+        ij = torch.triu_indices(n_layers, n_layers, offset=1)
+        n_pairs = ij.shape[1]
+        k = min(limits.get(n, n_pairs), n_pairs)
+        pick = torch.linspace(0, n_pairs - 1, k).round().long().unique()
+        k = pick.numel()
+        pairs = ij[:, pick]
+        kind = "all" if k == n_pairs else "extrap"
+        print(f"n={n}: timing {k} of {n_pairs} pairs ({kind}): {[tuple(p) for p in pairs.T.tolist()]}")
+        for device in devices:
+            d = dists.to(device)
+            left, right = [d[i] for i in pairs[0].tolist()], [d[j] for j in pairs[1].tolist()]
+            vals = {}
+            for name in args.variants.split(","):
+                solver, starts = VARIANTS[name]
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                w, c = time.perf_counter(), time.process_time()
+                v, per = gw_paired_starts(left, right, solver=solver, starts=starts or EXACT_STARTS, seed=args.seed)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                wall, cpu = time.perf_counter() - w, time.process_time() - c
+                vals[name] = v.double().cpu()
+                extra = ""
+                if per is not None and starts is None:
+                    extra = f"; starts that won: {start_summary(EXACT_STARTS, per)['wins']}"
+                rows.append((n, device, name, k, kind, wall, cpu, wall * n_pairs / k, cpu * n_pairs / k,
+                             float(v.mean()), float(v.max())))
+                print(f"  {device} {name:25s} {k} pairs: {wall:.1f} s wall, {cpu:.1f} s CPU -> all {n_pairs}: "
+                      f"{wall * n_pairs / k:.1f} s wall, {cpu * n_pairs / k:.1f} s CPU ({kind}); "
+                      f"mean GW {float(v.mean()):.4f}{extra}", flush=True)
+            if "exact" in vals and "entropic" in vals:
+                diff = vals["exact"] - vals["entropic"]
+                print(f"  {device} exact - entropic over {k} pairs: max |diff| {float(diff.abs().max()):.4f}, mean "
+                      f"{float(diff.mean()):.4f}; exact lower on {int((diff < -1e-9).sum())}, above on "
+                      f"{int((diff > 1e-9).sum())} (must be 0: the entropic plan is one of exact's starts)")
+            if "exact" in vals and "exact-product (baseline)" in vals:
+                gain = vals["exact-product (baseline)"] - vals["exact"]
+                print(f"  {device} baseline (p q^T start only) - multi-start: max {float(gain.max()):.4f}, mean "
+                      f"{float(gain.mean()):.4f}; multi-start lower on {int((gain > 1e-9).sum())} of {k} pairs")
+    print("\nn     device variant                    pairs kind    wall(s) cpu(s)  all-pairs wall(s) all-pairs cpu(s) "
+          "speed-up vs baseline (cpu)  mean GW  max GW")
+    base = {(r[0], r[1]): r[8] for r in rows if r[2].startswith("exact-product")}
     for r in rows:
-        print(f"{r[0]:<5d} {r[1]:10s} {r[2]:<11d} {r[3]:<8.1f} {r[4]:<13.1f} {r[5]:7s} {r[6]:18s} {r[7]:.4f}   {r[8]:.4f}")
+        ratio = f"{base[(r[0], r[1])] / r[8]:.2f}x" if (r[0], r[1]) in base and r[8] > 0 else "-"
+        print(f"{r[0]:<5d} {r[1]:6s} {r[2]:26s} {r[3]:<5d} {r[4]:7s} {r[5]:<7.1f} {r[6]:<7.1f} {r[7]:<17.1f} "
+              f"{r[8]:<16.1f} {ratio:26s} {r[9]:.4f}   {r[10]:.4f}")
 
 
 if __name__ == "__main__":
