@@ -104,50 +104,67 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, sample_
 def _lloyd(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor, centers: torch.Tensor, thresh: torch.Tensor,
            max_iter: int) -> tuple[torch.Tensor, int]:
     """Lloyd iterations for ``R`` independent problems: ``x`` ``[R, n, d]`` (and ``xt``, its contiguous
-    transpose ``[R, d, n]``), weights ``w`` ``[R, n]``, start ``centers`` ``[R, k, d]``; stops when every
-    problem's summed squared centre shift is <= ``thresh`` ``[R]``. Returns the centres and the number of
-    steps run."""
+    transpose ``[R, d, n]``), weights ``w`` ``[R, n]``, start ``centers`` ``[R, k, d]``. Each problem stops on
+    its own once its summed squared centre shift is <= its ``thresh`` ``[R]`` (as scikit-learn's restarts
+    do), so a problem's result does not depend on what else is in the batch; the problems still running
+    are gathered into a smaller batch once half of the batch has finished. Returns the centres
+    ``[R, k, d]`` and the largest number of steps any problem ran."""
     R, n, d = x.shape
     k = centers.shape[1]
     ids = torch.arange(k, dtype=_index_dtype(k), device=x.device)[None, :, None]
-    # [x * w, w, 1] (as [R, n, d + 2]): one matmul with the one-hot assignment [R, k, n] gives each cluster's
+    # [x * w; w; 1] (as [R, d + 2, n]): one matmul with the one-hot assignment [R, k, n] gives each cluster's
     # weighted sum, mass and point count (a matmul, not scatter_add, so it is deterministic on GPU too). The
     # counts add up to n unless a point was assigned twice (a tie); they are exact integers below 2^24.
-    xw1 = torch.cat([xt * w[:, None, :], w[:, None, :], torch.ones_like(w)[:, None, :]], 1).transpose(1, 2)
-    ridx = torch.arange(R, device=x.device)
+    # Points along the contracted last axis of both operands: ~2.5x faster on CPU than [R, k, n] @ [R, n, d+2].
+    xw1 = torch.cat([xt * w[:, None, :], w[:, None, :], torch.ones_like(w)[:, None, :]], 1)
     tiny = torch.finfo(x.dtype).tiny
+    out = centers.clone()
+    run = torch.arange(R, device=x.device)  # the problems still iterating
+    xa, xta, wa, xwa, tha = x, xt, w, xw1, thresh
+    fin = torch.zeros(R, dtype=torch.bool, device=x.device)  # finished, not yet gathered out
 
-    def update(onehot: torch.Tensor):
-        sums = torch.bmm(onehot, xw1)  # [R, k, d + 2]
-        mass = sums[:, :, d]
-        new = sums[:, :, :d] / mass.clamp_min(tiny)[:, :, None]
-        return new, mass <= 0, ((new - centers) ** 2).sum((1, 2)), sums[:, :, d + 1].sum(1)
+    def update(onehot: torch.Tensor, centers: torch.Tensor):
+        sums = torch.bmm(xwa, onehot.transpose(1, 2))  # [Ra, d + 2, k]
+        mass = sums[:, d]
+        new = (sums[:, :d] / mass.clamp_min(tiny)[:, None, :]).transpose(1, 2)  # [Ra, k, d]
+        return new, mass <= 0, ((new - centers) ** 2).sum((1, 2)), sums[:, d + 1].sum(1)
 
     it = 0
     for it in range(1, max_iter + 1):
-        score = _scores(xt, centers)  # [R, k, n]
+        score = _scores(xta, centers)  # [Ra, k, n]
         smin = score.amin(1, keepdim=True)
         # The assignment with float ops only: score >= smin, so sign(smin - score) + 1 is 1 at the nearest
         # centre and 0 elsewhere (on CPU, comparisons that produce bool tensors cost several times more).
         # A point equidistant from two centres would count twice: checked below, then resolved exactly.
         onehot = (smin - score).sign_().add_(1)
-        new, empty, shift, count = update(onehot)
-        any_empty, done, tie = torch.stack([empty.any(), (shift <= thresh).all(),
-                                            (count > n + 0.5).any()]).tolist()
-        if tie:
+        new, empty, shift, count = update(onehot, centers)
+        if bool((count > n + 0.5).any()):
             onehot = (_nearest(score)[1][:, None, :] == ids).to(x.dtype)
-            new, empty, shift, _ = update(onehot)
-            any_empty, done = torch.stack([empty.any(), (shift <= thresh).all()]).tolist()
-        if any_empty:
+            new, empty, shift, _ = update(onehot, centers)
+        has_empty = empty.any(1)
+        if bool(has_empty.any()):
             # Re-seed each empty cluster at a distinct far point (the j-th farthest for cluster j).
-            dmin = (smin[:, 0] + (x * x).sum(-1)) * (w > 0)
-            far = dmin.topk(k, dim=1).indices  # [R, k]
-            new = torch.where(empty[:, :, None], x[ridx[:, None], far], new)
-            done = False
-        centers = new
-        if done:
+            dmin = (smin[:, 0] + (xa * xa).sum(-1)) * (wa > 0)
+            far = dmin.topk(k, dim=1).indices  # [Ra, k]
+            new = torch.where(empty[:, :, None], xa[torch.arange(len(run), device=x.device)[:, None], far], new)
+        # A finished problem stays in the batch, frozen (same centres, so same assignment and zero shift),
+        # until half the batch has finished: gathering the rest copies all their points, which costs about
+        # one step, so it only pays once the batch shrinks by a large factor.
+        new = torch.where(fin[:, None, None], centers, new)
+        done = fin | ((shift <= tha) & ~has_empty)
+        n_done = int(done.sum())
+        if n_done == len(run) or it == max_iter:
+            out[run] = new
             break
-    return centers, it
+        if 2 * n_done >= len(run):
+            out[run] = new
+            keep = ~done
+            run, new = run[keep], new[keep]
+            xa, xta, wa, xwa, tha = x[run], xt[run], w[run], xw1[run], thresh[run]
+            done = done[keep]
+        fin = done
+        centers = new
+    return out, it
 
 
 def _assign(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor, centers: torch.Tensor
