@@ -11,8 +11,8 @@ from circuitclust.analysis.similarity import (LayerSimilarity, bootstrap_groups,
                                               layer_similarity, resolve_hooks, sample_positions)
 from circuitclust.core.layer_groups import choose_n_groups, cluster_layers, group_boundaries
 from circuitclust.core.similarity import (EXACT_STARTS, cka_matrix, gw_cost, gw_distance, gw_entropic_plans,
-                                          gw_exact_multistart, gw_matrix, linear_cka, pairwise_distances,
-                                          random_coupling, round_to_coupling)
+                                          gw_exact_multistart, gw_matrix, gw_paired, linear_cka, pairwise_distances,
+                                          profile_coupling, random_coupling, round_to_coupling)
 from circuitclust.errors import CircuitclustError, DataError
 
 TEXTS = [
@@ -117,10 +117,42 @@ def test_exact_never_above_entropic_plan_cost(planted, hard_pairs):
         entropic_plan_cost = 0.5 * float(gw_cost(dx, dy, plan).clamp_min(0).sqrt())
         # the entropic solver reports exactly the cost of that (feasible) plan
         assert float(gw_distance(dx, dy, solver="entropic")) == pytest.approx(entropic_plan_cost, rel=1e-9, abs=1e-12)
-        exact, per_start = gw_exact_multistart(dx, dy, entropic_plan=plan)
+        # with the entropic plan as an opt-in start, exact can never be above it
+        starts = EXACT_STARTS + ("entropic",)
+        exact, per_start = gw_exact_multistart(dx, dy, entropic_plan=plan, starts=starts)
         assert float(exact) <= entropic_plan_cost + 1e-12, name
         assert float(exact) == pytest.approx(float(per_start.nan_to_num(9.0).min()))
-        assert len(per_start) == len(EXACT_STARTS)
+        assert len(per_start) == len(starts)
+
+
+def test_default_exact_starts_skip_the_entropic_solver(planted, monkeypatch):
+    import circuitclust.core.similarity as sim
+
+    assert "entropic" not in EXACT_STARTS and EXACT_STARTS.count("random") == 2 and "profile" in EXACT_STARTS
+    calls = []
+    real = sim.gw_entropic_plans
+    monkeypatch.setattr(sim, "gw_entropic_plans", lambda *a, **k: calls.append(1) or real(*a, **k))
+    dx, dy = pairwise_distances(planted["x"]), pairwise_distances(planted["noisy"])
+    sim.gw_matrix(torch.stack([dx, dy]))
+    assert not calls
+    sim.gw_matrix(torch.stack([dx, dy]), starts=EXACT_STARTS + ("entropic",))
+    assert calls
+
+
+ENTROPIC_TOL = 0.02  # stated tolerance of the entropic solver vs exact on the planted 64-point cases
+
+
+def test_entropic_within_tolerance_of_exact_on_planted_cases(planted, hard_pairs):
+    dx = pairwise_distances(planted["x"])
+    cases = {**hard_pairs, "rot_scaled": planted["rot_scaled"]}
+    dys = [pairwise_distances(y) for y in cases.values()]
+    ent = gw_paired([dx] * len(dys), dys, solver="entropic")
+    exact = gw_paired([dx] * len(dys), dys, solver="exact")
+    for name, e, x in zip(cases, ent.tolist(), exact.tolist()):
+        assert abs(e - x) <= ENTROPIC_TOL, (name, e, x)
+    # the relative epsilon makes the solver blind to a global rescaling of both matrices
+    scaled = gw_paired([10 * dx] * len(dys), [10 * d for d in dys], solver="entropic")
+    assert torch.allclose(scaled, 10 * ent, rtol=1e-6)
 
 
 def test_exact_starts_matter_on_a_noisy_permuted_copy(planted, hard_pairs):
@@ -130,6 +162,11 @@ def test_exact_starts_matter_on_a_noisy_permuted_copy(planted, hard_pairs):
     best = float(gw_distance(dx, dy))
     assert best < 0.02  # ~ the noisy copy's own distance
     assert product_only > 5 * best and identity_only > 5 * best
+    # the distance-profile start alone finds it, whatever the labelling of the points
+    assert float(gw_distance(dx, dy, starts=("profile",))) < 0.02
+    w = torch.linspace(1, 2, 64, dtype=torch.float64)
+    plan = profile_coupling(dx, dy, w / w.sum(), torch.full((64,), 1 / 64, dtype=torch.float64))
+    assert torch.allclose(plan.sum(1), w / w.sum(), atol=1e-15) and torch.allclose(plan.sum(0), plan.new_full((64,), 1 / 64))
     # a permuted copy is still ~0 with the points treated as different (no identity start)
     assert float(gw_distance(dx, pairwise_distances(planted["permuted"]), same_points=False)) < 1e-6
     with pytest.raises(CircuitclustError, match="start"):
