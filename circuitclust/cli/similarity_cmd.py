@@ -38,8 +38,9 @@ def similarity(
     free: bool = typer.Option(False, "--free", help="allow non-contiguous layer groups"),
     boot: int = typer.Option(0, help="bootstrap resamples for group stability and GW intervals (0 = none)"),
     starts: str = typer.Option(",".join(EXACT_STARTS),
-                               help="exact solver: comma-separated CG starts (product, identity, profile, random, and opt-in "
-                                    "entropic = the entropic solver's plan, ~1 s CPU more per pair at n=256, e.g. "
+                               help="exact solver: comma-separated CG starts (product, identity, profile, random, "
+                                    "and opt-in entropic = the entropic solver's plan, ~1 s CPU more per pair at "
+                                    "n=256, e.g. "
                                     "product,identity,profile,random,random,entropic); the lowest GW cost is kept"),
     batch_size: int = typer.Option(8, help="prompts per forward pass"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)"),
