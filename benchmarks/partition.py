@@ -9,9 +9,10 @@ Both methods get |W| and the same k. scikit-learn runs with its defaults: svd_me
 (1 + ceil(log2 k) singular vectors, 10 oversamples, n_iter="auto" = 7 power iterations, float64),
 k-means n_init=10; it has no batch mode, so it runs one graph at a time. circuitclust runs with its
 defaults (float32, k singular vectors with the trivial one in closed form, the other k-1 by randomized
-block Lanczos: block k, at most 6 steps of one pass over W each, |W| and the degree scaling applied
-blockwise; k-means++ with n_init=10 restarts batched, on the k-1 informative coordinates) and batches
-same-shape graphs. The accuracy of that SVD against the exact one is what benchmarks/svd_accuracy.py
+block Lanczos: block k, at most SVD_N_ITER = 10 steps of one pass over W each, fewer once its error
+bound guarantees a cosine > 0.9999; |W| and the degree scaling applied blockwise; k-means++ with
+n_init=10 restarts batched, each stopping on its own convergence, on the k-1 informative coordinates)
+and batches same-shape graphs. The accuracy of that SVD against the exact one is what benchmarks/svd_accuracy.py
 prints.
 
 How to read it: each row gives the median over --repeats of the wall-clock time and of the process CPU

@@ -7,7 +7,8 @@ the exact SVD, and compares the k-1 informative singular vectors (the trivial pa
 and deflated by both methods) found by
 
 - block Lanczos (what ``cocluster`` uses now: block k, ``n_iter`` steps of one pass over W each), at
-  several step counts, with the default early stop (``svd_tol``) off, and
+  several step counts with the early stop off, and with ``cocluster``'s defaults (at most ``SVD_N_ITER``
+  steps, stopping early once the error bound is below ``SVD_TOL``), and
 - subspace (power) iteration (what ``cocluster`` used before: 2(k-1)+10 sketch vectors, 6 iterations,
   early stop at 1e-3), for reference.
 
@@ -17,7 +18,7 @@ relative gap) the k-th vector is not determined and no method pins it down; the 
 such cases by construction (their spectrum is flat). Time = process CPU time of the SVD alone.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/svd_accuracy.py [--model gemma-3-270m]
-        [--k 4] [--threads 1] [--max-stacks 0] [--steps 4,5,6,8]
+        [--k 4] [--threads 1] [--max-stacks 0] [--steps 4,5,6,8] [--seeds 2] [--match attn.6,attn_qk.3]
 """
 from __future__ import annotations
 
@@ -44,10 +45,13 @@ def main() -> None:
     ap.add_argument("--max-stacks", type=int, default=0, help="at most this many model stacks per shape (0: all)")
     ap.add_argument("--steps", default="4,5,6,8", help="block Lanczos step counts to compare")
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--match", default="", help="comma-separated tied spaces to keep (e.g. attn.6,attn_qk.3; "
+                    "default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from circuitclust.analysis.clustering import _oriented, _weights, tied_groups
+    from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL
     from circuitclust.core.normalised_graph import NormalisedGraph
     from circuitclust.core.svd import EXACT_MAX_SIDE, block_lanczos_svd, randomized_svd, subspace_cosines
     from circuitclust.models import load_model, weight_graphs
@@ -70,13 +74,16 @@ def main() -> None:
         stack = torch.cat([_oriented(m, w[m.name]) for m in members], 1).contiguous()
         if min(stack.shape) <= EXACT_MAX_SIDE:
             continue  # the exact SVD handles these
+        if args.match and space not in args.match.split(","):
+            continue
         per_shape[tuple(stack.shape)] = per_shape.get(tuple(stack.shape), 0) + 1
         if args.max_stacks and per_shape[tuple(stack.shape)] > args.max_stacks:
             continue
         cases.append((f"{args.model} {space} {stack.shape[0]}x{stack.shape[1]}", stack))
     del model
 
-    methods = [(f"lanczos n_iter={s}", s) for s in steps] + [("subspace iter. (old)", None)]
+    methods = [(f"lanczos n_iter={s}", (s, 0.0)) for s in steps] + [
+        (f"default {SVD_N_ITER} tol {SVD_TOL:g}", (SVD_N_ITER, SVD_TOL)), ("subspace iter. (old)", None)]
     rows: dict[str, list] = {name: [] for name, _ in methods}
     print(f"k {k}, torch threads {torch.get_num_threads()}, {len(cases)} matrices, {args.seeds} seeds each")
     print(f"{'matrix':44s} {'rel.gap':>7s} " + " ".join(f"{n:>22s}" for n, _ in methods))
@@ -98,8 +105,8 @@ def main() -> None:
                     a32 = graph.dense()  # the old path materialised An
                     uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=(fu0, fv0))
                 else:
-                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=k, n_iter=st,
-                                                     generator=gen, deflate=fv0)
+                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=k, n_iter=st[0],
+                                                     tol=st[1], generator=gen, deflate=fv0)
                 cpu.append(time.process_time() - c0)
                 cos.append(min(float(subspace_cosines(ue, uu.double())[0, -1]),
                                float(subspace_cosines(ve, vv.double())[0, -1])))

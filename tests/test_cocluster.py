@@ -132,3 +132,26 @@ def test_too_few_nonzero_units():
     w[0, 0] = 1.0
     with pytest.raises(CircuitclustError, match="fewer than k"):
         cocluster_labels(w, 3)
+
+
+def test_default_lanczos_steps_are_accurate_on_a_small_gap():
+    """The default step cap (SVD_N_ITER) must pin down the top vectors where sigma_k and sigma_(k+1) differ by
+    3% (as on Gemma attention stacks, where the early stop never triggers); 6 steps did not."""
+    from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL
+    from circuitclust.core.svd import block_lanczos_svd, dense_gram, exact_svd, subspace_cosines
+
+    g = torch.Generator().manual_seed(0)
+    m, n = 600, 400
+    u = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64)).Q
+    v = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64)).Q
+    s = torch.cat([torch.tensor([3.0, 2.9, 2.8]), 2.72 * 0.998 ** torch.arange(n - 3)]).double()
+    a = ((u * s) @ v.T)[None]
+    _, _, ve = exact_svd(a, 3)
+
+    def worst(steps):
+        return min(float(subspace_cosines(ve, block_lanczos_svd(
+            dense_gram(a.float()), 1, n, 3, block=4, n_iter=steps, tol=SVD_TOL,
+            generator=torch.Generator().manual_seed(seed))[2].double()).min()) for seed in range(4))
+
+    assert worst(SVD_N_ITER) > 0.99
+    assert worst(6) < 0.9
