@@ -193,9 +193,9 @@ def kmeans(
     ``prune_after`` Lloyd steps; then only the restart with the lowest inertia of each batch member goes on
     to convergence (restarts that are behind after ``prune_after`` steps rarely win, and the tail of Lloyd's
     iterations is where the time goes; ``prune_after >= max_iter`` runs every restart to the end, as
-    scikit-learn does). ``generator`` (on ``x``'s device) or ``seed`` fixes the randomness. Iterations stop
-    when the summed squared centre shift is at most ``tol`` times the mean per-feature variance of the data
-    (scikit-learn's rule), or after ``max_iter``. An empty cluster is re-seeded at a point far from its
+    scikit-learn does). ``generator`` (on ``x``'s device) or ``seed`` fixes the randomness. Each restart
+    stops on its own once its summed squared centre shift is at most ``tol`` times the mean per-feature
+    variance of the data (scikit-learn's rule), or after ``max_iter``. An empty cluster is re-seeded at a point far from its
     centre. Returns a :class:`KMeansResult` (without the batch dimension if ``x`` had none).
     """
     squeeze = x.dim() == 2
