@@ -25,7 +25,7 @@ latency. Pin threads (--threads) to compare like with like: both libraries get t
 The model case runs --model-repeats times (sklearn takes tens of seconds there).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/partition.py [--device cuda] [--threads 1] [--k 4]
-        [--repeats 3] [--model-repeats 1] [--skip-model]
+        [--repeats 3] [--model-repeats 1] [--skip-model] [--svd-n-iter 10]
 """
 from __future__ import annotations
 
@@ -71,12 +71,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the single-matrix cases (median)")
     ap.add_argument("--model-repeats", type=int, default=1, help="repeats of the GPT-2 model case (median)")
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--svd-n-iter", type=int, default=None,
+                    help="block Lanczos step cap for circuitclust (default: the library's SVD_N_ITER)")
     args = ap.parse_args()
 
     from sklearn.cluster import SpectralCoclustering
     from threadpoolctl import threadpool_limits
 
-    from circuitclust.core.cocluster import cocluster_labels
+    from circuitclust.core.cocluster import SVD_N_ITER, cocluster_labels
     from circuitclust.core.measures import clusterability
 
     if args.threads:
@@ -84,11 +86,12 @@ def main() -> None:
     limit = threadpool_limits(args.threads) if args.threads else None  # numpy/scipy BLAS and sklearn OpenMP
     dev = torch.device(args.device)
     k = args.k
+    n_iter = args.svd_n_iter or SVD_N_ITER
     print(f"device {dev}, torch threads {torch.get_num_threads()}, BLAS/OpenMP limit {args.threads or 'default'}, "
-          f"k {k}, median of {args.repeats} (model case: {args.model_repeats})")
+          f"k {k}, median of {args.repeats} (model case: {args.model_repeats}), block Lanczos cap {n_iter} steps")
 
     def ours(ws: torch.Tensor):
-        return cocluster_labels(ws.to(dev), k, seed=0)
+        return cocluster_labels(ws.to(dev), k, seed=0, n_iter=n_iter)
 
     def sk(w: np.ndarray):
         m = SpectralCoclustering(k, random_state=0).fit(w)  # defaults: svd_method="randomized", n_init=10
