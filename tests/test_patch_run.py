@@ -35,6 +35,13 @@ def test_files_schemas_and_self_comparison(tmp_path):
     assert comp["specialisation"]["diff"] == 0 and comp["specialisation"]["diff_ci"] == [0.0, 0.0]
     write_comparison(tmp_path, comp)
     assert json.loads((tmp_path / "comparison.json").read_text())["schema"] == "circuitclust.comparison/1"
+    # one set per forward gives the same analysis as sets stacked into shared passes
+    one = analyse_model(m, mp, tasks, n_boot=100, model_name="planted", max_rows=1)
+    for key in ("effect", "ci_low", "ci_high"):
+        flat = lambda rows: [v for row in rows for v in row]  # noqa: E731
+        assert flat(one["effects"][key]) == pytest.approx(flat(res["effects"][key]), abs=1e-4)
+    for t, c in res["circuits"]["tasks"].items():
+        assert one["circuits"]["tasks"][t]["circuit_size"] == c["circuit_size"]
 
 
 def _task_files(tmp_path):

@@ -70,12 +70,13 @@ class Faithfulness:
     metric: str
     reference: dict
     batch_size: int = 16
+    max_rows: int = 64
 
     def __post_init__(self) -> None:
         self.metric = check_metric(self.metric, self.prompts)
         empty = torch.ones(1, self.layout.n_dims, dtype=torch.bool)
         r = ablation_sweep(self.model, self.prompts, self.layout, empty, "mean", self.metric, self.reference,
-                           self.batch_size)
+                           self.batch_size, max_rows=self.max_rows)
         self.full = float(r["clean"].mean())
         self.empty = float(r["ablated"].mean())
         self.n_evals = 1
@@ -87,7 +88,7 @@ class Faithfulness:
 
     def __call__(self, keep: torch.Tensor) -> list[float]:
         r = ablation_sweep(self.model, self.prompts, self.layout, ~keep, "mean", self.metric, self.reference,
-                           self.batch_size, clean=False)
+                           self.batch_size, clean=False, max_rows=self.max_rows)
         self.n_evals += keep.shape[0]
         return ((r["ablated"].mean(1) - self.empty) / (self.full - self.empty)).tolist()
 
@@ -144,13 +145,13 @@ def find_cluster_circuit(faith: Faithfulness, node_scores: torch.Tensor, thresho
 
 def task_circuits(model, prompts: TaskPrompts, layout: UnitLayout, unit_scores: torch.Tensor,
                   reference: dict, metric: str = "logit_diff", threshold: float = 0.8,
-                  batch_size: int = 16) -> dict:
+                  batch_size: int = 16, max_rows: int = 64) -> dict:
     """Unit-level and cluster-level circuits of one task (node scores = sums of unit scores per node).
     Returns the merged dicts of :func:`find_circuit` and :func:`find_cluster_circuit` plus ``full_metric``,
     ``empty_metric`` and ``n_ablation_evals``."""
     if not 0 < threshold <= 1:
         raise CircuitclustError(f"threshold must be in (0, 1], got {threshold}")
-    faith = Faithfulness(model, prompts, layout, metric, reference, batch_size)
+    faith = Faithfulness(model, prompts, layout, metric, reference, batch_size, max_rows)
     node_scores = torch.zeros(len(layout.nodes)).index_add_(0, layout.node_of_unit().cpu(), unit_scores.cpu())
     out = find_circuit(faith, unit_scores, threshold)
     out.update(find_cluster_circuit(faith, node_scores, threshold))

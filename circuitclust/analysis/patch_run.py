@@ -49,16 +49,18 @@ from .units import unit_layout
 
 def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *, metric: str = "logit_diff",
                   method: str = "mean", threshold: float = 0.8, batch_size: int = 8, n_boot: int = 1000,
-                  seed: int = 0, circuits: bool = True, progress: bool = False, model_name: str = "model") -> dict:
+                  seed: int = 0, circuits: bool = True, progress: bool = False, model_name: str = "model",
+                  max_rows: int = 64) -> dict:
     """Effects, specialisation, attribution agreement and circuits of one model on ``tasks``.
 
+    ``max_rows``: prompt rows per forward pass (ablation sets are stacked up to it; raise it on a GPU).
     Returns ``{"effects", "specialisation", "circuits"}`` JSON-ready dicts (schemas in the module docstring)
     plus ``"_em"`` (the :class:`~.patching.EffectMatrix`) and ``"_boot"`` (bootstrap model scores) for
     comparisons.
     """
     layout = unit_layout(model, partition)
     torch.manual_seed(seed)
-    em = effect_matrix(model, tasks, layout, method, metric, "layer", batch_size, n_boot, seed, progress)
+    em = effect_matrix(model, tasks, layout, method, metric, "layer", batch_size, n_boot, seed, progress, max_rows)
     spec = specialisation_summary(em, n_boot, seed)
     boot = spec.pop("model_score_boot", None)
     circ: dict[str, Any] = {"schema": "circuitclust.circuits/1", "threshold": threshold, "ablation": "mean",
@@ -73,15 +75,16 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
             exact = {"clean": te.clean, "ablated": te.clean[None, :] - te.drops}
         else:
             t0 = time.perf_counter()
-            exact = ablation_sweep(model, p, layout, node_masks(layout), "resample", metric, batch_size=batch_size)
+            exact = ablation_sweep(model, p, layout, node_masks(layout), "resample", metric, batch_size=batch_size,
+                                   max_rows=max_rows)
             circ["timing_s"]["exact_patching"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        agree = attribution_agreement(model, p, layout, metric, batch_size, exact=exact)
+        agree = attribution_agreement(model, p, layout, metric, batch_size, exact=exact, max_rows=max_rows)
         circ["timing_s"]["attribution"] += time.perf_counter() - t0
         circ["attribution_spearman_per_task"][p.name] = agree["spearman"]
         if circuits:
             circ["tasks"][p.name] = task_circuits(model, p, layout, agree["unit_attribution_mean"],
-                                                  agree["reference"], metric, threshold, batch_size)
+                                                  agree["reference"], metric, threshold, batch_size, max_rows)
     rhos = [v for v in circ["attribution_spearman_per_task"].values() if v == v]
     circ["attribution_spearman"] = sum(rhos) / len(rhos) if rhos else None
     effects = {"schema": "circuitclust.effects/1", "model": model_name, "k": partition.k, "metric": metric,

@@ -125,10 +125,11 @@ def scope_sets(layout: UnitLayout, scope: str = "layer") -> tuple[torch.Tensor, 
 
 def effect_matrix(model, tasks: list[TaskPrompts], layout: UnitLayout, method: str = "mean",
                   metric: str = "logit_diff", scope: str = "layer", batch_size: int = 16, n_boot: int = 1000,
-                  seed: int = 0, progress: bool = False) -> EffectMatrix:
+                  seed: int = 0, progress: bool = False, max_rows: int = 64) -> EffectMatrix:
     """Ablate every node (see :func:`scope_sets`) on every task; mean drop with bootstrap CIs.
 
-    ``method``: zero / mean (reference = the task's own clean prompts) / resample. Returns an
+    ``method``: zero / mean (reference = the task's own clean prompts) / resample. ``max_rows``: prompt rows
+    per forward pass (several ablation sets share one pass; raise it on a GPU). Returns an
     :class:`EffectMatrix`. Raises :class:`CircuitclustError` for an empty task list or prompt set.
     """
     if not tasks:
@@ -139,7 +140,8 @@ def effect_matrix(model, tasks: list[TaskPrompts], layout: UnitLayout, method: s
         if len(p) == 0:
             raise CircuitclustError(f"task '{p.name}' has no prompts")
         m = check_metric(metric, p)
-        r = ablation_sweep(model, p, layout, sets, method, m, batch_size=batch_size, progress=progress)
+        r = ablation_sweep(model, p, layout, sets, method, m, batch_size=batch_size, progress=progress,
+                           max_rows=max_rows)
         drops = r["clean"][None, :] - r["ablated"]
         mean, lo, hi = bootstrap_mean(drops, n_boot, seed + ti)
         cols.append(mean)
@@ -179,7 +181,7 @@ def specialisation_summary(em: EffectMatrix, n_boot: int = 1000, seed: int = 0) 
 
 
 def attribution_agreement(model, prompts: TaskPrompts, layout: UnitLayout, metric: str = "logit_diff",
-                          batch_size: int = 8, exact: dict | None = None) -> dict:
+                          batch_size: int = 8, exact: dict | None = None, max_rows: int = 64) -> dict:
     """Spearman agreement between attribution patching and exact resample ablation on every node.
 
     ``exact``: an :func:`~.interventions.ablation_sweep` result with ``method="resample"`` over
@@ -192,7 +194,8 @@ def attribution_agreement(model, prompts: TaskPrompts, layout: UnitLayout, metri
     att = attribution_patching(model, prompts, layout, metric, reference=ref, batch_size=batch_size)
     est = layout.dims_to_nodes(att["corrupted"]).mean(0)
     if exact is None:
-        exact = ablation_sweep(model, prompts, layout, node_masks(layout), "resample", metric, batch_size=batch_size)
+        exact = ablation_sweep(model, prompts, layout, node_masks(layout), "resample", metric, batch_size=batch_size,
+                               max_rows=max_rows)
     change = (exact["ablated"] - exact["clean"][None, :]).mean(1)
     return {"spearman": spearman(est, change), "attribution": est, "exact": change,
             "unit_attribution_mean": layout.dims_to_units(att["mean"]).mean(0),

@@ -36,7 +36,8 @@ def patch(
     metric: str = typer.Option("logit_diff", help="logit_diff or logprob"),
     method: str = typer.Option("mean", help="cluster ablation for the effect matrix: zero, mean or resample"),
     threshold: float = typer.Option(0.8, help="fraction of the task metric a circuit must keep"),
-    batch_size: int = typer.Option(8, "--batch-size", help="prompts per forward pass"),
+    batch_size: int = typer.Option(8, "--batch-size", help="prompts per batch"),
+    max_rows: int = typer.Option(64, "--max-rows", help="rows per forward pass: ablation sets x prompts stacked (raise on a GPU)"),
     max_prompts: int = typer.Option(None, "--max-prompts", help="first N usable prompts per task"),
     n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for CIs"),
     seed: int = typer.Option(0, help="seed of the bootstrap and the co-clustering"),
@@ -59,8 +60,8 @@ def patch(
 
     if threads:
         torch.set_num_threads(threads)
-    if batch_size < 1 or (max_prompts is not None and max_prompts < 1):
-        raise CircuitclustError("--batch-size and --max-prompts must be >= 1")
+    if batch_size < 1 or max_rows < 1 or (max_prompts is not None and max_prompts < 1):
+        raise CircuitclustError("--batch-size, --max-rows and --max-prompts must be >= 1")
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list_tasks()
     if not names:
         raise CircuitclustError("no bundled tasks found: pass --tasks with task names or .jsonl files")
@@ -80,7 +81,7 @@ def patch(
     for p in prompts:
         echo(f"task {p.name}: {len(p)} prompts ({p.dropped} pairs dropped for unequal token lengths)")
     opts = dict(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
-                seed=seed, circuits=circuits, progress=True)
+                seed=seed, circuits=circuits, progress=True, max_rows=max_rows)
     res = analyse_model(m, mp, prompts, model_name=model, **opts)
     out.mkdir(parents=True, exist_ok=True)
     write_results(out, res)
