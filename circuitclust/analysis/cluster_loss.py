@@ -97,15 +97,10 @@ class ClusterabilityLoss(nn.Module):
         self.partition = partition
         self.k = partition.k
         device = self._graphs[0].weight.device
-        # C(W) = C(W^T): an unfused matrix is read as its stored parameter (nn.Linear: [out, in]) with the
-        # memberships swapped, so neither the forward nor the backward pays for a transpose.
-        self._direct = [g.parameter.numel() == g.shape[0] * g.shape[1] for g in self._graphs]
-        for i, (g, direct) in enumerate(zip(self._graphs, self._direct)):
-            rows, cols = partition[g.name].row_labels, partition[g.name].col_labels
-            if direct and not g.stored_in_out:
-                rows, cols = cols, rows
-            self.register_buffer(f"rows_{i}", onehot(rows, self.k).to(device), persistent=False)
-            self.register_buffer(f"cols_{i}", onehot(cols, self.k).to(device), persistent=False)
+        for i, g in enumerate(self._graphs):
+            p = partition[g.name]
+            self.register_buffer(f"rows_{i}", onehot(p.row_labels, self.k).to(device), persistent=False)
+            self.register_buffer(f"cols_{i}", onehot(p.col_labels, self.k).to(device), persistent=False)
 
     def _onehots(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         n = len(self.names)
@@ -114,9 +109,9 @@ class ClusterabilityLoss(nn.Module):
     def per_graph(self) -> torch.Tensor:
         """Differentiable ``C(W)`` of every graph, ``[n_graphs]`` float32 in :attr:`names` order."""
         rows, cols = self._onehots()
-        ws = [g.parameter if d else g.weight for g, d in zip(self._graphs, self._direct)]
-        # One autograd node for all graphs, each in its parameter's own layout (no stacking copies).
-        return clusterability_fused(ws, rows, cols)
+        # One autograd node for all graphs; it reads a transposed view (nn.Linear) in the parameter's stored
+        # layout, so no transpose is copied.
+        return clusterability_fused([g.weight for g in self._graphs], rows, cols)
 
     def forward(self) -> torch.Tensor:
         return self.reduce(self.per_graph())
