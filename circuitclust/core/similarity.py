@@ -106,15 +106,19 @@ def _gw_loss_to_distance(loss: torch.Tensor) -> torch.Tensor:
     return 0.5 * loss.clamp_min(0.0).sqrt()
 
 
+def _marginal_term(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``w^T (d * d) w`` of ``d[..., n, n]``, ``w[..., n]`` -> ``[...]``: one space's constant term of the
+    square-loss GW objective."""
+    return ((d ** 2) @ w.unsqueeze(-1)).squeeze(-1).mul(w).sum(-1)
+
+
 def gw_cost(d1: torch.Tensor, d2: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
     """Square-loss GW objective ``sum_ijkl (d1_ik - d2_jl)^2 T_ij T_kl`` of plans ``plan[..., n, m]`` between
     ``d1[..., n, n]`` and ``d2[..., m, m]`` -> ``[...]``. The marginals are read off the plan, so the value is
     exact for any nonnegative plan (POT's constant term assumes the plan has the target marginals)."""
     p, q = plan.sum(-1), plan.sum(-2)
-    t1 = ((d1 ** 2) @ p.unsqueeze(-1)).squeeze(-1).mul(p).sum(-1)
-    t2 = ((d2 ** 2) @ q.unsqueeze(-1)).squeeze(-1).mul(q).sum(-1)
     cross = (d1 * (plan @ d2 @ plan.transpose(-1, -2))).sum(dim=(-1, -2))
-    return t1 + t2 - 2.0 * cross
+    return _marginal_term(d1, p) + _marginal_term(d2, q) - 2.0 * cross
 
 
 def round_to_coupling(plan: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -288,8 +292,7 @@ def gw_entropic_plans(d1: torch.Tensor, d2: torch.Tensor, *, p: torch.Tensor | N
     p = torch.full((b, n), 1.0 / n, dtype=d1.dtype, device=d1.device) if p is None else p.to(d1)
     q = torch.full((b, m), 1.0 / m, dtype=d1.dtype, device=d1.device) if q is None else q.to(d1)
     d2 = d2.to(d1)
-    scale = ((d1 ** 2) @ p.unsqueeze(-1)).squeeze(-1).mul(p).sum(-1) \
-        + ((d2 ** 2) @ q.unsqueeze(-1)).squeeze(-1).mul(q).sum(-1)
+    scale = _marginal_term(d1, p) + _marginal_term(d2, q)
     # Dividing both matrices by sqrt(c) divides the objective by c: one shared reg = a per-pair relative step.
     root = scale.clamp_min(torch.finfo(d1.dtype).tiny).sqrt()[:, None, None]
     d1s, d2s = d1 / root, d2 / root
@@ -322,6 +325,11 @@ def gw_matrix_pairs(d1: torch.Tensor, d2: torch.Tensor, *, p: torch.Tensor | Non
     plans of :func:`gw_entropic_plans` (feasible couplings, so each value is an upper bound on GW)."""
     plans = gw_entropic_plans(d1, d2, p=p, q=q, epsilon=epsilon, max_iter=max_iter, max_iter_inner=max_iter_inner,
                               rel_tol=rel_tol)
+    return _plan_distances(d1, d2, plans)
+
+
+def _plan_distances(d1: torch.Tensor, d2: torch.Tensor, plans: torch.Tensor) -> torch.Tensor:
+    """``0.5 * sqrt(GW cost)`` of ``plans[B, n, m]`` between ``d1[B, n, n]`` and ``d2[B, m, m]`` -> ``[B]``."""
     return _gw_loss_to_distance(gw_cost(d1.to(plans), d2.to(plans), plans))
 
 
@@ -366,10 +374,10 @@ def gw_paired_starts(d1: Sequence[torch.Tensor], d2: Sequence[torch.Tensor], *, 
         pw = None if weights is None or not same_size else weights.to(ref).expand(len(left), n).contiguous()
         plans = None
         if same_size and batched:
-            plans = gw_entropic_plans(torch.stack(left), torch.stack(right), p=pw, q=pw, epsilon=epsilon)
+            a, b = torch.stack(left), torch.stack(right)
+            plans = gw_entropic_plans(a, b, p=pw, q=pw, epsilon=epsilon)
             if solver == "entropic":
-                out[s:s + len(left)] = _gw_loss_to_distance(gw_cost(torch.stack(left).to(plans),
-                                                                    torch.stack(right).to(plans), plans))
+                out[s:s + len(left)] = _plan_distances(a, b, plans)
                 bar.update(len(left))
                 continue
         for i, (a, b) in enumerate(zip(left, right)):
