@@ -73,9 +73,7 @@ def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """``x`` ``[B, N, b]`` with its components along the orthonormal ``basis`` ``[B, N, r]`` removed. Classical
     Gram-Schmidt run twice: once leaves float32 round-off of the size of the removed part, which the Gram
     operator (squared spectrum) amplifies from one block to the next."""
-    for _ in range(2):
-        x = torch.baddbmm(x, basis, torch.bmm(basis.transpose(1, 2), x), alpha=-1)
-    return x
+    return _project_out(_project_out(x, basis), basis)
 
 
 def block_lanczos_svd(
@@ -167,17 +165,6 @@ def resolve_method(method: str, m: int, n: int, k: int) -> str:
     if method != "auto":
         return method
     return "exact" if min(m, n) <= max(EXACT_MAX_SIDE, 2 * k + 10) else "randomized"
-
-
-def top_singular_vectors(
-    a: torch.Tensor, k: int, *, method: str = "auto", n_iter: int = 6, oversample: int = 10,
-    generator: torch.Generator | None = None, tol: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-``k`` singular triplets of ``a`` ``[B, m, n]`` by ``method`` (see :func:`resolve_method`;
-    ``tol``: see :func:`randomized_svd`)."""
-    if resolve_method(method, a.shape[-2], a.shape[-1], k) == "exact":
-        return exact_svd(a, k)
-    return randomized_svd(a, k, oversample=oversample, n_iter=n_iter, generator=generator, tol=tol)
 
 
 def subspace_cosines(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
