@@ -32,19 +32,11 @@ COLOURS = [("grass", " green"), ("sea", " blue"), ("snow", " white"), ("coal", "
            ("sun", " yellow"), ("gold", " yellow"), ("star", " white")]
 
 
-def chained_rows(items, template: str) -> list[dict]:
-    """Rows pairing each item with the next one as its corruption."""
-    rows = []
-    for i, (c, a) in enumerate(items):
-        d, b = items[(i + 1) % len(items)]
-        rows.append({"prompt": template.format(c), "answer": a, "corrupted_prompt": template.format(d),
-                     "corrupted_answer": b})
-    return rows
-
-
 def builtin_tasks() -> dict[str, list[dict]]:
-    return {"capitals (built-in)": chained_rows(CAPITALS, "The capital city of {} is"),
-            "colours (built-in)": chained_rows(COLOURS, "The colour of the {} is")}
+    from circuitclust.data import chained_task_rows
+
+    return {"capitals (built-in)": chained_task_rows(CAPITALS, "The capital city of {} is"),
+            "colours (built-in)": chained_task_rows(COLOURS, "The colour of the {} is")}
 
 
 def timed(fn):

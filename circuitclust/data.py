@@ -208,6 +208,18 @@ def load_task(name: str):
     return _load_json_files([path], TASK_FIELDS)
 
 
+def chained_task_rows(items: list[tuple[str, str]], template: str) -> list[dict]:
+    """Task rows (the :data:`TASK_FIELDS` columns) from ``(subject, answer)`` pairs and a ``template`` with one
+    ``{}`` for the subject: each item's corrupted prompt is the next item's (cyclically). For patching, pick
+    subjects of equal token length so clean and corrupted prompts align."""
+    rows = []
+    for i, (subject, answer) in enumerate(items):
+        other, other_answer = items[(i + 1) % len(items)]
+        rows.append({"prompt": template.format(subject), "answer": answer,
+                     "corrupted_prompt": template.format(other), "corrupted_answer": other_answer})
+    return rows
+
+
 @dataclass
 class TaskTokens:
     """A task tokenised for patching. Row i of ``clean`` and ``corrupted`` have the same length and are

@@ -206,3 +206,11 @@ def test_lm_blocks(tiny_tok, add_bos):
 def test_lm_blocks_too_short(tiny_tok):
     with pytest.raises(DataError, match="fewer than one block"):
         data.lm_blocks(["a few words"], tiny_tok, 512)
+
+
+def test_chained_task_rows_corrupts_each_item_with_the_next():
+    rows = data.chained_task_rows([("France", " Paris"), ("Italy", " Rome"), ("Spain", " Madrid")], "The capital of {} is")
+    assert [r["corrupted_prompt"] for r in rows] == ["The capital of Italy is", "The capital of Spain is",
+                                                    "The capital of France is"]
+    assert [r["corrupted_answer"] for r in rows] == [" Rome", " Madrid", " Paris"]
+    assert all(set(r) == set(data.TASK_FIELDS) for r in rows) and rows[0]["answer"] == " Paris"
