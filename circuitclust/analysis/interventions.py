@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import CircuitclustError
-from .metrics import task_metric, top1_correct
+from .metrics import logits_at, task_metric, top1_correct
 from .prompts import TaskPrompts
 from .units import UnitLayout
 
@@ -83,16 +83,8 @@ def metric_logits(model, batch: TaskPrompts, tokens: torch.Tensor | None = None,
     hooks = list(fwd_hooks)
     if batch.is_text or full_logits:
         return model.run_with_hooks(tokens, fwd_hooks=hooks)
-    last = (batch.lengths - 1).to(tokens.device)
-    keep = torch.unique(last)  # sorted, so searchsorted finds each row's column
-    try:
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, logits_to_keep=keep)
-    except TypeError:  # an HF model without logits_to_keep
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-    if logits.shape[1] != keep.numel():  # it took **kwargs and ignored logits_to_keep: every position came back
-        keep = torch.arange(logits.shape[1], device=tokens.device)
-    rows = torch.arange(tokens.shape[0], device=tokens.device)
-    return logits[rows, torch.searchsorted(keep, last)]
+    return logits_at(lambda **kw: model.run_with_hooks(tokens, fwd_hooks=hooks, **kw),
+                     (batch.lengths - 1).to(tokens.device))
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ skipped). Plain-text ``neg_loss`` needs every position.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..errors import CircuitclustError
@@ -27,6 +29,25 @@ def last_logits(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return logits
     idx = (lengths.to(logits.device) - 1).view(-1, 1, 1).expand(-1, 1, logits.shape[-1])
     return logits.gather(1, idx).squeeze(1)
+
+
+def logits_at(run: Callable[..., torch.Tensor], last: torch.Tensor) -> torch.Tensor:
+    """Logits ``[b, V]`` at position ``last[i]`` of each row, unembedding only the distinct positions.
+
+    ``run(**kwargs)`` runs the model on the batch and returns its logits ``[b, T', V]``; it is called with
+    ``logits_to_keep=<sorted distinct positions>`` (HF's option: Gemma's 262k-token unembedding of every other
+    position is most of a forward's cost). A model that rejects the option (TypeError) or ignores it (every
+    position comes back) is read at all positions instead: same values.
+    """
+    keep = torch.unique(last)  # sorted, so searchsorted finds each row's column
+    try:
+        logits = run(logits_to_keep=keep)
+    except TypeError:
+        logits = run()
+    if logits.shape[1] != keep.numel():
+        keep = torch.arange(logits.shape[1], device=last.device)
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return logits[rows, torch.searchsorted(keep, last).to(logits.device)]
 
 
 def answer_logprob(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 
 from ..data import first_token_ids, load_task, pad_batch, pad_id_of
 from ..errors import DataError
+from .metrics import logits_at
 
 
 @dataclass
@@ -55,18 +56,12 @@ def _device_of(model: Any) -> torch.device:
 
 
 def _last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-    """Logits at position ``last[i]`` of each row: FloatTensor [batch, vocab]. Only the distinct last positions
-    go through the unembedding (``logits_to_keep``); with Gemma's 262k vocabulary that is most of the cost."""
-    keep = torch.unique(last)
-    kwargs = {"attention_mask": mask, "logits_to_keep": keep}
-    try:
-        logits = model(ids, **kwargs) if _is_bridge(model) else model(input_ids=ids, **kwargs).logits
-    except TypeError:  # a model without logits_to_keep: unembed every position
-        kwargs.pop("logits_to_keep")
-        logits = model(ids, **kwargs) if _is_bridge(model) else model(input_ids=ids, **kwargs).logits
-        keep = torch.arange(ids.shape[1], device=ids.device)
-    rows = torch.arange(ids.shape[0], device=ids.device)
-    return logits[rows, torch.searchsorted(keep, last)]
+    """Logits at position ``last[i]`` of each row: FloatTensor [batch, vocab] (only the distinct last
+    positions are unembedded, see :func:`~.metrics.logits_at`)."""
+    def run(**kw):
+        return model(ids, attention_mask=mask, **kw) if _is_bridge(model) else \
+            model(input_ids=ids, attention_mask=mask, **kw).logits
+    return logits_at(run, last)
 
 
 @torch.no_grad()
