@@ -45,22 +45,24 @@ def flat(act: torch.Tensor) -> torch.Tensor:
     return act.reshape(act.shape[0], act.shape[1], -1)
 
 
-def cache_activations(model, tokens: torch.Tensor, hooks: Iterable[str], logits: bool = True
+def cache_activations(model, tokens: torch.Tensor, hooks: Iterable[str], logits: bool = True,
+                      keep: Callable[[torch.Tensor], torch.Tensor] = flat
                       ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """One forward pass caching only ``hooks``. Returns ``(logits [b, T, V], {hook: [b, T, n]})``;
-    ``logits=False`` stops the pass once every hook fired and returns ``(None, {...})`` (the cheapest way
-    to get activations: no later blocks, no unembedding)."""
+    """One forward pass caching only ``hooks``. Returns ``(logits [b, T, V], {hook: keep(act)})``, by default
+    ``{hook: [b, T, n]}`` (``keep`` may select positions, so only those are stored); ``logits=False`` stops
+    the pass once every hook fired and returns ``(None, {...})`` (the cheapest way to get activations: no
+    later blocks, no unembedding)."""
     from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
     store: dict[str, torch.Tensor] = {}
     hooks = list(dict.fromkeys(hooks))
 
     def keeper(name):  # hook.name is the canonical point name, which may differ from the alias asked for
-        def keep(act, hook):
-            store[name] = flat(act).detach()
+        def store_act(act, hook):
+            store[name] = keep(act).detach()
             if not logits and len(store) == len(hooks):
                 raise StopAtLayerException(act)  # run_with_hooks catches it and returns early
-        return keep
+        return store_act
 
     out = model.run_with_hooks(tokens, fwd_hooks=[(h, keeper(h)) for h in hooks])
     missing = [h for h in hooks if h not in store]

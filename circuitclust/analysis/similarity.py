@@ -21,6 +21,7 @@ from ..core.layer_groups import choose_n_groups, cluster_layers, group_boundarie
 from ..core.similarity import (EXACT_STARTS, MIN_POINTS, SOLVERS, cka_matrix, gw_matrix, gw_paired,
                                pairwise_distances)
 from ..errors import CircuitclustError, DataError
+from .interventions import cache_activations
 
 SCHEMA = "circuitclust.similarity/1"
 COMPARE_SCHEMA = "circuitclust.similarity-compare/1"
@@ -125,13 +126,12 @@ def collect_representations(model, tokens: torch.Tensor, positions: torch.Tensor
     -> one ``[n, d_hook]`` float32 tensor per hook, on the model's device. Only prompts holding a sampled
     position are run, ``batch_size`` at a time, each cut after its last sampled position.
 
-    Hooks are attached with ``run_with_hooks`` rather than ``run_with_cache`` so that the forward pass can
-    stop as soon as every requested hook has fired (TransformerLens' ``StopAtLayerException``): the
-    unembedding of Gemma's 262k-token vocabulary is otherwise most of the cost, and ``stop_at_layer`` cannot
-    skip it when the last block is hooked.
+    Only the sampled positions are kept, and the forward pass stops as soon as every requested hook has fired
+    (:func:`~.interventions.cache_activations` with ``logits=False``): the unembedding of Gemma's 262k-token
+    vocabulary is otherwise most of the cost, and ``stop_at_layer`` cannot skip it when the last block is
+    hooked.
     """
     from tqdm.auto import tqdm
-    from transformer_lens.model_bridge.exceptions import StopAtLayerException
 
     device = _model_device(model)
     prompts = torch.unique(positions[:, 0])
@@ -142,21 +142,8 @@ def collect_representations(model, tokens: torch.Tensor, positions: torch.Tensor
         rows = torch.searchsorted(batch, positions[sel, 0]).to(device)
         cols = positions[sel, 1].to(device)
         width = int(positions[sel, 1].max()) + 1  # nothing after the last sampled position is needed (causal)
-        got: dict[str, torch.Tensor] = {}
-
-        def grabber(name: str):
-            # keyed by the requested name: several names are aliases of one hook point (hook.name differs)
-            def grab(act: torch.Tensor, hook) -> torch.Tensor:
-                got[name] = act[rows, cols].float()
-                if len(got) == len(hooks):
-                    raise StopAtLayerException(act)
-                return act
-            return grab
-
-        model.run_with_hooks(tokens[batch, :width].to(device), fwd_hooks=[(h, grabber(h)) for h in hooks])
-        missing = [h for h in hooks if h not in got]
-        if missing:
-            raise CircuitclustError(f"hook {missing[0]} did not fire during the forward pass: pick another hook")
+        _, got = cache_activations(model, tokens[batch, :width].to(device), hooks, logits=False,
+                                   keep=lambda act: act[rows, cols].float())
         for h in hooks:
             out[h].append(got[h])
     # positions are sorted by prompt, so concatenating batch by batch keeps their order
