@@ -5,8 +5,9 @@ column sums; ``An = D_r^-1/2 A D_c^-1/2``; ``U``, ``V`` = its top ``n_vectors`` 
 ``k``, the trivial first pair included: after scaling it is constant over all units, so it does not move
 k-means, and when the graph falls apart into components it carries exactly that split);
 ``Z = [D_r^-1/2 U ; D_c^-1/2 V]``; ONE k-means over the stacked rows of ``Z``, so row cluster ``i`` and
-column cluster ``i`` are the same co-cluster by construction. ``An`` is applied blockwise, never
-materialised on CPU (:class:`~circuitclust.core.normalised_graph.NormalisedGraph`).
+column cluster ``i`` are the same co-cluster by construction. ``A`` is formed once and ``An`` is
+applied through it in cache-sized row blocks, never materialised
+(:class:`~circuitclust.core.normalised_graph.NormalisedGraph`).
 
 Zero rows / columns (isolated units): they carry no weight, so no label changes any clusterability. They are
 left out of the embedding and of the k-means fit (weight 0) and get the label of the centre nearest the

@@ -69,11 +69,20 @@ def randomized_svd(
     return u, s[:, :k], v
 
 
-def _orthogonalise(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """``x`` ``[B, N, b]`` with its components along the orthonormal ``basis`` ``[B, N, r]`` removed. Classical
-    Gram-Schmidt run twice: once leaves float32 round-off of the size of the removed part, which the Gram
-    operator (squared spectrum) amplifies from one block to the next."""
-    return _project_out(_project_out(x, basis), basis)
+def _orthogonalise_rows(xt: torch.Tensor, bases: list[torch.Tensor]) -> torch.Tensor:
+    """``xt`` ``[B, b, N]`` with its components along the orthonormal rows of every ``bases[i]`` ``[B, r_i, N]``
+    removed. Classical Gram-Schmidt run twice: once leaves float32 round-off of the size of the removed part,
+    which the Gram operator (squared spectrum) amplifies from one block to the next."""
+    for _ in range(2):
+        for p in bases:
+            xt = torch.baddbmm(xt, torch.bmm(xt, p.transpose(1, 2)), p, alpha=-1)
+    return xt
+
+
+def _orthonormal_rows(xt: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis ``[B, b, N]`` (as rows) of the row space of ``xt`` ``[B, b, N]`` (Householder QR of
+    the transpose; LAPACK returns ``Q`` column-major, so its transpose is already contiguous)."""
+    return torch.linalg.qr(xt.transpose(1, 2)).Q.transpose(1, 2)
 
 
 def block_lanczos_svd(
@@ -89,7 +98,9 @@ def block_lanczos_svd(
     step (see :class:`~circuitclust.core.normalised_graph.NormalisedGraph`). Step ``j`` extends the basis
     ``[V_1 .. V_j]`` of the Krylov space ``{V_1, A^T A V_1, ..., (A^T A)^(j-1) V_1}`` (``V_1`` Gaussian);
     the Ritz vectors come from the exact projection ``H = V^T (A^T A V)`` (``eigh`` of ``jb x jb``),
-    the left vectors from the stored ``A V`` (``u = A v / sigma``), so no extra product is needed.
+    the left vectors from the stored ``A V`` (``u = A v / sigma``), so no extra product is needed. The basis
+    is kept as rows (``[B, jb, n]``, preallocated), so extending it and every projection against it read
+    contiguous memory.
 
     A Krylov space of degree ``j`` converges like a Chebyshev polynomial of degree ``j`` in ``A^T A``:
     markedly faster per product than subspace (power) iteration, which only uses the last iterate, and with
@@ -109,38 +120,38 @@ def block_lanczos_svd(
     r = 0 if deflate is None else deflate.shape[-1]
     block = max(1, min(block, n - r))
     n_iter = max(1, min(n_iter, (n - r) // block))  # the basis cannot outgrow the space
-    start = torch.randn(batch, n, block, dtype=dtype, device=device, generator=generator)
-    if deflate is not None:
-        start = _orthogonalise(start, deflate)
-    vs = [torch.linalg.qr(start).Q]  # [B, n, block] each
-    ys, gvs = [], []
+    known = [] if deflate is None else [deflate.transpose(1, 2).contiguous()]
+    start = torch.randn(batch, block, n, dtype=dtype, device=device, generator=generator)
+    basis = torch.empty(batch, n_iter * block, n, dtype=dtype, device=device)  # V^T, grown block by block
+    gbasis = torch.empty_like(basis)  # (A^T A V)^T
+    basis[:, :block] = _orthonormal_rows(_orthogonalise_rows(start, known))
+    ys = []
     for j in range(n_iter):
-        y, gvt = gram(vs[j].transpose(1, 2).contiguous())
+        lo, hi = j * block, (j + 1) * block
+        y, gvt = gram(basis[:, lo:hi].contiguous())
         ys.append(y)
-        gvs.append(gvt.transpose(1, 2))
+        gbasis[:, lo:hi] = gvt
         last = j == n_iter - 1
         if last or tol > 0:
-            basis, gbasis = torch.cat(vs, 2), torch.cat(gvs, 2)
-            h = torch.bmm(basis.transpose(1, 2), gbasis)
+            h = torch.bmm(basis[:, :hi], gbasis[:, :hi].transpose(1, 2))
             lam, q = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)
             lam, q = lam.flip(-1), q.flip(-1)  # descending
             if last:
                 break
             if lam.shape[1] > k:
-                qk = q[:, :, :k]
-                res = torch.linalg.vector_norm(torch.bmm(gbasis, qk) - torch.bmm(basis, qk) * lam[:, None, :k], dim=1)
+                qkt = q[:, :, :k].transpose(1, 2)
+                res = torch.linalg.vector_norm(torch.bmm(qkt, gbasis[:, :hi]) - lam[:, :k, None]
+                                               * torch.bmm(qkt, basis[:, :hi]), dim=2)
                 gap = (lam[:, k - 1] - lam[:, k]).clamp_min(torch.finfo(dtype).tiny)
                 if float((res.amax(1) / gap).amax()) < tol:
                     break
-        known = torch.cat(vs if deflate is None else [deflate, *vs], 2)
-        vs.append(torch.linalg.qr(_orthogonalise(gvs[j], known)).Q)
+        basis[:, hi:hi + block] = _orthonormal_rows(_orthogonalise_rows(gvt, known + [basis[:, :hi]]))
     steps = len(ys)
-    basis = torch.cat(vs[:steps], 2)
     qk = q[:, :, :k]
     u = torch.bmm(torch.cat(ys, 2), qk)
     norm = torch.linalg.vector_norm(u, dim=1, keepdim=True)
     u = torch.where(norm > 0, u / norm.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(u))
-    return u, lam[:, :k].clamp_min(0).sqrt(), torch.bmm(basis, qk), steps
+    return u, lam[:, :k].clamp_min(0).sqrt(), torch.bmm(qk.transpose(1, 2), basis[:, :steps * block]).transpose(1, 2), steps
 
 
 def dense_gram(a: torch.Tensor):
