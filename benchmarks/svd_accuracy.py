@@ -12,10 +12,20 @@ and deflated by both methods) found by
 - subspace (power) iteration (what ``cocluster`` used before: 2(k-1)+10 sketch vectors, 6 iterations,
   early stop at 1e-3), for reference.
 
-Accuracy = the cosine of the largest principal angle between the found and the exact subspace (the worse
-of left and right; 1 = exact). Where sigma_{k-1} and sigma_k of ``An`` nearly coincide (printed as the
-relative gap) the k-th vector is not determined and no method pins it down; the planted noise matrices are
-such cases by construction (their spectrum is flat). Time = process CPU time of the SVD alone.
+Three accuracies per method, each the worst over the seeds:
+
+- cos: the cosine of the largest principal angle between the found and the exact subspace (the worse of
+  left and right; 1 = exact). Where sigma_{k-1} and sigma_k of ``An`` nearly coincide (printed as the
+  relative gap) the k-th vector is not determined and no method pins it down; the planted noise matrices are
+  such cases by construction (their spectrum is flat). Then cos can be low although the found subspace is as
+  good an answer to the spectral relaxation as the exact one, which is what the next two figures check.
+- energy: the relaxation's objective, ``sum_i |An v_i|^2 / sum_i sigma_i^2`` over the k-1 informative
+  vectors (1 = as much as the exact top k-1; Musco & Musco 2015's per-vector guarantee is of this kind).
+- dC: clusterability (squared-weight in-cluster fraction, what ``circuitclust cluster`` reports) of the
+  partition built from the found embedding minus that from the exact SVD's, k-means with the same seed
+  (0 = the same quality; positive = better). Printed in the summary, with its spread over the stacks.
+
+Time = process CPU time of the SVD alone.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/svd_accuracy.py [--model gemma-3-270m]
         [--k 4] [--threads 1] [--max-stacks 0] [--steps 4,5,6,8] [--seeds 2] [--match attn.6,attn_qk.3]
@@ -43,7 +53,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-stacks", type=int, default=0, help="at most this many model stacks per shape (0: all)")
-    ap.add_argument("--steps", default="4,5,6,8", help="block Lanczos step counts to compare")
+    ap.add_argument("--steps", default="4,5,6,8", help="block Lanczos step counts to compare, each optionally "
+                    "with a block size as STEPS:BLOCK (default block k), e.g. 10,5:8")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--match", default="", help="comma-separated tied spaces to keep (e.g. attn.6,attn_qk.3; "
                     "default: all)")
@@ -52,12 +63,14 @@ def main() -> None:
 
     from circuitclust.analysis.clustering import _oriented, _weights, tied_groups
     from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL
+    from circuitclust.core.kmeans import kmeans
+    from circuitclust.core.measures import clusterability
     from circuitclust.core.normalised_graph import NormalisedGraph
     from circuitclust.core.svd import EXACT_MAX_SIDE, block_lanczos_svd, randomized_svd, subspace_cosines
     from circuitclust.models import load_model, weight_graphs
 
     k = args.k
-    steps = [int(s) for s in args.steps.split(",")]
+    steps = [tuple(int(x) for x in (s.split(":") + [str(args.k)])[:2]) for s in args.steps.split(",")]
     cases: list[tuple[str, torch.Tensor]] = []
     g = torch.Generator().manual_seed(0)
     for shape in ((768, 3072), (2304, 9216)):
@@ -82,22 +95,34 @@ def main() -> None:
         cases.append((f"{args.model} {space} {stack.shape[0]}x{stack.shape[1]}", stack))
     del model
 
-    methods = [(f"lanczos n_iter={s}", (s, 0.0)) for s in steps] + [
-        (f"default {SVD_N_ITER} tol {SVD_TOL:g}", (SVD_N_ITER, SVD_TOL)), ("subspace iter. (old)", None)]
+    methods = [(f"lanczos n_iter={s} block {b}", (s, 0.0, b)) for s, b in steps] + [
+        (f"default {SVD_N_ITER} tol {SVD_TOL:g}", (SVD_N_ITER, SVD_TOL, k)), ("subspace iter. (old)", None)]
     rows: dict[str, list] = {name: [] for name, _ in methods}
+
+    def partition_c(w, graph, uu, vv) -> float:
+        """C of the co-clustering from informative vectors uu [1, m, k-1], vv [1, n, k-1] (as cocluster)."""
+        z = torch.cat([graph.row_scale[:, :, None] * uu.float(), graph.col_scale[:, :, None] * vv.float()], 1)
+        active = torch.cat([graph.row_degrees > 0, graph.col_degrees > 0], 1)
+        lab = kmeans(z, k, n_init=10, generator=torch.Generator().manual_seed(0),
+                     sample_weight=active.float()).labels[0]
+        return float(clusterability(w, lab[:w.shape[0]], lab[w.shape[0]:]))
+
     print(f"k {k}, torch threads {torch.get_num_threads()}, {len(cases)} matrices, {args.seeds} seeds each")
-    print(f"{'matrix':44s} {'rel.gap':>7s} " + " ".join(f"{n:>22s}" for n, _ in methods))
+    print("each cell: cos, energy, dC (worst of the seeds), median CPU time of the SVD")
+    print(f"{'matrix':44s} {'rel.gap':>7s} " + " ".join(f"{n:>31s}" for n, _ in methods))
     for name, w in cases:
         an, u0, v0 = normalised(w)
         u, s, vh = torch.linalg.svd(an, full_matrices=False)
         ue, ve = u[:, :, 1:k], vh[:, 1:k].transpose(1, 2)
+        top = float((s[0, 1:k] ** 2).sum())
         gap = float((s[0, k - 1] - s[0, k]) / s[0, k - 1])
         graph = NormalisedGraph(w[None], 1)
         tot = graph.row_degrees.sum(1, keepdim=True)
         fu0, fv0 = (graph.row_degrees / tot).sqrt()[:, :, None], (graph.col_degrees / tot).sqrt()[:, :, None]
+        c_exact = partition_c(w, graph, ue, ve)
         cells = []
         for mname, st in methods:
-            cos, cpu = [], []
+            cos, cpu, energy, dc = [], [], [], []
             for seed in range(args.seeds):
                 gen = torch.Generator().manual_seed(seed)
                 c0 = time.process_time()
@@ -105,21 +130,27 @@ def main() -> None:
                     a32 = graph.dense()  # the old path materialised An
                     uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=(fu0, fv0))
                 else:
-                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=k, n_iter=st[0],
+                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=st[2], n_iter=st[0],
                                                      tol=st[1], generator=gen, deflate=fv0)
                 cpu.append(time.process_time() - c0)
                 cos.append(min(float(subspace_cosines(ue, uu.double())[0, -1]),
                                float(subspace_cosines(ve, vv.double())[0, -1])))
-            rows[mname].append((min(cos), float(np.median(cpu))))
-            cells.append(f"{min(cos):.4f} {np.median(cpu) * 1e3:7.1f}ms")
-        print(f"{name:44s} {gap:7.4f} " + " ".join(f"{c:>22s}" for c in cells))
-    print("\nsummary over the model stacks (worst cosine of the seeds per matrix): median / 10th percentile / min "
-          "cosine, total CPU")
+                vq = torch.linalg.qr(vv.double()).Q  # the subspace found (Ritz vectors are orthonormal anyway)
+                energy.append(float((torch.bmm(an, vq) ** 2).sum()) / top)
+                dc.append(partition_c(w, graph, uu, vv) - c_exact)
+            rows[mname].append((min(cos), float(np.median(cpu)), min(energy), min(dc)))
+            cells.append(f"{min(cos):.3f} {min(energy):.5f} {min(dc):+.4f} {np.median(cpu) * 1e3:6.1f}ms")
+        print(f"{name:44s} {gap:7.4f} " + " ".join(f"{c:>31s}" for c in cells), flush=True)
+    print("\nsummary over the model stacks (worst of the seeds per matrix): cosine median / 10th percentile / min; "
+          "energy min; dC min / median / max; total CPU")
     model_idx = [i for i, (n, _) in enumerate(cases) if not n.startswith("planted")]
     for mname, _ in methods:
         v = np.array([rows[mname][i][0] for i in model_idx]) if model_idx else np.array([np.nan])
         t = sum(rows[mname][i][1] for i in model_idx) if model_idx else float("nan")
-        print(f"  {mname:22s} median {np.median(v):.4f}  p10 {np.percentile(v, 10):.4f}  min {v.min():.4f}  "
+        e = np.array([rows[mname][i][2] for i in model_idx]) if model_idx else np.array([np.nan])
+        d = np.array([rows[mname][i][3] for i in model_idx]) if model_idx else np.array([np.nan])
+        print(f"  {mname:22s} cos median {np.median(v):.4f}  p10 {np.percentile(v, 10):.4f}  min {v.min():.4f}  "
+              f"energy min {e.min():.5f}  dC min {d.min():+.4f} median {np.median(d):+.4f} max {d.max():+.4f}  "
               f"cpu {t:.2f} s")
 
 
