@@ -107,6 +107,8 @@ def main() -> None:
     ap.add_argument("--model-repeats", type=int, default=3,
                     help="repeats of the GPT-2 model case (median; the two methods alternate)")
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds for the (untimed) clusterability spread of the "
+                    "single-matrix cases")
     ap.add_argument("--svd-n-iter", type=int, default=None,
                     help="block Lanczos step cap for circuitclust (default: the library's SVD_N_ITER)")
     args = ap.parse_args()
@@ -126,14 +128,14 @@ def main() -> None:
     print(f"device {dev}, torch threads {torch.get_num_threads()}, BLAS/OpenMP limit {args.threads or 'default'}, "
           f"k {k}, median of {args.repeats} (model case: {args.model_repeats}), block Lanczos cap {n_iter} steps")
 
-    def ours(ws: torch.Tensor):
-        return cocluster_labels(ws.to(dev), k, seed=0, n_iter=n_iter)
+    def ours(ws: torch.Tensor, seed: int = 0):
+        return cocluster_labels(ws.to(dev), k, seed=seed, n_iter=n_iter)
 
-    def sk(w: np.ndarray):
-        m = SpectralCoclustering(k, random_state=0).fit(w)  # defaults: svd_method="randomized", n_init=10
+    def sk(w: np.ndarray, seed: int = 0):
+        m = SpectralCoclustering(k, random_state=seed).fit(w)  # defaults: svd_method="randomized", n_init=10
         return torch.as_tensor(m.row_labels_), torch.as_tensor(m.column_labels_)
 
-    rows = []
+    rows, seed_rows = [], []
     for name, shape in (("gpt2-small mlp", (768, 3072)), ("gemma-2-2b mlp", (2304, 9216))):
         w = planted(*shape, k, args.noise)
         ours(w[None])  # warm-up (allocator, thread pool)
@@ -143,6 +145,11 @@ def main() -> None:
         ws_, cs_, (rs, cs) = timed(lambda: sk(wn), args.repeats, dev)
         c_sk = float(clusterability(w, rs, cs))
         rows.append((f"{name} {shape[0]}x{shape[1]}", wo, ws_, co, cs_, c_ours, c_sk, *svd_energy(w, k, n_iter)))
+        # One seed's clusterability differs between two good partitions by k-means' luck; over several seeds
+        # (untimed) it shows whether one method is systematically better.
+        cs_o = [float(clusterability(w, *(t[0].cpu() for t in ours(w[None], sd)))) for sd in range(args.seeds)]
+        cs_s = [float(clusterability(w, *sk(wn, sd))) for sd in range(args.seeds)]
+        seed_rows.append((f"{name} {shape[0]}x{shape[1]}", cs_o, cs_s))
 
     if not args.skip_model:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -187,6 +194,10 @@ def main() -> None:
     for name, wo, ws_, co, cs_, c_o, c_s, e_o, e_s in rows:
         print(f"{name:42s} {wo:9.3f} {ws_:8.3f} {ws_ / wo:5.1f}x {co:9.3f} {cs_:7.3f} {cs_ / co:5.1f}x "
               f"{c_o:7.4f} {c_s:7.4f} {1 / k:6.3f} {e_o:11.4f} {e_s:9.4f}")
+    print(f"\nclusterability over seeds 0..{args.seeds - 1} (untimed): mean, sd, min, max")
+    for name, cs_o, cs_s in seed_rows:
+        print(f"{name:42s} ours {np.mean(cs_o):.4f} sd {np.std(cs_o):.4f} [{min(cs_o):.4f}, {max(cs_o):.4f}]   "
+              f"sklearn {np.mean(cs_s):.4f} sd {np.std(cs_s):.4f} [{min(cs_s):.4f}, {max(cs_s):.4f}]")
 
 
 if __name__ == "__main__":
