@@ -36,7 +36,7 @@ def _scores(xa: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``|c|^2 - 2 c.x`` ``[B, k, n]`` for points ``xa`` = ``[x^T; 1]`` ``[B, d + 1, n]`` (see
     :func:`_augmented`) and centres ``c`` ``[B, k, d]``: the squared distance up to ``|x|^2``, which no
     assignment needs. One product with ``[-2 c, |c|^2]``: adding ``|c|^2`` as a bias (``baddbmm``) first
-    copies the broadcast bias into the output, a whole extra pass (~20% of a Lloyd step on CPU).
+    copies the broadcast bias into the output, a whole extra pass (~17% of a Lloyd step on CPU).
 
     Points run along the last (contiguous) axis: with k of 2-8 centres, a ``[B, n, k]`` layout makes every
     per-point reduction a strided one over a tiny axis, several times slower on CPU (see :func:`_nearest`).
