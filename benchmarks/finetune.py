@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import timed  # noqa: E402
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss  # noqa: E402
 
 
@@ -41,11 +41,6 @@ def build(name: str):
     return build_tiny(name)[0]
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam: float) -> dict:
     model = build(name).to(device).train()
     closs = ClusterabilityLoss(model, "blocks", graphs=("mlp_in", "mlp_gate", "mlp_out"), k=4)
@@ -53,14 +48,6 @@ def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=gen).to(device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def timed(fn) -> tuple[float, float]:
-        """(wall s, process CPU s) of ``fn()``; CPU time is the figure that survives a shared machine."""
-        sync(device)
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        return time.perf_counter() - t, time.process_time() - c
 
     def step(with_loss: bool) -> None:
         with amp:
@@ -81,8 +68,8 @@ def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam
     for i in range(steps):
         # alternate the order so that load drift on a shared machine hits both variants alike
         for w in ((False, True) if i % 2 == 0 else (True, False)):
-            (withl if w else plain).append(timed(lambda: step(w)))
-        alone.append(timed(loss_alone))
+            (withl if w else plain).append(timed(lambda: step(w), device)[1:])
+        alone.append(timed(loss_alone, device)[1:])
         opt.zero_grad(set_to_none=True)
     med = lambda xs, j: statistics.median(t[j] for t in xs)  # noqa: E731
     r = {"model": name, "tokens": batch * seq, "graphs": len(closs.graphs),

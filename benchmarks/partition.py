@@ -36,10 +36,10 @@ The model case runs --model-repeats times (sklearn takes tens of seconds there).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import median_timed
 
 
 def planted(n_in: int, n_out: int, k: int, noise: float, seed: int = 0) -> torch.Tensor:
@@ -48,24 +48,6 @@ def planted(n_in: int, n_out: int, k: int, noise: float, seed: int = 0) -> torch
     c = torch.randint(0, k, (n_out,), generator=g)
     signal = (r[:, None] == c[None, :]) * torch.randn(n_in, n_out, generator=g)
     return 0.02 * (noise * torch.randn(n_in, n_out, generator=g) + signal)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, repeats: int, device: torch.device):
-    """Run ``fn`` ``repeats`` times: (median wall s, median process CPU s, last output)."""
-    walls, cpus, out = [], [], None
-    for _ in range(repeats):
-        sync(device)
-        w0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        sync(device)
-        walls.append(time.perf_counter() - w0)
-        cpus.append(time.process_time() - c0)
-    return float(np.median(walls)), float(np.median(cpus)), out
 
 
 def svd_energy(w: torch.Tensor, k: int, n_iter: int) -> tuple[float, float]:
@@ -139,10 +121,11 @@ def main() -> None:
     for name, shape in (("gpt2-small mlp", (768, 3072)), ("gemma-2-2b mlp", (2304, 9216))):
         w = planted(*shape, k, args.noise)
         ours(w[None])  # warm-up (allocator, thread pool)
-        wo, co, (r, c) = timed(lambda: ours(w[None]), args.repeats, dev)
+        wo, co, (r, c) = median_timed(lambda: ours(w[None]), args.repeats, dev)
         c_ours = float(clusterability(w, r[0].cpu(), c[0].cpu()))
         wn = w.abs().numpy()
-        ws_, cs_, (rs, cs) = timed(lambda: sk(wn), args.repeats, dev)
+        sk(wn)  # warm-up for sklearn too (its first call here was up to 2x slower: imports, allocator)
+        ws_, cs_, (rs, cs) = median_timed(lambda: sk(wn), args.repeats, dev)
         c_sk = float(clusterability(w, rs, cs))
         rows.append((f"{name} {shape[0]}x{shape[1]}", wo, ws_, co, cs_, c_ours, c_sk, *svd_energy(w, k, n_iter)))
         # One seed's clusterability differs between two good partitions by k-means' luck; over several seeds
@@ -176,15 +159,17 @@ def main() -> None:
         def sk_all():
             return {n: sk(w.abs().numpy()) for n, w in ws.items()}
 
-        ours_all()  # warm-up: first touches of this size's buffers
-        timings = [(timed(ours_all, 1, dev), timed(sk_all, 1, dev)) for _ in range(args.model_repeats)]
+        ours_all(), sk_all()  # warm-up: first touches of these sizes' buffers
+        timings = [(median_timed(ours_all, 1, dev), median_timed(sk_all, 1, dev))
+                   for _ in range(args.model_repeats)]
         wo, co = (float(np.median([t[0][i] for t in timings])) for i in (0, 1))
         ws_, cs_ = (float(np.median([t[1][i] for t in timings])) for i in (0, 1))
         lab_o, lab_s = timings[-1][0][2], timings[-1][1][2]
         mean_c = lambda lab: float(np.mean([float(clusterability(ws[n], *lab[n])) for n in ws]))  # noqa: E731
         rows.append((f"gpt2-small all {len(graphs)} graphs (untied)", wo, ws_, co, cs_, mean_c(lab_o), mean_c(lab_s),
                      float("nan"), float("nan")))
-        wt, ct, _ = timed(lambda: partition_model(model, k=k, parts=("mlp", "attn"), device=dev), args.model_repeats, dev)
+        wt, ct, _ = median_timed(lambda: partition_model(model, k=k, parts=("mlp", "attn"), device=dev),
+                                 args.model_repeats, dev)
         print(f"circuitclust tied partition_model (mlp+attn, {len(graphs)} graphs): wall {wt:.3f} s, cpu {ct:.3f} s")
     if limit is not None:
         limit.restore_original_limits()

@@ -20,6 +20,7 @@ import argparse
 import time
 
 import torch
+from _timing import timed
 
 CAPITALS = [("France", " Paris"), ("Japan", " Tokyo"), ("Italy", " Rome"), ("Egypt", " Cairo"),
             ("Spain", " Madrid"), ("Germany", " Berlin"), ("Russia", " Moscow"), ("Greece", " Athens"),
@@ -37,13 +38,6 @@ def builtin_tasks() -> dict[str, list[dict]]:
 
     return {"capitals (built-in)": chained_task_rows(CAPITALS, "The capital city of {} is"),
             "colours (built-in)": chained_task_rows(COLOURS, "The colour of the {} is")}
-
-
-def timed(fn):
-    """``(fn(), wall seconds, CPU seconds of this process)``; CPU time is less polluted by other jobs."""
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def main() -> None:
