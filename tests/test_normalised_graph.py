@@ -37,6 +37,12 @@ def test_input_not_modified_and_other_dtypes_converted():
     an, _, _ = reference(w.float(), 1)
     assert torch.equal(w, before)
     assert graph.dense().dtype == torch.float32 and torch.allclose(graph.dense(), an, atol=1e-6)
+    for power in (1, 2):  # same dtype: |W| / W^2 are written into a separate buffer, never into w
+        w32 = torch.randn(2, 40, 30)
+        before = w32.clone()
+        graph = NormalisedGraph(w32, power)
+        assert torch.equal(w32, before) and graph.a.data_ptr() != w32.data_ptr()
+        assert torch.allclose(graph.dense(), reference(w32, power)[0], atol=1e-6)
     wt = torch.randn(1, 30, 40).transpose(1, 2)  # not contiguous
     assert torch.allclose(NormalisedGraph(wt, 1, block_rows=5).dense(), reference(wt, 1)[0], atol=1e-6)
 
