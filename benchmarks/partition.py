@@ -58,9 +58,8 @@ def svd_energy(w: torch.Tensor, k: int, n_iter: int) -> tuple[float, float]:
     from scipy.sparse.linalg import svds
     from sklearn.utils.extmath import randomized_svd
 
-    from circuitclust.core.cocluster import SVD_TOL
+    from circuitclust.core.cocluster import SVD_TOL, informative_vectors
     from circuitclust.core.normalised_graph import NormalisedGraph
-    from circuitclust.core.svd import block_lanczos_svd
 
     graph = NormalisedGraph(w[None], 1)
     an = graph.dense()[0].double()
@@ -71,10 +70,7 @@ def svd_energy(w: torch.Tensor, k: int, n_iter: int) -> tuple[float, float]:
         vq = torch.linalg.qr(v.double()).Q
         return float(((an @ vq) ** 2).sum() / float((exact[1:1 + v.shape[1]] ** 2).sum()))
 
-    tot = graph.row_degrees.sum(1, keepdim=True)
-    v0 = (graph.col_degrees / tot).sqrt()[:, :, None]
-    _, _, v, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=k, n_iter=n_iter, tol=SVD_TOL,
-                                   generator=torch.Generator().manual_seed(0), deflate=v0)
+    _, v = informative_vectors(graph, k - 1, n_iter=n_iter, svd_tol=SVD_TOL, generator=torch.Generator().manual_seed(0))
     _, _, vt = randomized_svd(an.numpy(), n_sk, random_state=0)  # exactly sklearn's call (defaults)
     return energy(v[0]), energy(torch.as_tensor(vt[1:].T.copy()))
 

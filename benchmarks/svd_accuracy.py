@@ -39,12 +39,11 @@ import numpy as np
 import torch
 
 
-def normalised(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def normalised(w: torch.Tensor) -> torch.Tensor:
+    """Dhillon's ``An`` of ``|w|`` in float64 ``[1, m, n]``, the reference for the exact SVD."""
     from circuitclust.core.normalised_graph import NormalisedGraph
 
-    g = NormalisedGraph(w.double()[None], 1, dtype=torch.float64)
-    total = g.row_degrees.sum(1, keepdim=True)
-    return g.dense(), (g.row_degrees / total).sqrt()[:, :, None], (g.col_degrees / total).sqrt()[:, :, None]
+    return NormalisedGraph(w.double()[None], 1, dtype=torch.float64).dense()
 
 
 def main() -> None:
@@ -62,11 +61,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from circuitclust.analysis.clustering import _oriented, _weights, tied_groups
-    from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL
+    from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL, informative_vectors, scaled_embedding, trivial_pair
     from circuitclust.core.kmeans import kmeans
     from circuitclust.core.measures import clusterability
     from circuitclust.core.normalised_graph import NormalisedGraph
-    from circuitclust.core.svd import EXACT_MAX_SIDE, block_lanczos_svd, randomized_svd, subspace_cosines
+    from circuitclust.core.svd import EXACT_MAX_SIDE, randomized_svd, subspace_cosines
     from circuitclust.models import load_model, weight_graphs
 
     k = args.k
@@ -101,8 +100,7 @@ def main() -> None:
 
     def partition_c(w, graph, uu, vv) -> float:
         """C of the co-clustering from informative vectors uu [1, m, k-1], vv [1, n, k-1] (as cocluster)."""
-        z = torch.cat([graph.row_scale[:, :, None] * uu.float(), graph.col_scale[:, :, None] * vv.float()], 1)
-        active = torch.cat([graph.row_degrees > 0, graph.col_degrees > 0], 1)
+        z, active = scaled_embedding(graph, uu.float(), vv.float())
         lab = kmeans(z, k, n_init=10, generator=torch.Generator().manual_seed(0),
                      sample_weight=active.float()).labels[0]
         return float(clusterability(w, lab[:w.shape[0]], lab[w.shape[0]:]))
@@ -111,14 +109,12 @@ def main() -> None:
     print("each cell: cos, energy, dC (worst of the seeds), median CPU time of the SVD")
     print(f"{'matrix':44s} {'rel.gap':>7s} " + " ".join(f"{n:>31s}" for n, _ in methods))
     for name, w in cases:
-        an, u0, v0 = normalised(w)
+        an = normalised(w)
         u, s, vh = torch.linalg.svd(an, full_matrices=False)
         ue, ve = u[:, :, 1:k], vh[:, 1:k].transpose(1, 2)
         top = float((s[0, 1:k] ** 2).sum())
         gap = float((s[0, k - 1] - s[0, k]) / s[0, k - 1])
         graph = NormalisedGraph(w[None], 1)
-        tot = graph.row_degrees.sum(1, keepdim=True)
-        fu0, fv0 = (graph.row_degrees / tot).sqrt()[:, :, None], (graph.col_degrees / tot).sqrt()[:, :, None]
         c_exact = partition_c(w, graph, ue, ve)
         cells = []
         for mname, st in methods:
@@ -128,10 +124,10 @@ def main() -> None:
                 c0 = time.process_time()
                 if st is None:
                     a32 = graph.dense()  # the old path materialised An
-                    uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=(fu0, fv0))
+                    uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=trivial_pair(graph))
                 else:
-                    uu, _, vv, _ = block_lanczos_svd(graph.gram, 1, w.shape[1], k - 1, block=st[2], n_iter=st[0],
-                                                     tol=st[1], generator=gen, deflate=fv0)
+                    uu, vv = informative_vectors(graph, k - 1, n_iter=st[0], svd_tol=st[1],
+                                                 oversample=st[2] - (k - 1), generator=gen)
                 cpu.append(time.process_time() - c0)
                 cos.append(min(float(subspace_cosines(ue, uu.double())[0, -1]),
                                float(subspace_cosines(ve, vv.double())[0, -1])))

@@ -51,43 +51,65 @@ def _check(weights: torch.Tensor, k: int) -> None:
             f"k={k} clusters is impossible for a {n_in}x{n_out} matrix: choose 2 <= k <= {min(n_in, n_out)}")
 
 
+def trivial_pair(graph: NormalisedGraph) -> tuple[torch.Tensor, torch.Tensor]:
+    """The leading singular pair of ``An``, known in closed form: ``u0 = sqrt(d_r / total)`` ``[B, m, 1]``,
+    ``v0 = sqrt(d_c / total)`` ``[B, n, 1]`` (``An v0 = u0``, singular value 1, the largest)."""
+    total = graph.row_degrees.sum(1, keepdim=True)
+    return (graph.row_degrees / total).sqrt()[:, :, None], (graph.col_degrees / total).sqrt()[:, :, None]
+
+
+def informative_vectors(
+    graph: NormalisedGraph, n: int, *, n_iter: int = SVD_N_ITER, oversample: int = 1,
+    generator: torch.Generator | None = None, svd_tol: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` singular pairs of ``An`` after the trivial one, by randomized block Lanczos (a block of
+    ``n + oversample`` vectors, at most ``n_iter`` steps of one pass over the matrix each, stopping early by
+    ``svd_tol``: see :func:`~circuitclust.core.svd.block_lanczos_svd`) with the trivial pair deflated, so the
+    Krylov space is spent on the informative directions only. Returns ``U`` ``[B, m, n]``, ``V`` ``[B, n_cols, n]``.
+    """
+    B, _, n_cols = graph.shape
+    _, v0 = trivial_pair(graph)
+    u, _, v, _ = block_lanczos_svd(graph.gram, B, n_cols, n, block=n + oversample, n_iter=n_iter, tol=svd_tol,
+                                   generator=generator, dtype=graph.dtype, device=v0.device, deflate=v0)
+    return u, v
+
+
+def scaled_embedding(graph: NormalisedGraph, u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dhillon's embedding ``Z = [D_r^-1/2 U ; D_c^-1/2 V]`` ``[B, m + n, d]`` of singular vectors ``u``
+    ``[B, m, d]``, ``v`` ``[B, n, d]`` (isolated units at the origin), and ``active`` ``[B, m + n]`` bool (units
+    with non-zero degree). Each batch member is scaled to unit mean squared norm, which k-means does not notice
+    but float32 distances do."""
+    z = torch.cat([graph.row_scale[:, :, None] * u, graph.col_scale[:, :, None] * v], 1)
+    active = torch.cat([graph.row_degrees > 0, graph.col_degrees > 0], 1)
+    ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
+    return z / ms.clamp_min(torch.finfo(z.dtype).tiny).sqrt()[:, None, None], active
+
+
 def bipartite_embedding(
     graph: NormalisedGraph, n_vectors: int, *, svd: str = "auto", n_iter: int = SVD_N_ITER, oversample: int = 1,
     generator: torch.Generator | None = None, svd_tol: float = 0.0, keep_trivial: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dhillon's scaled spectral embedding of a normalised bipartite graph ``graph`` (batch ``[B, m, n]``).
+    """Dhillon's scaled spectral embedding (:func:`scaled_embedding`) of the top ``n_vectors`` singular
+    vectors of a normalised bipartite graph ``graph`` (batch ``[B, m, n]``).
 
     Returns ``z`` ``[B, m + n, d]`` (rows first, then columns; isolated units at the origin) and
     ``active`` ``[B, m + n]`` bool (units with non-zero degree). ``d = n_vectors``, except on the randomized
     path with ``keep_trivial=False``, where the trivial coordinate is left out (``d = n_vectors - 1``): there
     it is the closed-form ``D^-1/2 sqrt(d / total) = 1 / sqrt(total)``, the same for every active unit, so it
-    moves no k-means distance and only costs time. Each batch member's embedding is scaled to unit mean
-    squared norm, which k-means does not notice but float32 distances do.
-    ``svd="randomized"``: block Lanczos with a block of ``n_vectors - 1 + oversample`` vectors and at most
-    ``n_iter`` steps (one pass over the matrix each), stopping early by ``svd_tol`` (see
-    :func:`~circuitclust.core.svd.block_lanczos_svd`).
+    moves no k-means distance and only costs time.
+    ``svd="randomized"``: :func:`informative_vectors` for the ``n_vectors - 1`` after the trivial pair.
     """
-    dr, dc = graph.row_degrees, graph.col_degrees
-    ir, ic = graph.row_scale, graph.col_scale
-    B, m, n = graph.shape
+    _, m, n = graph.shape
     if resolve_method(svd, m, n, n_vectors) == "exact":
         u, _, v = exact_svd(graph.dense(), n_vectors)
     else:
-        # The trivial pair is known in closed form: An v0 = u0 with singular value 1, the largest. Deflating
-        # it spends the Krylov space on the n_vectors - 1 informative directions only.
-        total = dr.sum(1, keepdim=True)
-        u0, v0 = (dr / total).sqrt()[:, :, None], (dc / total).sqrt()[:, :, None]
+        u0, v0 = trivial_pair(graph)
         u, v = u0, v0
         if n_vectors > 1:
-            u1, _, v1, _ = block_lanczos_svd(graph.gram, B, n, n_vectors - 1, block=n_vectors - 1 + oversample,
-                                             n_iter=n_iter, tol=svd_tol, generator=generator, dtype=graph.dtype,
-                                             device=dr.device, deflate=v0)
+            u1, v1 = informative_vectors(graph, n_vectors - 1, n_iter=n_iter, oversample=oversample,
+                                         generator=generator, svd_tol=svd_tol)
             u, v = (torch.cat([u0, u1], 2), torch.cat([v0, v1], 2)) if keep_trivial else (u1, v1)
-    z = torch.cat([ir[:, :, None] * u, ic[:, :, None] * v], 1)
-    active = torch.cat([dr > 0, dc > 0], 1)
-    ms = (z * z).sum(-1).sum(1) / active.sum(1).clamp_min(1)
-    z = z / ms.clamp_min(torch.finfo(z.dtype).tiny).sqrt()[:, None, None]
-    return z, active
+    return scaled_embedding(graph, u, v)
 
 
 def cocluster_labels(
