@@ -126,8 +126,9 @@ def main() -> None:
         rows.append((f"{name} {shape[0]}x{shape[1]}", wo, ws_, co, cs_, c_ours, c_sk, *svd_energy(w, k, n_iter)))
         # One seed's clusterability differs between two good partitions by k-means' luck; over several seeds
         # (untimed) it shows whether one method is systematically better.
-        cs_o = [float(clusterability(w, *(t[0].cpu() for t in ours(w[None], sd)))) for sd in range(args.seeds)]
-        cs_s = [float(clusterability(w, *sk(wn, sd))) for sd in range(args.seeds)]
+        cs_o = [c_ours] + [float(clusterability(w, *(t[0].cpu() for t in ours(w[None], sd))))
+                           for sd in range(1, args.seeds)]
+        cs_s = [c_sk] + [float(clusterability(w, *sk(wn, sd))) for sd in range(1, args.seeds)]
         seed_rows.append((f"{name} {shape[0]}x{shape[1]}", cs_o, cs_s))
 
     if not args.skip_model:

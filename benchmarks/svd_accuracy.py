@@ -124,7 +124,8 @@ def main() -> None:
                 c0 = time.process_time()
                 if st is None:
                     a32 = graph.dense()  # the old path materialised An
-                    uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3, deflate=trivial_pair(graph))
+                    uu, _, vv = randomized_svd(a32, k - 1, n_iter=6, generator=gen, tol=1e-3,
+                                               deflate=trivial_pair(graph))
                 else:
                     uu, vv = informative_vectors(graph, k - 1, n_iter=st[0], svd_tol=st[1],
                                                  oversample=st[2] - (k - 1), generator=gen)
