@@ -151,7 +151,8 @@ def block_lanczos_svd(
     u = torch.bmm(torch.cat(ys, 2), qk)
     norm = torch.linalg.vector_norm(u, dim=1, keepdim=True)
     u = torch.where(norm > 0, u / norm.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(u))
-    return u, lam[:, :k].clamp_min(0).sqrt(), torch.bmm(qk.transpose(1, 2), basis[:, :steps * block]).transpose(1, 2), steps
+    v = torch.bmm(qk.transpose(1, 2), basis[:, :steps * block]).transpose(1, 2)
+    return u, lam[:, :k].clamp_min(0).sqrt(), v, steps
 
 
 def dense_gram(a: torch.Tensor):
