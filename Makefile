@@ -6,15 +6,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
+# Exact versions of every other package (pip constraints); `make lock` refreshes and tests it.
+LOCK := requirements.lock
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: setup browser demo test test-slow clean-venv
+.PHONY: setup browser demo test lock clean-venv
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c $(LOCK) -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -31,6 +33,11 @@ browser:
 
 test: setup browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Resolve the newest versions pyproject.toml allows, run the whole suite on a fresh clone with them, and only
+# then replace $(LOCK) (commit it afterwards).
+lock:
+	TORCH_SPEC="$(TORCH_SPEC)" bash scripts/refresh_lock.sh $(PYTHON)
 
 clean-venv:
 	rm -rf $(VENV)

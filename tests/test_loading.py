@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 
@@ -24,16 +22,13 @@ def test_bridge_logits_equal_hf(name):
 
 
 @pytest.mark.parametrize("name", list(TINY_CONFIGS))
-def test_tiny_models_are_seeded_and_fast(name):
-    t = time.perf_counter()
+def test_tiny_models_are_seeded(name):
     a, tok = build_tiny(name)
-    elapsed = time.perf_counter() - t
     b, _ = build_tiny(name)
     c, _ = build_tiny(name, seed=1)
     pa, pb, pc = (dict(m.named_parameters()) for m in (a, b, c))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert any(not torch.equal(pa[k], pc[k]) for k in pa)
-    assert elapsed < 5.0  # "well under a second" when warm; generous for a loaded CI box
     assert a.config.vocab_size == len(tok)
 
 
@@ -53,12 +48,11 @@ def test_hooks_work(tiny_bridge):
     assert cache["blocks.0.attn.hook_z"].shape[-2:] == (tiny_bridge.cfg.n_heads, tiny_bridge.cfg.d_head)
 
 
+@pytest.mark.timeout(120)  # a hang guard (no network retries), not a speed claim
 def test_unknown_hub_model_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t = time.perf_counter()
     with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache") as e:
         load_model("EleutherAI/pythia-70m")
-    assert time.perf_counter() - t < 30
     assert "\n" not in str(e.value)
 
 

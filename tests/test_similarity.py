@@ -150,9 +150,17 @@ def test_entropic_within_tolerance_of_exact_on_planted_cases(planted, hard_pairs
     exact = gw_paired([dx] * len(dys), dys, solver="exact")
     for name, e, x in zip(cases, ent.tolist(), exact.tolist()):
         assert abs(e - x) <= ENTROPIC_TOL, (name, e, x)
-    # the relative epsilon makes the solver blind to a global rescaling of both matrices
-    scaled = gw_paired([10 * dx] * len(dys), [10 * d for d in dys], solver="entropic")
-    assert torch.allclose(scaled, 10 * ent, rtol=1e-6)
+    # The relative epsilon makes the solver blind to a global rescaling of both matrices: a distance above the
+    # noise floor scales exactly. The distance is 0.5 sqrt(GW cost), and rounding leaves a cost of ~1e-14 of
+    # the scale on isometric copies, so their distance sits at a floor of ~1e-7 of the scale (0 or ~1e-7
+    # depending on the BLAS kernels): there only an absolute bound holds.
+    scale = 10.0
+    scaled = gw_paired([scale * dx] * len(dys), [scale * d for d in dys], solver="entropic")
+    floor = 1e-6 * scale
+    above = (scale * ent).abs() > floor
+    assert int(above.sum()) >= 3, ent  # the noisy and random pairs are far above the floor
+    torch.testing.assert_close(scaled[above], scale * ent[above], rtol=1e-6, atol=0.0)
+    assert bool((scaled[~above].abs() <= floor).all()), scaled
 
 
 def test_exact_starts_matter_on_a_noisy_permuted_copy(planted, hard_pairs):
