@@ -1,4 +1,4 @@
 """``python -m circuitclust`` (and ``torchrun -m circuitclust finetune ...``) run the CLI."""
-from .cli.main import app
+from .cli.main import main
 
-app(prog_name="circuitclust")
+main()

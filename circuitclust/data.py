@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
+from .errors import DataError, OptionError
 from .resources import data_dir, hub_reachable
 
 SPLITS = ("train", "heldout")
@@ -259,7 +259,7 @@ def first_token_ids(tokenizer: Any, answers: list[str]) -> list[int | None]:
 def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token lists to one length. Returns (ids LongTensor [n, seq], attention_mask LongTensor [n, seq])."""
     if padding_side not in ("left", "right"):
-        raise ValueError("padding_side must be 'left' or 'right'")
+        raise OptionError("padding_side must be 'left' or 'right'")
     width = max((len(s) for s in seqs), default=0)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)

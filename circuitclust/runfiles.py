@@ -1,16 +1,25 @@
-"""Reading the files that the sub-commands write into a run folder (see the run-folder contract in the
-README). One loader per file: each takes the file itself or the folder that holds it, checks the
-``schema`` string and returns the parsed JSON. :func:`discover` finds every such file under a run folder,
-grouped by the sub-folder (pipeline step) that wrote it. No maths here.
+"""Run folders: claiming one for writing, and reading the files that the sub-commands write into it (see
+the run-folder contract in the README).
+
+Writing: :func:`new_run_folder` stages a command's whole output in a temporary folder and puts it in place
+only when the command succeeds, so a killed command leaves the old folder untouched and two runs never mix
+their files; it refuses a folder that already holds a run unless ``overwrite`` is given.
+
+Reading: one loader per file; each takes the file itself or the folder that holds it, checks the ``schema``
+string and returns the parsed JSON. :func:`discover` finds every such file under a run folder, grouped by the
+sub-folder (pipeline step) that wrote it. No maths here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .errors import DataError
+from .atomic import atomic_folder, remove_stale_partials, write_csv, write_json
+from .errors import DataError, RunFolderError
 
 # file name -> schema prefix it must carry (None: no schema string, e.g. JSON lines)
 RUN_FILES: dict[str, str | None] = {
@@ -23,6 +32,74 @@ RUN_FILES: dict[str, str | None] = {
     "partition.json": None,  # its own "format" string, checked by ModelPartition.load
     "run_config.json": None,
 }
+
+
+# Files that mark a folder as circuitclust's own (besides RUN_FILES): --overwrite only ever replaces such a folder.
+OWN_FILES = ("demo_log.json", "report.html", "comparison.json", "similarity_compare.json", "partition.safetensors",
+             "trainer_state.pt")
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """True if ``path`` is a folder holding a circuitclust run file (at its top or one level down)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    names = (*RUN_FILES, *OWN_FILES)
+    return any(next(path.glob(pattern), None) is not None for name in names for pattern in (name, f"*/{name}"))
+
+
+def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out") -> Path:
+    """Check that ``out`` may receive a new run: absent, empty, or (with ``overwrite``) a circuitclust run
+    folder. Raises :class:`RunFolderError` with what to do otherwise. Returns ``out`` as a Path."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{option} {out} is a file: give a folder path for the run")
+    if out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        if not is_run_folder(out):
+            raise RunFolderError(f"{option} {out} is a folder holding other files: choose a new or empty folder "
+                                 "(--overwrite only replaces a circuitclust run folder)")
+        if not overwrite:
+            raise RunFolderError(f"{option} {out} already holds a run: pass --overwrite to replace it, or choose "
+                                 "a new folder")
+    return out
+
+
+@contextlib.contextmanager
+def new_run_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out") -> Iterator[Path]:
+    """Claim ``out`` for a new run (see :func:`check_output_folder`) and yield an empty staging folder to
+    write into; when the block ends without an exception the staging folder replaces ``out`` in one rename
+    (an old run there is deleted only then), otherwise it is deleted and ``out`` is left as it was."""
+    out = check_output_folder(out, overwrite=overwrite, option=option)
+    with atomic_folder(out) as staging:
+        yield staging
+
+
+def remove_run_folder(out: str | Path, *, option: str = "--out") -> None:
+    """Delete a circuitclust run folder (for ``--overwrite`` of a command that writes in place, such as
+    fine-tuning); refuses a folder that is not one."""
+    out = check_output_folder(out, overwrite=True, option=option)
+    if out.is_dir():
+        shutil.rmtree(out)
+    remove_stale_partials(out)
+
+
+# ------------------------------------------------------------------------------------------------ writers
+CLUSTERABILITY_SCHEMA = "circuitclust.clusterability/1"
+CLUSTERABILITY_CSV = ["name", "layer", "kind", "shape", "k", "row_sizes", "col_sizes", "clusterability", "chance",
+                      "shuffle_mean", "shuffle_std", "z", "p"]
+
+
+def _cell(v: Any) -> Any:
+    return " ".join(map(str, v)) if isinstance(v, list) else v
+
+
+def write_clusterability(folder: str | Path, doc: dict[str, Any]) -> Path:
+    """Write ``clusterability.json`` (``doc`` plus its schema string; ``doc["graphs"]`` holds one row per
+    graph) and its CSV twin into ``folder``, each atomically. Returns the JSON path."""
+    folder = Path(folder)
+    write_csv(folder / "clusterability.csv", CLUSTERABILITY_CSV,
+              [[_cell(r.get(key)) for key in CLUSTERABILITY_CSV] for r in doc["graphs"]])
+    return write_json(folder / "clusterability.json", {"schema": CLUSTERABILITY_SCHEMA, **doc})
 
 
 def _file(path: str | Path, name: str) -> Path:

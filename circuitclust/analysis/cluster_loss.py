@@ -18,6 +18,7 @@ from torch import nn
 
 from ..core.loss import chance_from_masks, clusterability_fused, onehot
 from ..core.partition import ModelPartition
+from ..errors import OptionError
 from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
 
 DEFAULT_GRAPHS = ("mlp_in", "mlp_out")
@@ -34,7 +35,7 @@ def make_partition(model: nn.Module, mode: str, k: int, graphs: Sequence[str] = 
     module is not installed, and says so in the partition's provenance).
     """
     if mode not in PARTITION_MODES:
-        raise ValueError(f"partition mode '{mode}' unknown: use one of {', '.join(PARTITION_MODES)}")
+        raise OptionError(f"partition mode '{mode}' unknown: use one of {', '.join(PARTITION_MODES)}")
     gs = weight_graphs(model, parts=graphs)
     if mode == "spectral":
         try:
@@ -72,13 +73,13 @@ class ClusterabilityLoss(nn.Module):
                  graphs: Sequence[str] = DEFAULT_GRAPHS, reduction: str = "mean", k: int = 4, seed: int = 0):
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction '{reduction}' unknown: use one of {', '.join(REDUCTIONS)}")
+            raise OptionError(f"reduction '{reduction}' unknown: use one of {', '.join(REDUCTIONS)}")
         self.reduction = reduction
         self.kinds = tuple(graphs)
         # A plain list: the graphs hold the model's parameters, which must not become this module's.
         self._graphs: list[WeightGraph] = weight_graphs(hf_model_of(model), parts=self.kinds)
         if not self._graphs:
-            raise ValueError(f"the model has no graphs of kinds {self.kinds}")
+            raise OptionError(f"the model has no graphs of kinds {self.kinds}")
         self.names = [g.name for g in self._graphs]
         self.register_buffer("entries", torch.tensor([float(g.shape[0] * g.shape[1]) for g in self._graphs],
                                                      device=self._graphs[0].weight.device), persistent=False)

@@ -27,7 +27,7 @@ from ..core.measures import chance_level, clusterability, ncut, null_stats
 from ..core.network import NetworkGraph, spectral_clustering
 from ..core.partition import ModelPartition, is_tied_space
 from ..core.svd import resolve_method
-from ..errors import CircuitclustError, PartitionMismatchError
+from ..errors import CircuitclustError, OptionError, PartitionMismatchError, check_choice, check_int
 from ..models import hf_model_of, weight_graphs
 
 #: Upper bound on matrix entries clustered in one batch (keeps peak memory near 1-2 GB in float32).
@@ -109,6 +109,20 @@ def _weights(graphs: Sequence, device) -> dict[str, torch.Tensor]:
         return {g.name: g.weight.detach().to(device, torch.float32) for g in graphs}
 
 
+METHODS = ("spectral", "blocks")
+
+
+def check_k(k: int, graphs: Sequence) -> int:
+    """``k`` if every graph can be split into ``k`` non-empty clusters on both sides; :class:`OptionError`
+    otherwise (checked before any work starts)."""
+    k = check_int("k", k, 2)
+    smallest = min(min(g.shape) for g in graphs)
+    if k > smallest:
+        raise OptionError(f"k={k} is more clusters than the smallest weight graph has units ({smallest}): "
+                          f"choose 2 <= k <= {smallest}")
+    return k
+
+
 def partition_model(
     model: nn.Module,
     k: int = 4,
@@ -130,14 +144,17 @@ def partition_model(
     2 = W^2) or ``"blocks"`` (equal contiguous blocks). ``device`` defaults to the model's. Returns a
     :class:`ModelPartition` whose provenance records model, method, k, seed, power, svd, n_init and parts.
     """
+    check_choice("method", method, METHODS)
+    check_choice("power", power, (1, 2))
+    check_int("n_init", n_init, 1)
+    resolve_method(svd, 2, 2, 1)  # an unknown SVD method fails here, before any work
     graphs = weight_graphs(model, parts=parts, layers=layers)
     if not graphs:
-        raise CircuitclustError(f"the model has no weight graphs for parts {list(parts)}")
+        raise OptionError(f"the model has no weight graphs for parts {list(parts)}")
+    check_k(k, graphs)
     prov = {"model": model_id(model), "seed": int(seed), "parts": list(parts)}
     if method == "blocks":
         return _unshared(ModelPartition.blocks(graphs, k, **prov))
-    if method != "spectral":
-        raise CircuitclustError(f"unknown method '{method}': use 'spectral' or 'blocks'")
     dev = torch.device(device) if device is not None else graphs[0].weight.device
     groups = tied_groups(graphs)
     w = _weights(graphs, dev)
@@ -225,6 +242,7 @@ def score_model(
     procedure (``shuffle_mean, shuffle_std, z, p``; otherwise ``None``). Raises
     :class:`~circuitclust.errors.PartitionMismatchError` if the partition does not fit the model.
     """
+    check_int("shuffles", shuffles, 0)
     names = set(partition.graphs)
     graphs = [g for g in weight_graphs(model, parts=("mlp", "attn")) if g.name in names]
     if len(graphs) != len(names):
@@ -313,6 +331,8 @@ def ncut_model(model: nn.Module, k: int = 4, parts: Sequence[str] = ("mlp", "att
     clusters, against ``shuffles`` re-clustered copies with every matrix's entries permuted (run one after
     another: each is a whole-model eigen-solve). Returns ``{"value", "shuffle_mean", "shuffle_std", "z",
     "p", "k", "n_nodes"}`` (lower n-cut = more clusterable; ``p`` counts shuffles with n-cut <= value)."""
+    check_int("shuffles", shuffles, 0)
+    check_int("k", k, 2)
     net, _ = network_graph(model, parts, device)
     value = ncut(net, spectral_clustering(net, k, seed=seed), k)
     out = {"value": value, "shuffle_mean": None, "shuffle_std": None, "z": None, "p": None, "k": k,

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from ..core.partition import ModelPartition
+from ..errors import OptionError
 from .circuits import task_circuits
 from .interventions import ablation_sweep, node_masks
 from .patching import attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
@@ -100,7 +101,7 @@ def compare(base: dict, other: dict, n_boot: int = 1000, seed: int = 0) -> dict:
     with paired bootstrap CIs over prompts. Returns the ``comparison.json`` dict."""
     eb, eo = base["_em"], other["_em"]
     if eb.tasks != eo.tasks or len(eb.nodes) != len(eo.nodes):
-        raise ValueError("compare needs the same tasks and partition definition for both models")
+        raise OptionError("compare needs the same tasks and partition definition for both models")
     diff, lo, hi = [], [], []
     for ti, (tb, to) in enumerate(zip(eb.per_task, eo.per_task)):
         m, a, b = bootstrap_mean(to.drops - tb.drops, n_boot, seed + ti)

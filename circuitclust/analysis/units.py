@@ -24,7 +24,7 @@ from typing import Iterable
 import torch
 
 from ..core.partition import ModelPartition
-from ..errors import PartitionMismatchError
+from ..errors import OptionError, PartitionMismatchError
 from ..models import hf_model_of, model_shapes, weight_graphs
 
 PARTS = ("mlp", "attn")
@@ -163,7 +163,7 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
                                      "re-run `circuitclust cluster` with --parts mlp,attn")
     for p in parts:
         if p not in PARTS:
-            raise ValueError(f"unknown part '{p}': use 'mlp' and/or 'attn'")
+            raise OptionError(f"unknown part '{p}': use 'mlp' and/or 'attn'")
     layer_ids = list(range(s.n_layers)) if layers is None else list(layers)
     graphs = [g for g in weight_graphs(model, parts=parts, layers=layer_ids) if g.name in partition]
     partition.check_graphs(graphs)

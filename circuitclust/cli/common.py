@@ -2,27 +2,72 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable, Sequence
 
+import click
 import typer
 
 from ..errors import CircuitclustError
 
 
+def _close_progress_bars() -> None:
+    """Close every open tqdm bar, so that a message printed next starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def print_error(message: str) -> None:
+    """``error: <message>`` on stderr, on one line and never glued to a progress bar."""
+    _close_progress_bars()
+    line = " ".join(str(message).split())  # one line, whatever the message held
+    typer.echo(f"error: {line}", err=True)
+
+
+def error_exit_code(e: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status for an exception the CLI reports without a traceback, or None.
+
+    User errors (:class:`CircuitclustError`, files and folders the OS refuses, running out of memory) exit
+    with 2; any other exception is a bug in circuitclust and exits with 1, its traceback shown only with
+    ``CIRCUITCLUST_DEBUG=1``."""
+    import torch
+
+    if isinstance(e, CircuitclustError):
+        return str(e), 2
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        return f"{e.strerror or e}{where}", 2
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return ("out of memory: use a smaller --batch-size / --max-rows / --n, or a machine with more memory", 2)
+    if isinstance(e, Exception):
+        first = (str(e).strip().splitlines() or [""])[0]
+        return (f"internal error ({type(e).__name__}: {first}); this is a bug in circuitclust: re-run with "
+                "CIRCUITCLUST_DEBUG=1 to see the traceback and report it", 1)
+    return None
+
+
 def one_line_errors(fn: Callable) -> Callable:
-    """Turn :class:`CircuitclustError` (and a few obvious user errors) into ``error: ...`` and exit 2."""
+    """Report any exception from a command as one ``error: ...`` line (see :func:`error_exit_code`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (CircuitclustError, FileNotFoundError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
         except KeyboardInterrupt:
+            _close_progress_bars()
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as e:
+            if os.environ.get("CIRCUITCLUST_DEBUG"):
+                raise
+            message, code = error_exit_code(e)
+            print_error(message)
+            raise typer.Exit(code) from None
 
     return wrapper
 

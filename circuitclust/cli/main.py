@@ -20,3 +20,29 @@ from . import similarity_cmd  # noqa: E402,F401
 from . import tasks_cmd  # noqa: E402,F401
 from . import report_cmd  # noqa: E402,F401
 from . import demo_cmd  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: run ``app``, printing usage mistakes (unknown option, bad value, missing
+    argument) as one ``error: ...`` line with exit status 2 instead of click's boxed message."""
+    import sys
+
+    import click
+    from typer.main import get_command
+
+    from .common import print_error
+
+    command = get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="circuitclust", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        sub = e.ctx.command_path if e.ctx is not None else "circuitclust"
+        print_error(f"{e.format_message()} (see '{sub} --help')")
+        sys.exit(2)
+    except click.Abort:
+        print_error("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import OptionError
+
 
 @dataclass
 class KMeansResult:
@@ -211,16 +213,16 @@ def kmeans(
         x = x[None]
         sample_weight = None if sample_weight is None else sample_weight[None]
     if x.dim() != 3:
-        raise ValueError(f"kmeans expects [n, d] or [B, n, d] points, got shape {tuple(x.shape)}")
+        raise OptionError(f"kmeans expects [n, d] or [B, n, d] points, got shape {tuple(x.shape)}")
     B, n, d = x.shape
     if not 1 <= k <= n:
-        raise ValueError(f"k={k} must be between 1 and the number of points ({n})")
+        raise OptionError(f"k={k} must be between 1 and the number of points ({n})")
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(seed)
     x = x.float() if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16) else x
     w = torch.ones(B, n, dtype=x.dtype, device=x.device) if sample_weight is None else sample_weight.to(x.dtype)
     if bool((w > 0).sum(1).min() < k):
-        raise ValueError(f"every batch member needs at least k={k} points of positive weight")
+        raise OptionError(f"every batch member needs at least k={k} points of positive weight")
 
     wn = w / w.sum(1, keepdim=True)
     mean = torch.einsum("bn,bnd->bd", wn, x)

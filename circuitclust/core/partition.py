@@ -18,7 +18,8 @@ from typing import Any, Iterable, Protocol
 
 import torch
 
-from ..errors import PartitionMismatchError
+from ..atomic import atomic_path, write_text
+from ..errors import OptionError, PartitionMismatchError
 
 TIED_SPACE_PREFIXES = ("mlp.", "attn.", "attn_qk.", "attn_k.", "attn_v.")
 
@@ -41,7 +42,7 @@ class GraphLike(Protocol):
 def block_labels(n: int, k: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Equal contiguous blocks: ``[n]`` int64 labels ``0..k-1`` (the first ``n % k`` blocks one larger)."""
     if not 1 <= k <= n:
-        raise ValueError(f"k={k} must be between 1 and the number of units ({n})")
+        raise OptionError(f"k={k} must be between 1 and the number of units ({n})")
     return torch.div(torch.arange(n, device=device) * k, n, rounding_mode="floor")
 
 
@@ -61,9 +62,9 @@ class Partition:
     def __post_init__(self) -> None:
         for side, lab in (("row", self.row_labels), ("col", self.col_labels)):
             if lab.dtype != torch.int64 or lab.dim() != 1:
-                raise ValueError(f"{side}_labels must be a 1-D int64 tensor, got {lab.dtype} {tuple(lab.shape)}")
+                raise OptionError(f"{side}_labels must be a 1-D int64 tensor, got {lab.dtype} {tuple(lab.shape)}")
             if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= self.k):
-                raise ValueError(f"{side}_labels must lie in [0, {self.k})")
+                raise OptionError(f"{side}_labels must lie in [0, {self.k})")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -189,12 +190,10 @@ class ModelPartition:
             "graphs": {n: {"shape": list(p.shape), "spaces": list(self.spaces[n]), "provenance": p.provenance}
                        for n, p in self.graphs.items()},
         }
-        tmp_t, tmp_j = path.with_suffix(".safetensors.tmp"), path.with_suffix(".json.tmp")
-        save_file(tensors, str(tmp_t))
-        tmp_j.write_text(json.dumps(meta, indent=1, default=str))
-        tmp_t.replace(path.with_suffix(".safetensors"))
-        tmp_j.replace(path.with_suffix(".json"))
-        return path.with_suffix(".json")
+        # Each file is replaced atomically, the tensors first: a reader never sees a JSON without its tensors.
+        with atomic_path(path.with_suffix(".safetensors")) as tmp:
+            save_file(tensors, str(tmp))
+        return write_text(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelPartition":
@@ -211,13 +210,18 @@ class ModelPartition:
             tensors = load_file(str(tpath))
         except Exception as e:
             raise PartitionMismatchError(f"cannot read partition {stem}: {str(e).splitlines()[0]}") from e
-        if meta.get("format") != "circuitclust.partition/1":
-            raise PartitionMismatchError(f"{jpath} is not a circuitclust partition file")
-        k = int(meta["k"])
-        graphs, spaces = {}, {}
-        for name, info in meta["graphs"].items():
-            graphs[name] = Partition(tensors[f"graph/{name}/row"], tensors[f"graph/{name}/col"], k,
-                                     info.get("provenance", {}))
-            spaces[name] = tuple(info["spaces"])
+        if not isinstance(meta, dict) or meta.get("format") != "circuitclust.partition/1":
+            raise PartitionMismatchError(f"{jpath} is not a circuitclust partition file: pass the partition.json "
+                                         "that `circuitclust cluster` or `finetune` wrote")
+        try:
+            k = int(meta["k"])
+            graphs, spaces = {}, {}
+            for name, info in meta["graphs"].items():
+                graphs[name] = Partition(tensors[f"graph/{name}/row"], tensors[f"graph/{name}/col"], k,
+                                         info.get("provenance", {}))
+                spaces[name] = tuple(info["spaces"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise PartitionMismatchError(f"partition {stem} is damaged ({type(e).__name__}: {e}): "
+                                         "re-run the command that wrote it") from None
         space_labels = {key[len("space/"):]: t for key, t in tensors.items() if key.startswith("space/")}
         return cls(graphs, spaces, k, space_labels, meta.get("provenance", {}))

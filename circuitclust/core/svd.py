@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import OptionError
+
 #: Matrices whose smaller side is at most this use the exact SVD under ``method="auto"``.
 EXACT_MAX_SIDE = 512
 
@@ -173,7 +175,7 @@ def resolve_method(method: str, m: int, n: int, k: int) -> str:
     """``"auto"`` -> ``"exact"`` for small matrices (smaller side <= :data:`EXACT_MAX_SIDE`, or too few
     columns for the oversampled sketch), else ``"randomized"``."""
     if method not in ("auto", "exact", "randomized"):
-        raise ValueError(f"svd must be 'auto', 'exact' or 'randomized', got {method!r}")
+        raise OptionError(f"svd must be 'auto', 'exact' or 'randomized', got {method!r}")
     if method != "auto":
         return method
     return "exact" if min(m, n) <= max(EXACT_MAX_SIDE, 2 * k + 10) else "randomized"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UnsupportedModelError
+
 MATRIX_KINDS = ("mlp_in", "mlp_gate", "mlp_out", "attn_q", "attn_k", "attn_v", "attn_o")
 
 
@@ -93,11 +95,11 @@ FAMILIES: dict[str, Family] = {
 
 
 def family_for(model_type: str) -> Family:
-    """Return the architecture table for an HF ``config.model_type``; raises ``ValueError`` if unknown."""
+    """Return the architecture table for an HF ``config.model_type``; raises :class:`UnsupportedModelError` if unknown."""
     try:
         return FAMILIES[model_type]
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
-        raise ValueError(
+        raise UnsupportedModelError(
             f"circuitclust has no weight table for model_type '{model_type}'; supported: {known}"
         ) from None

@@ -23,6 +23,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import OptionError
 from .families import MATRIX_KINDS, Family, Source, family_for
 
 PARTS = {"mlp": ("mlp_in", "mlp_gate", "mlp_out"), "attn": ("attn_q", "attn_k", "attn_v", "attn_o")}
@@ -120,7 +121,7 @@ class WeightGraph:
             return w.reshape(w.shape[0], self.n_heads, self._d_head).norm(dim=-1)
         if self.kind == "attn_o":
             return w.reshape(self.n_heads, self._d_head, w.shape[1]).norm(dim=1)
-        raise ValueError(f"{self.name} is an MLP matrix; head_view is only defined for attention")
+        raise OptionError(f"{self.name} is an MLP matrix; head_view is only defined for attention")
 
     def __repr__(self) -> str:
         return f"WeightGraph({self.name!r}, {self.kind}, {self.in_space}->{self.out_space}, {self.shape})"
@@ -148,6 +149,25 @@ def _shape(kind: str, s: Shapes) -> tuple[int, int]:
     }[kind]
 
 
+def matrix_kinds(parts: Iterable[str] | str) -> list[str]:
+    """The matrix kinds that ``parts`` names (``"mlp"``, ``"attn"``, kinds such as ``"mlp_in"``, or a
+    comma-separated string of them), in ``MATRIX_KINDS`` order. Raises :class:`OptionError` for an unknown
+    or empty selection."""
+    items = [p.strip() for p in parts.split(",")] if isinstance(parts, str) else [str(p).strip() for p in parts]
+    items = [p for p in items if p]
+    if not items:
+        raise OptionError(f"no parts given: use 'mlp', 'attn' or some of {', '.join(MATRIX_KINDS)}")
+    kinds: list[str] = []
+    for p in items:
+        if p in PARTS:
+            kinds += PARTS[p]
+        elif p in MATRIX_KINDS:
+            kinds.append(p)
+        else:
+            raise OptionError(f"unknown part '{p}': use 'mlp', 'attn' or some of {', '.join(MATRIX_KINDS)}")
+    return [k for k in MATRIX_KINDS if k in kinds]
+
+
 def weight_graphs(
     model: nn.Module,
     parts: Iterable[str] = ("mlp", "attn"),
@@ -157,26 +177,19 @@ def weight_graphs(
 
     ``parts`` picks ``"mlp"`` and/or ``"attn"`` (or individual kinds such as ``"mlp_in"``); ``layers``
     restricts to some blocks. Returns graphs ordered by layer, then by ``MATRIX_KINDS`` order.
-    Raises ``ValueError`` for an unknown part or a matrix whose stored shape disagrees with the config.
+    Raises :class:`OptionError` for an unknown part, ``ValueError`` for a matrix whose stored shape
+    disagrees with the config.
     """
     hf = hf_model_of(model)
     family: Family = family_for(hf.config.model_type)
     s = model_shapes(hf)
-    kinds: list[str] = []
-    for p in parts:
-        if p in PARTS:
-            kinds += PARTS[p]
-        elif p in MATRIX_KINDS:
-            kinds.append(p)
-        else:
-            raise ValueError(f"unknown part '{p}': use 'mlp', 'attn' or one of {', '.join(MATRIX_KINDS)}")
-    kinds = [k for k in MATRIX_KINDS if k in kinds and k in family.matrices]
+    kinds = [k for k in matrix_kinds(parts) if k in family.matrices]
     blocks = hf.get_submodule(family.blocks)
     layer_ids = range(s.n_layers) if layers is None else list(layers)
     graphs = []
     for layer in layer_ids:
         if not 0 <= layer < s.n_layers:
-            raise ValueError(f"layer {layer} out of range: the model has {s.n_layers} blocks")
+            raise OptionError(f"layer {layer} out of range: the model has {s.n_layers} blocks")
         for kind in kinds:
             src = family.matrices[kind]
             param = blocks[layer].get_parameter(src.path)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelNotAvailableError
+from ..errors import ModelNotAvailableError, UnsupportedModelError, resolve_device
 from ..resources import data_dir, hub_reachable
 from .embedded import EMBEDDED_NAME, ensure_embedded
+from .families import FAMILIES
 
 TINY_SEED = 0
 
@@ -102,17 +103,48 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
                                                          attn_implementation="eager")
             tok = _load_tokenizer_gguf(path)
         except Exception as e:  # transformers raises many types for a bad GGUF
-            raise ModelNotAvailableError(f"cannot read {path} as a GGUF model: {str(e).splitlines()[0]}") from e
+            raise ModelNotAvailableError(f"cannot read {path} as a GGUF model: {_first_line(e)}") from e
+        check_supported(model.config)
         return model, tok, spec
     if path.exists():
         if not path.is_dir():
             raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
         folder = resolve_folder(path)
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation="eager")
-        return model, _load_tokenizer(folder), str(folder)
+        check_supported(_read_config(folder))
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation="eager")
+            tok = _load_tokenizer(folder)
+        except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a damaged folder
+            raise ModelNotAvailableError(f"cannot load the HF model in {folder} ({type(e).__name__}: "
+                                         f"{_first_line(e)}): pass a complete save_pretrained folder") from e
+        return model, tok, str(folder)
     if spec.startswith((".", "/", "~")):
         raise ModelNotAvailableError(f"model folder {spec} does not exist")
     return _load_hub(spec, dtype)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _read_config(folder: Path):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder))
+    except Exception as e:
+        raise ModelNotAvailableError(f"{folder}/config.json is not a readable HF model config ({_first_line(e)}): "
+                                     "pass a save_pretrained folder") from e
+
+
+def check_supported(config) -> None:
+    """Raise :class:`UnsupportedModelError` (listing the supported families) unless circuitclust has an
+    architecture table for ``config.model_type``."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not supported (circuitclust needs a dense decoder-only LM with a "
+            f"weight table): supported model types are {', '.join(sorted(FAMILIES))}")
 
 
 def _load_tokenizer_gguf(path: Path):
@@ -126,9 +158,12 @@ def _load_hub(name: str, dtype: torch.dtype):
 
     kwargs = dict(dtype=dtype, attn_implementation="eager")
     try:  # the local HF cache first: no network, no retries
+        from transformers import AutoConfig
+
+        check_supported(AutoConfig.from_pretrained(name, local_files_only=True))
         return (AutoModelForCausalLM.from_pretrained(name, local_files_only=True, **kwargs),
                 AutoTokenizer.from_pretrained(name, local_files_only=True), name)
-    except OSError:
+    except (OSError, ValueError):
         pass
     if not hub_reachable():
         raise ModelNotAvailableError(
@@ -137,9 +172,12 @@ def _load_hub(name: str, dtype: torch.dtype):
             f"or use '{EMBEDDED_NAME}' / tiny-gpt2 / tiny-pythia / tiny-gemma"
         )
     try:
+        from transformers import AutoConfig
+
+        check_supported(AutoConfig.from_pretrained(name))
         return (AutoModelForCausalLM.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name), name)
-    except OSError as e:
-        raise ModelNotAvailableError(f"cannot load '{name}' from the hub: {str(e).splitlines()[0]}") from e
+    except (OSError, ValueError) as e:
+        raise ModelNotAvailableError(f"cannot load '{name}' from the hub: {_first_line(e)}") from e
 
 
 def bridge(hf_model, tokenizer, name: str, device: str | torch.device | None = None):
@@ -147,7 +185,7 @@ def bridge(hf_model, tokenizer, name: str, device: str | torch.device | None = N
     eager attention). Take any reference outputs from ``hf_model`` before calling this."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     hf_model = hf_model.to(device).eval()
     root = logging.getLogger()
     level = root.level
@@ -161,7 +199,7 @@ def bridge(hf_model, tokenizer, name: str, device: str | torch.device | None = N
 
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(None)
 
 
 def load_model(spec: str, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
@@ -171,6 +209,7 @@ def load_model(spec: str, *, device: str | torch.device | None = None, dtype: to
     ``bridge.circuitclust_spec``. ``dtype`` defaults to float32, ``device`` to CUDA if available.
     Raises :class:`~circuitclust.errors.ModelNotAvailableError` with a one-line reason when it cannot.
     """
+    resolve_device(device)  # a bad device fails before the model is read
     hf_model, tok, name = load_hf(str(spec), dtype=dtype)
     b = bridge(hf_model, tok, name, device)
     b.circuitclust_spec = str(spec)

@@ -5,6 +5,8 @@ from typing import Any, Mapping
 
 import plotly.graph_objects as go
 
+from ..errors import OptionError
+
 TEMPLATE = "plotly_white"
 # one colour per run (before/after, base/clustered...) and per task, reused across figures
 RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -21,7 +23,7 @@ def as_runs(data: Any) -> dict[str, Any]:
     if isinstance(data, list) or (isinstance(data, Mapping) and "schema" in data):
         return {"": data}
     if not isinstance(data, Mapping) or not data:
-        raise ValueError("expected a parsed run file or a non-empty {label: parsed file} mapping")
+        raise OptionError("expected a parsed run file or a non-empty {label: parsed file} mapping")
     return dict(data)
 
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..errors import PartitionMismatchError
 from ._common import WEIGHT_SCALE, base_layout
 
 UNIT_NAMES = {"resid": "resid dim", "mlp": "neuron", "attn": "head dim", "attn_qk": "qk dim",
@@ -123,7 +124,7 @@ def weight_heatmaps(
     after_partition = after_partition if after_partition is not None else partition
     names = [n for n in weights if n in partition and (after is None or (n in after and n in after_partition))]
     if not names:
-        raise ValueError("no graph is in both the weights and the partition")
+        raise PartitionMismatchError("no graph is in both the weights and the partition")
     spaces = getattr(partition, "spaces", {})
     panels = [(labels[0], weights, partition)] + ([(labels[1], after, after_partition)] if after is not None else [])
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.08)
@@ -135,7 +136,7 @@ def weight_heatmaps(
             p = part[name]
             w = ws[name]
             if tuple(w.shape) != tuple(p.shape):
-                raise ValueError(f"{name}: weight {tuple(w.shape)} does not match partition {tuple(p.shape)}")
+                raise PartitionMismatchError(f"{name}: weight {tuple(w.shape)} does not match partition {tuple(p.shape)}")
             rows = axis_bins(p.row_labels, p.k, max_cells, _unit_name(in_space, "row"))
             cols = axis_bins(p.col_labels, p.k, max_cells, _unit_name(out_space, "col"))
             down |= rows.n_bins < w.shape[0] or cols.n_bins < w.shape[1]
