@@ -35,7 +35,7 @@ class RunFolderError(CircuitclustError):
     """A run folder or run file that is missing, truncated, of the wrong kind, or that would be overwritten."""
 
 
-class PartitionMismatchError(CircuitclustError):
+class PartitionMismatchError(CircuitclustError, ValueError):
     """A saved partition that does not fit the model or the graphs it is applied to."""
 
 

@@ -15,8 +15,12 @@ from typing import Any, Callable
 import plotly.graph_objects as go
 
 from . import __version__, plots, runfiles
-from .errors import CircuitclustError, DataError
+from .atomic import write_text
+from .errors import CircuitclustError, DataError, RunFolderError
 from .plots._common import fmt
+
+# Marks a page as a circuitclust report in its first bytes (the figure count comes after plotly.js).
+GENERATOR_META = '<meta name="generator" content="circuitclust report">'
 
 # total heatmap cells across all weight panels: ~5.3 bytes each in the page (float32, base64)
 DEFAULT_WEIGHT_CELLS = 1_200_000
@@ -275,15 +279,17 @@ def _section_html(sec: _Section) -> str:
 
 
 def build_report(run_dir: str | Path, compare: str | Path | None = None, out: str | Path = "report.html", *,
-                 weights: bool = True, weight_cells: int = DEFAULT_WEIGHT_CELLS) -> Path:
+                 weights: bool = True, weight_cells: int = DEFAULT_WEIGHT_CELLS,
+                 on_note: Callable[[str], None] | None = None) -> Path:
     """Write one self-contained HTML report of ``run_dir`` (and, side by side, ``compare``) to ``out``.
 
     Files are discovered recursively (``clusterability.json``, ``metrics.jsonl``, ``effects.json``,
     ``specialisation.json``, ``circuits.json``, ``similarity.json``, ``partition.json``) and labelled by their
     sub-folder. ``weights``: draw weight heatmaps for folders with a partition (loads the model named in the
     folder; the fine-tuned model from a fine-tuning folder); ``weight_cells`` caps the heatmap cells of the
-    whole page (the page size grows by ~5.3 bytes per cell). Returns the path written. Raises
-    :class:`DataError` if a folder holds no run file.
+    whole page (the page size grows by ~5.3 bytes per cell). A file that cannot be read or drawn becomes a
+    note in the page, also passed to ``on_note``. Returns the path written. Raises :class:`DataError` if a
+    folder holds no run file, or if none of its run files can be read (nothing is written then).
     """
     run_dir = Path(run_dir)
     compare_dir = Path(compare) if compare is not None else None
@@ -300,6 +306,8 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
     for kind, (fname, loader) in loaders.items():
         data[kind], notes = _load_all(steps, fname, loader)
         load_notes += notes
+    if load_notes and not any(data.values()):
+        raise DataError(f"no run file under {run_dir} can be read; the first: {load_notes[0]}")
 
     b = _Builder()
     sections: list[_Section] = []
@@ -354,7 +362,7 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
     from plotly.offline import get_plotlyjs
 
     page = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>", f'<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}',
         f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>",
         f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
@@ -368,11 +376,30 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
         "<section><h2>Files</h2><ul class='files'>" + files + "</ul></section>",
         "</body></html>",
     ]
+    if on_note is not None:
+        for note in [*load_notes, *(n for sec in sections for n in sec.notes)]:
+            on_note(note)
+    return write_text(out, "\n".join(page))
+
+
+def is_report(path: str | Path) -> bool:
+    """True if ``path`` is an HTML file that :func:`build_report` wrote."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return GENERATOR_META in f.read(4096)
+    except OSError:
+        return False
+
+
+def check_report_path(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` if a report may be written there: a new file, an older circuitclust report, or (with
+    ``overwrite``) any file. Raises :class:`RunFolderError` otherwise."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text("\n".join(page), encoding="utf-8")
-    tmp.replace(out)
+    if out.is_dir():
+        raise RunFolderError(f"-o {out} is a folder: give the report's file name, e.g. {out / 'report.html'}")
+    if out.exists() and not overwrite and not is_report(out):
+        raise RunFolderError(f"-o {out} exists and is not a circuitclust report: pass --overwrite to replace it, "
+                             "or choose another file")
     return out
 
 
@@ -386,4 +413,4 @@ def report_figure_count(path: str | Path) -> int:
     return int(text[i + len(marker):text.index("<", i + len(marker))])
 
 
-__all__ = ["build_report", "report_figure_count", "DEFAULT_WEIGHT_CELLS"]
+__all__ = ["build_report", "check_report_path", "is_report", "report_figure_count", "DEFAULT_WEIGHT_CELLS"]

@@ -102,6 +102,76 @@ def write_clusterability(folder: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(folder / "clusterability.json", {"schema": CLUSTERABILITY_SCHEMA, **doc})
 
 
+def write_patch_results(out: str | Path, result: dict) -> list[Path]:
+    """Write effects/specialisation/circuits JSON + CSV twins of one patching result (the dict that
+    ``circuitclust.analysis.patch_run.analyse_model`` returns) into ``out``, each file atomically. Returns
+    the written paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    eff, spec, circ = result["effects"], result["specialisation"], result["circuits"]
+    write_json(out / "effects.json", eff)
+    rows = [[n["layer"], n["part"], n["cluster"], n["size"], t, eff["effect"][i][j], eff["ci_low"][i][j],
+             eff["ci_high"][i][j]] for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]
+    write_csv(out / "effects.csv", ["layer", "part", "cluster", "size", "task", "effect", "ci_low", "ci_high"], rows)
+    write_json(out / "specialisation.json", spec)
+    write_csv(out / "specialisation.csv",
+               ["layer", "part", "cluster", "size", "specialisation", "max_share", "top_task", "total_abs_effect"],
+               [[c["layer"], c["part"], c["cluster"], c["size"], c["specialisation"], c["max_share"], c["top_task"],
+                 c["total_abs_effect"]] for c in spec["per_cluster"]])
+    write_json(out / "circuits.json", circ)
+    keys = ["circuit_size", "fraction", "n_units_total", "share_largest_cluster", "clusters_touched",
+            "cluster_circuit_size", "cluster_circuit_fraction", "full_metric", "empty_metric"]
+    write_csv(out / "circuits.csv", ["task", *keys, "attribution_spearman"],
+               [[t, *[c.get(k) for k in keys], circ["attribution_spearman_per_task"].get(t)]
+                for t, c in circ["tasks"].items()])
+    write_csv(out / "faithfulness.csv", ["task", "level", "size", "faithfulness"],
+               [[t, lvl, s, f] for t, c in circ["tasks"].items()
+                for lvl, key in (("unit", "faithfulness_curve"), ("cluster", "cluster_faithfulness_curve"))
+                for s, f in c.get(key, [])])
+    return [out / n for n in ("effects.json", "effects.csv", "specialisation.json", "specialisation.csv",
+                              "circuits.json", "circuits.csv", "faithfulness.csv")]
+
+
+def write_comparison(out: str | Path, comp: dict) -> list[Path]:
+    """Write ``comparison.json`` and ``comparison.csv`` (a base/other patching comparison) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "comparison.json", comp)
+    rows = [[n["layer"], n["part"], n["cluster"], t, comp["effect_diff"][i][j], comp["ci_low"][i][j],
+             comp["ci_high"][i][j]] for i, n in enumerate(comp["nodes"]) for j, t in enumerate(comp["tasks"])]
+    write_csv(out / "comparison.csv", ["layer", "part", "cluster", "task", "effect_diff", "ci_low", "ci_high"], rows)
+    return [out / "comparison.json", out / "comparison.csv"]
+
+
+def write_similarity_compare(folder: str | Path, comparison: dict[str, Any]) -> Path:
+    """Write ``similarity_compare.json`` (a base/other layer-similarity comparison) and its per-layer CSV
+    into ``folder``, each atomically. Returns the JSON path."""
+    folder = Path(folder)
+    layers = comparison["layers"]
+    per_layer = comparison.get("per_layer_gw") or [float("nan")] * len(layers)
+    write_csv(folder / "similarity_compare.csv", ["layer", "per_layer_gw"],
+              [[a, f"{b:.6g}"] for a, b in zip(layers, per_layer)])
+    return write_json(folder / "similarity_compare.json", comparison)
+
+
+def write_run_config(folder: str | Path, config: dict[str, Any]) -> Path:
+    """Write ``run_config.json`` (every option of a command's run) into ``folder`` atomically."""
+    return write_json(Path(folder) / "run_config.json", config)
+
+
+RECALL_SCHEMA = "circuitclust.recall/1"
+
+
+def write_recall(path: str | Path, model: str, results: list[dict[str, Any]]) -> Path:
+    """Write the recall accuracy of ``model`` per task (``circuitclust tasks --json``) to ``path`` atomically."""
+    return write_json(path, {"schema": RECALL_SCHEMA, "model": model, "tasks": results}, indent=2)
+
+
+def write_demo_log(folder: str | Path, log: dict[str, Any]) -> Path:
+    """Write ``demo_log.json`` (the demo's steps, their commands and times) into ``folder`` atomically."""
+    return write_json(Path(folder) / "demo_log.json", log)
+
+
 def _file(path: str | Path, name: str) -> Path:
     path = Path(path)
     if path.is_dir():
@@ -111,18 +181,24 @@ def _file(path: str | Path, name: str) -> Path:
     return path
 
 
-def _load_json(path: str | Path, name: str) -> dict[str, Any]:
+def _load_json(path: str | Path, name: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in ``path`` (or ``path/name``), its schema prefix and ``required`` keys checked."""
     path = _file(path, name)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"cannot read {path} as JSON: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds no JSON object: it was not written by circuitclust")
     prefix = RUN_FILES.get(name)
     if prefix is not None:
         schema = data.get("schema") if isinstance(data, dict) else None
         if not isinstance(schema, str) or not schema.startswith(prefix):
             raise DataError(f"{path} has schema {schema!r}, expected '{prefix}N': it was not written by circuitclust "
                             "or by an incompatible version")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}: it is incomplete; re-run the step that writes it")
     return data
 
 
@@ -158,26 +234,26 @@ def load_metrics(path: str | Path) -> list[dict[str, Any]]:
 def load_effects(path: str | Path) -> dict[str, Any]:
     """``effects.json`` (schema ``circuitclust.effects/1``): tasks, nodes (layer, part, cluster, size),
     effect / ci_low / ci_high ``[node][task]``, baseline per task, metric."""
-    return _load_json(path, "effects.json")
+    return _load_json(path, "effects.json", ("tasks", "nodes", "effect", "ci_low", "ci_high", "baseline"))
 
 
 def load_specialisation(path: str | Path) -> dict[str, Any]:
     """``specialisation.json`` (schema ``circuitclust.specialisation/1``): per_cluster, model_score,
     flips_histogram ``{task: [counts by number of flipping clusters]}``."""
-    return _load_json(path, "specialisation.json")
+    return _load_json(path, "specialisation.json", ("per_cluster",))
 
 
 def load_circuits(path: str | Path) -> dict[str, Any]:
     """``circuits.json`` (schema ``circuitclust.circuits/1``): threshold, tasks ``{task: {faithfulness_curve
     [[n_units, frac]], circuit_size, fraction, n_units_total, share_largest_cluster, clusters_touched,
     cluster_circuit}}``, attribution_spearman."""
-    return _load_json(path, "circuits.json")
+    return _load_json(path, "circuits.json", ("tasks",))
 
 
 def load_similarity(path: str | Path) -> dict[str, Any]:
     """``similarity.json`` (schema ``circuitclust.similarity/1``): layers (hook names), gw and cka
     ``[L][L]``, groups (boundaries, labels, stability), n, seed."""
-    return _load_json(path, "similarity.json")
+    return _load_json(path, "similarity.json", ("layers", "gw", "cka"))
 
 
 def load_run_config(path: str | Path) -> dict[str, Any]:

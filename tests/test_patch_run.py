@@ -8,11 +8,12 @@ from _patching_data import capital_rows, colour_rows
 from _planted import planted_model, planted_prompts
 from typer.testing import CliRunner
 
-from circuitclust.analysis.patch_run import analyse_model, compare, write_comparison, write_results
+from circuitclust.analysis.patch_run import analyse_model, compare
 from circuitclust.cli.main import app
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import weight_graphs
-from circuitclust.runfiles import load_circuits, load_effects, load_specialisation
+from circuitclust.runfiles import (load_circuits, load_effects, load_specialisation, write_comparison,
+                                   write_patch_results)
 
 
 @pytest.mark.slow  # ~15 s idle, ~50 s on the shared 2-core machine
@@ -21,7 +22,7 @@ def test_files_schemas_and_self_comparison(tmp_path):
     mp = ModelPartition.blocks(weight_graphs(m, parts=("mlp",)), 4)  # MLP only: 16 nodes keep it fast
     tasks = [planted_prompts(1, n=4), planted_prompts(2, n=4)]
     res = analyse_model(m, mp, tasks, n_boot=100, model_name="planted")
-    written = write_results(tmp_path, res)
+    written = write_patch_results(tmp_path, res)
     assert all(p.is_file() for p in written)
     eff, spec, circ = load_effects(tmp_path), load_specialisation(tmp_path), load_circuits(tmp_path)
     assert len(eff["effect"]) == len(eff["nodes"]) == 16 and len(eff["effect"][0]) == 2
@@ -60,7 +61,7 @@ def test_cli_errors(tmp_path):
     other = ModelPartition.blocks(weight_graphs(planted_model()), 4)
     other.space_labels["mlp.1"] = other.space_labels["mlp.1"][:100]
     other.save(tmp_path / "bad")
-    r = runner.invoke(app, ["patch", "tiny-gpt2", "--tasks", "capital", "--partition",
+    r = runner.invoke(app, ["patch", "tiny-gpt2", "--tasks", "country_capital", "--partition",
                             str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "labels" in r.output
 

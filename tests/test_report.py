@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import runfolder_fixtures as F
 from circuitclust.cli.main import app
+from circuitclust.errors import DataError
 from circuitclust.report import build_report, report_figure_count
 
 SECTIONS = ["Summary", "Weights reordered by cluster", "Clusterability", "Fine-tuning", "Cluster patching",
@@ -76,10 +77,21 @@ def test_broken_file_becomes_a_note_not_a_crash(tmp_path):
     F.make_run(tmp_path, partitions=False)
     (tmp_path / "patch_base" / "effects.json").write_text(json.dumps({"schema": "circuitclust.effects/1"}))
     (tmp_path / "similarity" / "similarity.json").write_text(json.dumps({"schema": "other/1"}))
-    text = build_report(tmp_path, out=tmp_path / "r.html", weights=False).read_text()
-    assert "effect matrix: could not be drawn (KeyError" in text
+    notes: list[str] = []
+    text = build_report(tmp_path, out=tmp_path / "r.html", weights=False, on_note=notes.append).read_text()
+    assert "effects.json lacks tasks, nodes, effect, ci_low, ci_high, baseline: it is incomplete" in text
     assert "expected &#x27;circuitclust.similarity/N&#x27;" in text
     assert "<h2>Weights reordered by cluster</h2>" not in text
+    # the same notes reach the caller (the CLI prints them as warnings)
+    assert any("effects.json lacks tasks" in n for n in notes) and any("circuitclust.similarity/N" in n for n in notes)
+
+
+def test_unreadable_run_is_an_error_and_writes_nothing(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "clusterability.json").write_text('{"schema": "circuitclust.clusterability/1", "gra')
+    with pytest.raises(DataError, match="no run file .* can be read"):
+        build_report(tmp_path, out=tmp_path / "r.html", weights=False)
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_missing_model_weights_are_reported(tmp_path):

@@ -10,7 +10,6 @@ Tied MLP neurons share one label across ``mlp_in``, ``mlp_gate`` and ``mlp_out``
 """
 from __future__ import annotations
 
-import warnings
 from typing import Iterable, Sequence
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from ..core.loss import chance_from_masks, clusterability_fused, onehot
 from ..core.partition import ModelPartition
 from ..errors import OptionError
+from .clustering import partition_model
 from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
 
 DEFAULT_GRAPHS = ("mlp_in", "mlp_out")
@@ -30,24 +30,14 @@ def make_partition(model: nn.Module, mode: str, k: int, graphs: Sequence[str] = 
                    seed: int = 0) -> ModelPartition:
     """A fixed partition of ``model``'s graphs of kinds ``graphs``.
 
-    ``mode`` "blocks": equal contiguous blocks; "spectral": co-clustering of the current weights via
-    ``circuitclust.analysis.clustering.partition_model`` (falls back to blocks with a warning when that
-    module is not installed, and says so in the partition's provenance).
+    ``mode`` "blocks": equal contiguous blocks; "spectral": co-clustering of the current weights (both via
+    :func:`circuitclust.analysis.clustering.partition_model`).
     """
     if mode not in PARTITION_MODES:
         raise OptionError(f"partition mode '{mode}' unknown: use one of {', '.join(PARTITION_MODES)}")
-    gs = weight_graphs(model, parts=graphs)
     if mode == "spectral":
-        try:
-            from .clustering import partition_model
-        except ImportError:
-            warnings.warn("spectral partitioning is not available (circuitclust.analysis.clustering missing): "
-                          "using equal contiguous blocks instead", stacklevel=2)
-            return ModelPartition.blocks(gs, k, fallback_from="spectral", seed=seed)
-        part = partition_model(model, k=k, parts=tuple(graphs), method="spectral", seed=seed)
-        part.check_graphs(gs)
-        return part
-    return ModelPartition.blocks(gs, k, seed=seed)
+        return partition_model(model, k=k, parts=tuple(graphs), method="spectral", seed=seed)
+    return partition_model(model, k=k, parts=tuple(graphs), method="blocks", seed=seed)
 
 
 class ClusterabilityLoss(nn.Module):

@@ -112,6 +112,18 @@ def _weights(graphs: Sequence, device) -> dict[str, torch.Tensor]:
 METHODS = ("spectral", "blocks")
 
 
+def check_architecture(model: nn.Module, partition: ModelPartition) -> None:
+    """Raise :class:`PartitionMismatchError` if ``partition`` was made for another architecture than
+    ``model``'s (two families can share every graph shape, e.g. GPT-2 and Pythia of one width). A partition
+    may move between models of one architecture: a fine-tuned model and its base share their partition."""
+    made_for = partition.provenance.get("model_type")
+    model_type = hf_model_of(model).config.model_type
+    if made_for is not None and made_for != model_type:
+        raise PartitionMismatchError(
+            f"this partition was made for a {made_for} model ({partition.provenance.get('model', 'unknown')}), "
+            f"not for this {model_type} model: re-run `circuitclust cluster` on it")
+
+
 def check_k(k: int, graphs: Sequence) -> int:
     """``k`` if every graph can be split into ``k`` non-empty clusters on both sides; :class:`OptionError`
     otherwise (checked before any work starts)."""
@@ -152,7 +164,8 @@ def partition_model(
     if not graphs:
         raise OptionError(f"the model has no weight graphs for parts {list(parts)}")
     check_k(k, graphs)
-    prov = {"model": model_id(model), "seed": int(seed), "parts": list(parts)}
+    prov = {"model": model_id(model), "model_type": hf_model_of(model).config.model_type, "seed": int(seed),
+            "parts": list(parts)}
     if method == "blocks":
         return _unshared(ModelPartition.blocks(graphs, k, **prov))
     dev = torch.device(device) if device is not None else graphs[0].weight.device
@@ -243,6 +256,7 @@ def score_model(
     :class:`~circuitclust.errors.PartitionMismatchError` if the partition does not fit the model.
     """
     check_int("shuffles", shuffles, 0)
+    check_architecture(model, partition)
     names = set(partition.graphs)
     graphs = [g for g in weight_graphs(model, parts=("mlp", "attn")) if g.name in names]
     if len(graphs) != len(names):

@@ -31,9 +31,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..atomic import append_jsonl, write_json, write_text
 from ..core.partition import ModelPartition, Partition
-from ..errors import CircuitclustError
-from ..models.graphs import weight_graphs
+from ..errors import (
+    OptionError,
+    RunFolderError,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_device,
+)
+from ..models.graphs import matrix_kinds, weight_graphs
+from ..runfiles import check_output_folder, is_run_folder, remove_run_folder
 from .checkpoints import checkpoint_steps, load_state, prune_checkpoints, save_model_folder
 from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
 from .lm_batches import batch_indices, corpus_texts, other_domain, token_blocks
@@ -80,18 +89,26 @@ class FinetuneConfig:
     device: str | None = None
 
     def validate(self) -> None:
-        if self.lam_schedule not in ("constant", "linear"):
-            raise CircuitclustError(f"--lam-schedule {self.lam_schedule}: use constant or linear")
-        if self.loss_reduction not in ("mean", "entries"):
-            raise CircuitclustError(f"--loss-reduction {self.loss_reduction}: use mean or entries")
-        if self.partition not in ("blocks", "spectral"):
-            raise CircuitclustError(f"--partition {self.partition}: use blocks or spectral")
-        if self.train not in TRAIN_CHOICES:
-            raise CircuitclustError(f"--train {self.train}: use one of {', '.join(TRAIN_CHOICES)}")
+        """Check every option (before any work starts); raises :class:`OptionError` naming the CLI option."""
+        check_choice("--lam-schedule", self.lam_schedule, ("constant", "linear"))
+        check_choice("--loss-reduction", self.loss_reduction, ("mean", "entries"))
+        check_choice("--partition", self.partition, ("blocks", "spectral"))
+        check_choice("--train", self.train, TRAIN_CHOICES)
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks"):
+            check_int(f"--{name.replace('_', '-')}", getattr(self, name), 1)
+        check_int("--seq-len", self.seq_len, 2)
+        check_int("--k", self.k, 2)
+        for name in ("lam_warmup", "lr_warmup", "partition_warmup", "save_every", "keep_checkpoints"):
+            check_int(f"--{name.replace('_', '-')}", getattr(self, name), 0)
+        check_float("--lr", self.lr, 0.0, open_min=True)
+        for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes"):
+            check_float(f"--{name.replace('_', '-')}", getattr(self, name), 0.0)
+        graphs = matrix_kinds(self.graphs)
+        if not any(g.startswith("mlp") or g.startswith("attn") for g in graphs):
+            raise OptionError(f"--graphs {','.join(self.graphs)} names no matrix")
         if self.permute and self.partition_warmup > 0:
-            raise CircuitclustError("--permute needs the partition at step 0: drop --partition-warmup")
-        if min(self.steps, self.batch_size, self.grad_accum, self.seq_len, self.eval_every, self.k) < 1:
-            raise CircuitclustError("--steps, --batch-size, --grad-accum, --seq-len, --eval-every, --k must be >= 1")
+            raise OptionError("--permute needs the partition at step 0: drop --partition-warmup")
+        resolve_device(self.device)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -217,41 +234,81 @@ def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist,
 
 def _load_config(out: Path, cfg: FinetuneConfig) -> FinetuneConfig:
     """On --resume the stored options win, except ``steps`` (extend a run) and ``device``."""
-    stored = json.loads((out / "run_config.json").read_text())["config"]
-    names = {f.name for f in fields(FinetuneConfig)}
-    merged = {k: v for k, v in stored.items() if k in names}
-    merged["graphs"] = tuple(merged["graphs"])
+    path = out / "run_config.json"
+    try:
+        stored = json.loads(path.read_text())["config"]
+        names = {f.name for f in fields(FinetuneConfig)}
+        merged = {k: v for k, v in stored.items() if k in names}
+        merged["graphs"] = tuple(merged["graphs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunFolderError(f"{path} is damaged ({type(e).__name__}): it cannot be resumed; pass --overwrite "
+                             "to start the run again") from None
     merged["steps"], merged["device"] = cfg.steps, cfg.device
     return FinetuneConfig(**merged)
 
 
-def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True,
+def _claim_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run needs a new or empty folder (or ``overwrite`` of an old run); ``resume`` needs a run
+    folder (or a new or empty one, which starts the run)."""
+    if resume and overwrite:
+        raise OptionError("--resume continues the run in --out and --overwrite deletes it: pass only one")
+    if overwrite and is_run_folder(out):
+        remove_run_folder(out)
+    elif resume and is_run_folder(out):
+        if not (out / "run_config.json").is_file():
+            raise RunFolderError(f"{out} holds no fine-tuning run to resume (no run_config.json): pass "
+                                 "--overwrite to start one there, or choose a new --out")
+        return
+    elif is_run_folder(out):
+        raise RunFolderError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace "
+                             "it, or choose a new --out")
+    check_output_folder(out, overwrite=False)
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
              train_texts: list[str] | None = None, eval_texts: dict[str, list[str]] | None = None,
              stop_at: int | None = None) -> dict[str, Any]:
     """Run (or resume) a clusterability fine-tuning into ``cfg.out``; returns the last metrics record.
 
-    ``train_texts``/``eval_texts`` override the corpora named by ``cfg.data`` (tests). ``stop_at`` ends
-    the run after that many steps without writing ``final/``, as if it had been killed there.
+    ``cfg.out`` must be new or empty, unless ``resume`` (continue the run there, or start it if there is
+    none) or ``overwrite`` (delete the run there first). ``train_texts``/``eval_texts`` override the corpora
+    named by ``cfg.data`` (tests). ``stop_at`` ends the run after that many steps without writing
+    ``final/``, as if it had been killed there.
     """
     from tqdm.auto import tqdm
 
-    from ..models.loading import load_hf
+    from ..models.loading import check_spec, load_hf
 
     out = Path(cfg.out)
+    cfg.validate()
+    check_spec(cfg.model)
     d = _setup_dist(cfg.device)
+    if d.rank == 0:
+        _claim_folder(out, resume, overwrite)
+    d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)
-    cfg.validate()
+        cfg.validate()
     have = checkpoint_steps(out)
-    if not resume and (have or (out / "metrics.jsonl").exists()):
-        raise CircuitclustError(f"{out} already holds a run: pass --resume to continue it or choose a new --out")
     start = have[-1] if resume and have else 0
+    if resume and d.rank == 0 and not have:
+        print(f"finetune: {out} has no checkpoint yet: starting the run from step 0", flush=True)
     ckpt = out / "checkpoints" / f"step-{start}" if start else None
+
+    # the corpora first: a bad --data fails before the model loads
+    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
+    if eval_texts is None:
+        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
+        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
+        eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     hf, tok, _ = load_hf(str(ckpt) if ckpt else cfg.model)
+    max_len = getattr(hf.config, "max_position_embeddings", None) or getattr(hf.config, "n_positions", None)
+    if max_len is not None and cfg.seq_len > max_len:
+        raise OptionError(f"--seq-len {cfg.seq_len} is longer than the model's context ({max_len} tokens)")
     teacher = None
     if cfg.distill > 0:
         teacher = (load_hf(cfg.model)[0] if ckpt else copy.deepcopy(hf)).to(d.device).eval()
@@ -261,12 +318,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
     hf.train(cfg.dropout)
 
     # data: training blocks, held-out blocks of the training corpus and of the other bundled domain(s)
-    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
     train_blocks = token_blocks(texts, tok, cfg.seq_len)
-    if eval_texts is None:
-        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
-        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
-        eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
     eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
 
     # partition: fixed; loaded on resume, else made now (rank 0 writes it, the others read it)
@@ -312,19 +364,19 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
     if d.rank == 0:
         if not ckpt:
             metrics_path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
-            (out / "run_config.json").write_text(json.dumps(
-                {"schema": CONFIG_SCHEMA, "config": asdict(cfg), "seed": cfg.seed, "model": cfg.model,
-                 "world_size": d.world, "device": str(d.device), "torch": torch.__version__,
-                 "train_blocks": len(train_blocks), "eval_blocks": {k: len(v) for k, v in eval_blocks.items()}},
-                indent=1))
+            write_json(out / "run_config.json",
+                       {"schema": CONFIG_SCHEMA, "config": asdict(cfg), "seed": cfg.seed, "model": cfg.model,
+                        "world_size": d.world, "device": str(d.device), "torch": torch.__version__,
+                        "train_blocks": len(train_blocks),
+                        "eval_blocks": {k: len(v) for k, v in eval_blocks.items()}})
         elif metrics_path.is_file():  # drop evaluations logged after the checkpoint we resume from
             keep = [ln for ln in metrics_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
-            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+            write_text(metrics_path, "".join(ln + "\n" for ln in keep))
 
     tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.seq_len
     last: dict[str, Any] = {}
 
-    def evaluate(step: int) -> dict[str, Any]:
+    def evaluate(step: int, stopped_by_time: bool = False) -> dict[str, Any]:
         task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
         per = closs.clusterability()
         rec = {"schema": METRICS_SCHEMA, "step": step, "tokens": step * tokens_per_step,
@@ -334,11 +386,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
                                for name, b in eval_blocks.items()},
                "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,
                "partition": "ready" if part is not None else "warm-up"}
+        if stopped_by_time:  # the safety cap ended the run before --steps
+            rec["time_budget_hit"] = True
         if teacher is not None:
             rec["kl"] = kl / n if n else None
         if d.rank == 0:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_jsonl(metrics_path, rec)
         acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
         return rec
 
@@ -358,10 +411,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
     if not ckpt:
         last = evaluate(0)
     save_every = cfg.save_every or cfg.eval_every
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or d.rank != 0,
-               desc="finetune", dynamic_ncols=True)
-    shown_c = mean_of(closs.clusterability())
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or d.rank != 0,
+               desc="finetune" if deadline is None else f"finetune (stops at {cfg.max_minutes:g} min)",
+               dynamic_ncols=True)
+    shown_c = mean_of(closs.clusterability())
+    loop_t0 = time.monotonic()
     for step in bar:
         if part is None and step >= cfg.partition_warmup:  # warm-up over: freeze a spectral partition now
             if d.rank == 0:
@@ -409,14 +464,23 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, progress: bool = True
         # Every rank must take the same decision, so the deadline is agreed by a sum over ranks.
         out_of_time = deadline is not None and d.sum([float(time.monotonic() >= deadline)])[0] > 0
         if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
-            last = evaluate(done)
+            last = evaluate(done, stopped_by_time=out_of_time and done < cfg.steps)
             shown_c = last["mean_clusterability"]
         if done % save_every == 0 or done == cfg.steps or out_of_time:
             save(done)
         if out_of_time:
             if d.rank == 0:
-                bar.write(f"finetune: time budget of {cfg.max_minutes:g} min reached after {done} steps")
+                bar.write(f"finetune: time budget of {cfg.max_minutes:g} min reached after {done} of {cfg.steps} "
+                          "steps: the run stopped early (see time_budget_hit in metrics.jsonl)")
             break
+        if deadline is not None:
+            # The time budget, not --steps, bounds this run when it bites first: show the steps it will allow
+            # at the pace so far (evaluations and checkpoints included), so the bar's estimate is truthful.
+            pace = (time.monotonic() - loop_t0) / (done - start)
+            reachable = done + int(max(deadline - time.monotonic(), 0.0) / pace) + 1
+            if min(cfg.steps, reachable) != bar.total:
+                bar.total = min(cfg.steps, reachable)
+                bar.refresh()
         if stop_at is not None and done >= stop_at:
             bar.close()
             return last

@@ -1,6 +1,5 @@
-"""The whole patching analysis of one model (or a base/other pair) and the run-folder files it writes.
-
-Files in RUN_DIR (JSON with a top-level ``schema``; CSV twins for the tables):
+"""The whole patching analysis of one model (or a base/other pair). ``circuitclust.runfiles`` writes its
+results into a run folder (JSON with a top-level ``schema``; CSV twins for the tables):
 
 - ``effects.json`` ``circuitclust.effects/1``: ``model``, ``k``, ``metric`` (``logit_diff`` | ``logprob`` |
   ``neg_loss``; higher is better), ``method`` (``zero`` | ``mean`` | ``resample``), ``scope`` (``layer``:
@@ -31,21 +30,30 @@ Files in RUN_DIR (JSON with a top-level ``schema``; CSV twins for the tables):
 """
 from __future__ import annotations
 
-import csv
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..core.partition import ModelPartition
-from ..errors import OptionError
+from ..errors import OptionError, check_choice, check_float, check_int
 from .circuits import task_circuits
-from .interventions import ablation_sweep, node_masks
+from .interventions import METHODS, ablation_sweep, node_masks
+from .metrics import METRICS
 from .patching import attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
 from .prompts import TaskPrompts
 from .units import unit_layout
+
+
+def check_patch_options(*, metric: str = "logit_diff", method: str = "mean", threshold: float = 0.8,
+                        batch_size: int = 8, n_boot: int = 1000, max_rows: int = 64, prefix: str = "") -> None:
+    """Validate :func:`analyse_model`'s options (``prefix="--"`` names them as CLI options)."""
+    check_choice(f"{prefix}metric", metric, [m for m in METRICS if m != "neg_loss"])
+    check_choice(f"{prefix}method", method, METHODS)
+    check_float(f"{prefix}threshold", threshold, 0.0, 1.0, open_min=True)
+    check_int(f"{prefix}batch{'-' if prefix else '_'}size", batch_size, 1)
+    check_int(f"{prefix}n{'-' if prefix else '_'}boot", n_boot, 10)
+    check_int(f"{prefix}max{'-' if prefix else '_'}rows", max_rows, 1)
 
 
 def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *, metric: str = "logit_diff",
@@ -59,6 +67,8 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
     plus ``"_em"`` (the :class:`~.patching.EffectMatrix`) and ``"_boot"`` (bootstrap model scores) for
     comparisons.
     """
+    check_patch_options(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
+                        max_rows=max_rows)
     layout = unit_layout(model, partition)
     torch.manual_seed(seed)
     em = effect_matrix(model, tasks, layout, method, metric, "layer", batch_size, n_boot, seed, progress, max_rows)
@@ -128,56 +138,3 @@ def compare(base: dict, other: dict, n_boot: int = 1000, seed: int = 0) -> dict:
             "ci_high": torch.stack(hi, 1).tolist(), "specialisation": spec, "circuits": circ,
             "attribution_spearman": {"base": base["circuits"]["attribution_spearman"],
                                      "other": other["circuits"]["attribution_spearman"]}}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    tmp.replace(path)
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def write_results(out: str | Path, result: dict) -> list[Path]:
-    """Write effects/specialisation/circuits JSON + CSV twins of one :func:`analyse_model` result into
-    ``out``. Returns the written paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    eff, spec, circ = result["effects"], result["specialisation"], result["circuits"]
-    _write_json(out / "effects.json", eff)
-    rows = [[n["layer"], n["part"], n["cluster"], n["size"], t, eff["effect"][i][j], eff["ci_low"][i][j],
-             eff["ci_high"][i][j]] for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]
-    _write_csv(out / "effects.csv", ["layer", "part", "cluster", "size", "task", "effect", "ci_low", "ci_high"], rows)
-    _write_json(out / "specialisation.json", spec)
-    _write_csv(out / "specialisation.csv",
-               ["layer", "part", "cluster", "size", "specialisation", "max_share", "top_task", "total_abs_effect"],
-               [[c["layer"], c["part"], c["cluster"], c["size"], c["specialisation"], c["max_share"], c["top_task"],
-                 c["total_abs_effect"]] for c in spec["per_cluster"]])
-    _write_json(out / "circuits.json", circ)
-    keys = ["circuit_size", "fraction", "n_units_total", "share_largest_cluster", "clusters_touched",
-            "cluster_circuit_size", "cluster_circuit_fraction", "full_metric", "empty_metric"]
-    _write_csv(out / "circuits.csv", ["task", *keys, "attribution_spearman"],
-               [[t, *[c.get(k) for k in keys], circ["attribution_spearman_per_task"].get(t)]
-                for t, c in circ["tasks"].items()])
-    _write_csv(out / "faithfulness.csv", ["task", "level", "size", "faithfulness"],
-               [[t, lvl, s, f] for t, c in circ["tasks"].items()
-                for lvl, key in (("unit", "faithfulness_curve"), ("cluster", "cluster_faithfulness_curve"))
-                for s, f in c.get(key, [])])
-    return [out / n for n in ("effects.json", "effects.csv", "specialisation.json", "specialisation.csv",
-                              "circuits.json", "circuits.csv", "faithfulness.csv")]
-
-
-def write_comparison(out: str | Path, comp: dict) -> list[Path]:
-    """Write ``comparison.json`` and ``comparison.csv`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "comparison.json", comp)
-    rows = [[n["layer"], n["part"], n["cluster"], t, comp["effect_diff"][i][j], comp["ci_low"][i][j],
-             comp["ci_high"][i][j]] for i, n in enumerate(comp["nodes"]) for j, t in enumerate(comp["tasks"])]
-    _write_csv(out / "comparison.csv", ["layer", "part", "cluster", "task", "effect_diff", "ci_low", "ci_high"], rows)
-    return [out / "comparison.json", out / "comparison.csv"]

@@ -9,7 +9,6 @@ with ``torch.Generator().manual_seed(seed)``. Right padding is harmless: causal 
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,20 @@ from typing import Any, Sequence
 
 import torch
 
+from ..atomic import atomic_path, write_csv, write_json
 from ..core.layer_groups import choose_n_groups, cluster_layers, group_boundaries, silhouette
-from ..core.similarity import (EXACT_STARTS, MIN_POINTS, SOLVERS, cka_matrix, gw_matrix, gw_paired,
-                               pairwise_distances)
-from ..errors import CircuitclustError, DataError
+from ..core.similarity import (
+    EXACT_STARTS,
+    MIN_POINTS,
+    NORMALIZE,
+    SOLVERS,
+    START_KINDS,
+    cka_matrix,
+    gw_matrix,
+    gw_paired,
+    pairwise_distances,
+)
+from ..errors import CircuitclustError, DataError, OptionError, check_choice, check_choices, check_float, check_int
 from .interventions import cache_activations
 
 SCHEMA = "circuitclust.similarity/1"
@@ -102,12 +111,18 @@ def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int = 128) -> 
     return tokens, valid
 
 
+def _check_n(name: str, n: int) -> int:
+    n = check_int(name, n)
+    if n < MIN_POINTS:
+        raise OptionError(f"{name}={n} is too small: GW and CKA need at least {MIN_POINTS} token positions "
+                          "(use n >= 64 for stable distances)")
+    return n
+
+
 def sample_positions(valid: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` distinct (prompt, position) pairs drawn uniformly from ``valid[P, T]`` with ``seed`` ->
     ``[n, 2]`` int64 sorted by prompt then position."""
-    if n < MIN_POINTS:
-        raise CircuitclustError(f"n={n} is too small: GW and CKA need at least {MIN_POINTS} token positions "
-                                "(use n >= 64 for stable distances)")
+    _check_n("n", n)
     flat = torch.nonzero(valid)
     if flat.shape[0] < n:
         raise DataError(f"only {flat.shape[0]} usable token positions in the prompts but n={n}: lower n or "
@@ -217,10 +232,12 @@ class LayerSimilarity:
             doc["gw_ci_high"] = self.gw_ci[1].double().cpu().tolist()
             tensors["gw_ci_low"] = self.gw_ci[0].double().cpu().contiguous()
             tensors["gw_ci_high"] = self.gw_ci[1].double().cpu().contiguous()
-        (out / "similarity.json").write_text(json.dumps(doc, indent=1))
-        save_file(tensors, str(out / "similarity.safetensors"), metadata={"schema": SCHEMA})
+        with atomic_path(out / "similarity.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"schema": SCHEMA})
         for name, mat in (("gw.csv", self.distances), ("cka.csv", self.cka)):
-            _write_matrix_csv(out / name, self.layers, mat)
+            write_csv(out / name, ["layer", *self.layers],
+                      [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(self.layers, mat.double().cpu().tolist())])
+        write_json(out / "similarity.json", doc)  # last: its presence means the folder is complete
         return out
 
     @classmethod
@@ -232,22 +249,21 @@ class LayerSimilarity:
         path = folder / "similarity.json"
         if not path.is_file():
             raise DataError(f"{folder} has no similarity.json: run `circuitclust similarity MODEL --out {folder}`")
-        doc = json.loads(path.read_text())
-        if doc.get("schema") != SCHEMA:
-            raise DataError(f"{path} has schema {doc.get('schema')!r}, expected {SCHEMA!r}")
-        t = load_file(str(folder / "similarity.safetensors"))
-        ci = (t["gw_ci_low"], t["gw_ci_high"]) if "gw_ci_low" in t else None
-        groups = None if doc.get("groups") is None else LayerGroups.from_json(doc["groups"])
-        return cls(distances=t["gw"], cka=t["cka"], layers=list(doc["layers"]), positions=t["positions"],
-                   provenance=doc["provenance"], groups=groups, gw_ci=ci)
-
-
-def _write_matrix_csv(path: Path, names: Sequence[str], mat: torch.Tensor) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["layer", *names])
-        for name, row in zip(names, mat.double().cpu().tolist()):
-            w.writerow([name, *(f"{v:.6g}" for v in row)])
+        try:
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+                raise DataError(f"{path} has schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+                                f"expected {SCHEMA!r}: it was not written by `circuitclust similarity`")
+            t = load_file(str(folder / "similarity.safetensors"))
+            ci = (t["gw_ci_low"], t["gw_ci_high"]) if "gw_ci_low" in t else None
+            groups = None if doc.get("groups") is None else LayerGroups.from_json(doc["groups"])
+            return cls(distances=t["gw"], cka=t["cka"], layers=list(doc["layers"]), positions=t["positions"],
+                       provenance=doc["provenance"], groups=groups, gw_ci=ci)
+        except DataError:
+            raise
+        except Exception as e:  # JSON, safetensors and key errors of a damaged folder
+            raise DataError(f"{folder} holds a damaged similarity result ({type(e).__name__}): re-run "
+                            "`circuitclust similarity`") from None
 
 
 # ----------------------------------------------------------------------------------------------- groups
@@ -356,6 +372,26 @@ def _provenance(model, model_name, *, n, seed, solver, metric, normalize, epsilo
             "positions": "uniform over (prompt, position) pairs, excluding position 0 and special tokens"}
 
 
+def check_similarity_options(*, n: int = 256, metric: str = "euclidean", solver: str = "exact", batch_size: int = 8,
+                             max_tokens: int = 128, normalize: str = "mean", epsilon: float = 1e-2,
+                             split: str = "train", n_boot: int = 0, starts: Sequence[str] = EXACT_STARTS,
+                             prefix: str = "") -> None:
+    """Validate :func:`layer_similarity`'s options (``prefix="--"`` names them as CLI options)."""
+    def opt(name: str) -> str:
+        return prefix + (name.replace("_", "-") if prefix else name)
+
+    _check_n(opt("n"), n)
+    check_choice(opt("metric"), metric, ("euclidean", "cosine"))
+    check_choice(opt("solver"), solver, SOLVERS)
+    check_int(opt("batch_size"), batch_size, 1)
+    check_int(opt("max_tokens"), max_tokens, 2)
+    check_choice(opt("normalize"), normalize, NORMALIZE)
+    check_float(opt("epsilon"), epsilon, 0.0, open_min=True)
+    check_choice(opt("split"), split, ("train", "heldout"))
+    check_int(opt("n_boot") if not prefix else "--boot", n_boot, 0)
+    check_choices(opt("starts"), list(starts), START_KINDS)
+
+
 def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequence[str] | None = None,
                      n: int = 256, metric: str = "euclidean", solver: str = "exact", seed: int = 0,
                      batch_size: int = 8, max_tokens: int = 128, normalize: str = "mean", epsilon: float = 1e-2,
@@ -374,10 +410,12 @@ def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequen
     or chosen by silhouette); ``n_boot > 0`` adds bootstrap stability and per-entry 95% intervals.
     Returns a :class:`LayerSimilarity` with ``distances[L, L]``, ``cka[L, L]``, ``layers`` and provenance.
     """
-    if solver not in SOLVERS:
-        raise CircuitclustError(f"unknown GW solver '{solver}': use one of {', '.join(SOLVERS)}")
+    check_similarity_options(n=n, metric=metric, solver=solver, batch_size=batch_size, max_tokens=max_tokens,
+                             normalize=normalize, epsilon=epsilon, split=split, n_boot=n_boot, starts=exact_starts)
     names, texts, source, tokens, positions = _prepare(model, prompts, hooks=hooks, n=n, seed=seed, split=split,
                                                        max_tokens=max_tokens)
+    if n_groups is not None:
+        check_int("n_groups", n_groups, 2, max(2, len(names)))
     reps = collect_representations(model, tokens, positions, names, batch_size=batch_size, progress=progress)
     prov = _provenance(model, model_name, n=n, seed=seed, solver=solver, metric=metric, normalize=normalize,
                        epsilon=epsilon, source=source, max_tokens=max_tokens, n_prompts=len(texts),

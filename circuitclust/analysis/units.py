@@ -26,6 +26,7 @@ import torch
 from ..core.partition import ModelPartition
 from ..errors import OptionError, PartitionMismatchError
 from ..models import hf_model_of, model_shapes, weight_graphs
+from .clustering import check_architecture, partition_model
 
 PARTS = ("mlp", "attn")
 
@@ -155,6 +156,7 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
     head). Raises :class:`PartitionMismatchError` if the partition was made for another model or lacks a
     requested part.
     """
+    check_architecture(model, partition)
     hf = hf_model_of(model)
     s = model_shapes(hf)
     parts = tuple(parts) if parts is not None else _parts_in(partition, s.n_layers)
@@ -206,11 +208,5 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
 
 
 def default_partition(model, k: int = 4, parts: tuple[str, ...] = ("mlp", "attn"), seed: int = 0) -> ModelPartition:
-    """Co-cluster the model with ``circuitclust.analysis.clustering.partition_model`` when available,
-    otherwise equal contiguous blocks (``ModelPartition.blocks``)."""
-    try:
-        from .clustering import partition_model
-    except ImportError:
-        return ModelPartition.blocks(weight_graphs(model, parts=parts), k,
-                                     model=getattr(model, "circuitclust_spec", "unknown"))
+    """Co-cluster the model with :func:`circuitclust.analysis.clustering.partition_model`."""
     return partition_model(model, k=k, parts=parts, seed=seed)

@@ -38,6 +38,7 @@ def cluster(
     from ..analysis.clustering import METHODS, model_id, ncut_model, partition_model, score_model
     from ..errors import check_choice, check_int, resolve_device
     from ..models import load_model, matrix_kinds
+    from ..models.loading import check_spec
     from ..runfiles import new_run_folder, write_clusterability
 
     # Every option is checked before the model loads and before any progress bar starts.
@@ -51,6 +52,7 @@ def cluster(
         check_int("--threads", threads, 1)
     nc_shuf = shuffles if ncut_shuffles is None else check_int("--ncut-shuffles", ncut_shuffles, 0)
     dev = str(resolve_device(device))
+    check_spec(model)
     if threads:
         torch.set_num_threads(threads)
     with new_run_folder(out, overwrite=overwrite) as staging:

@@ -13,11 +13,16 @@ from ..errors import CircuitclustError
 
 
 def _close_progress_bars() -> None:
-    """Close every open tqdm bar, so that a message printed next starts on a line of its own."""
+    """Close every open tqdm bar and end its line, so that a message printed next is a line of its own (in a
+    terminal and in a captured log alike)."""
     from tqdm import tqdm
 
-    for bar in list(getattr(tqdm, "_instances", ())):
+    bars = list(getattr(tqdm, "_instances", ()))
+    for bar in bars:
         bar.close()
+    if any(not bar.disable for bar in bars):
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def print_error(message: str) -> None:

@@ -9,13 +9,11 @@ same name, run in-process.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import typer
 
-from ..errors import CircuitclustError
 from .common import echo, one_line_errors
 from .main import app
 
@@ -32,8 +30,8 @@ def _run_step(name: str, args: list[str], log: list[dict]) -> None:
     rc = get_command(app).main(args=args, prog_name="circuitclust", standalone_mode=False)
     elapsed = time.perf_counter() - t0
     log.append({"step": name, "args": args, "seconds": round(elapsed, 1), "rc": rc or 0})
-    if rc:
-        raise CircuitclustError(f"demo step '{name}' failed (exit {rc}); its command is printed above")
+    if rc:  # the step has printed its one-line error
+        raise typer.Exit(rc)
     echo(f"=== {name} done in {elapsed:.0f} s")
 
 
@@ -59,11 +57,44 @@ def demo(
     seq_len: int = typer.Option(64, "--seq-len", help="fine-tuning sequence length"),
     seed: int = typer.Option(0, help="seed of every step"),
     device: str = typer.Option(None, help="cpu | cuda (default: CUDA if available)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete the demo run already in --out and start again"),
 ) -> None:
     """Partition, score, fine-tune, re-score, patch, compare layers and write the HTML report for MODEL."""
-    if minutes <= 0:
-        raise CircuitclustError("--minutes must be positive")
-    out.mkdir(parents=True, exist_ok=True)
+    from ..data import list_tasks, load_corpus, load_task
+    from ..errors import check_float, check_int, resolve_device
+    from ..models.loading import check_spec
+    from ..runfiles import check_output_folder, remove_run_folder
+
+    check_float("--minutes", minutes, 0.0, open_min=True)
+    check_int("--k", k, 2)
+    check_float("--lam", lam, 0.0)
+    check_float("--distill", distill, 0.0)
+    check_int("--shuffles", shuffles, 0)
+    check_int("--max-prompts", max_prompts, 1)
+    check_int("--similarity-n", similarity_n, 4)
+    check_int("--seq-len", seq_len, 2)
+    resolve_device(device)
+    check_spec(model)
+    for name in (list_tasks() if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]):
+        load_task(name)
+    load_corpus(data, "train")
+    if overwrite:
+        remove_run_folder(out)
+    check_output_folder(out)
+    try:
+        _run_steps(out, model, data, k, lam, distill, shuffles, max_prompts, tasks, similarity_n, seq_len, seed,
+                   device, minutes)
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):  # nothing was written: leave no empty folder behind
+            out.rmdir()
+        raise
+
+
+def _run_steps(out: Path, model: str, data: str, k: int, lam: float, distill: float, shuffles: int,
+               max_prompts: int, tasks: str, similarity_n: int, seq_len: int, seed: int, device: str | None,
+               minutes: float) -> None:
+    from ..runfiles import write_demo_log
+
     t0 = time.perf_counter()
     log: list[dict] = []
     dev = ["--device", device] if device else []
@@ -88,6 +119,6 @@ def demo(
                              "--out", str(out / "similarity"), "--seed", str(seed), *dev], log)
     _run_step("report", ["report", str(out), "-o", str(out / "report.html")], log)
     total = time.perf_counter() - t0
-    (out / "demo_log.json").write_text(json.dumps({"model": model, "data": data, "minutes_budget": minutes, "seconds": round(total, 1),
-                                                   "steps": log}, indent=1))
+    write_demo_log(out, {"model": model, "data": data, "minutes_budget": minutes, "seconds": round(total, 1),
+                         "steps": log})
     echo(f"\ndemo finished in {total / 60:.1f} min; report: {(out / 'report.html').resolve()}")

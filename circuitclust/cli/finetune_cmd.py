@@ -41,7 +41,8 @@ def finetune(
     keep_checkpoints: int = typer.Option(2, help="checkpoints kept (0 = all)"),
     seed: int = typer.Option(0, help="seed of initialisation-free randomness: data order, dropout, partition"),
     device: str = typer.Option(None, help="cpu | cuda | cuda:N (default: CUDA if available)"),
-    resume: bool = typer.Option(False, help="continue RUN_DIR from its newest checkpoint"),
+    resume: bool = typer.Option(False, help="continue RUN_DIR from its newest checkpoint (or start it if it holds none)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="delete the run already in RUN_DIR and start again"),
 ) -> None:
     """Fine-tune MODEL with the clusterability loss; evaluate held-out perplexity on both bundled domains."""
     from ..analysis.finetune import FinetuneConfig
@@ -56,7 +57,7 @@ def finetune(
         eval_every=eval_every, max_minutes=max_minutes, eval_blocks=eval_blocks, save_every=save_every,
         keep_checkpoints=keep_checkpoints, seed=seed, device=device,
     )
-    last = run(cfg, resume=resume)
+    last = run(cfg, resume=resume, overwrite=overwrite)
     if last:
         rows = [("step", last["step"]), ("mean clusterability", last["mean_clusterability"]),
                 ("chance", last["chance"])]

@@ -11,8 +11,11 @@ def graph_table(spec: str, parts: str = "mlp,attn") -> str:
     """Load ``spec`` and return the per-layer table of its weight graphs (name, kind, shape, spaces, norm)."""
     import torch
 
-    from ..models import load_model, weight_graphs
+    from ..models import load_model, matrix_kinds, weight_graphs
+    from ..models.loading import check_spec
 
+    matrix_kinds(parts)
+    check_spec(spec)
     model = load_model(spec, device="cpu")
     rows = []
     with torch.no_grad():

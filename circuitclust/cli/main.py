@@ -12,19 +12,22 @@ app = typer.Typer(
 )
 
 # Sub-command modules; importing one registers its commands on `app`.
-from . import graphs_cmd  # noqa: E402,F401
-from . import cluster_cmd  # noqa: E402,F401
-from . import finetune_cmd  # noqa: E402,F401
-from . import patch_cmd  # noqa: E402,F401
-from . import similarity_cmd  # noqa: E402,F401
-from . import tasks_cmd  # noqa: E402,F401
-from . import report_cmd  # noqa: E402,F401
-from . import demo_cmd  # noqa: E402,F401
+from . import (
+    cluster_cmd,  # noqa: E402,F401
+    demo_cmd,  # noqa: E402,F401
+    finetune_cmd,  # noqa: E402,F401
+    graphs_cmd,  # noqa: E402,F401
+    patch_cmd,  # noqa: E402,F401
+    report_cmd,  # noqa: E402,F401
+    similarity_cmd,  # noqa: E402,F401
+    tasks_cmd,  # noqa: E402,F401
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: run ``app``, printing usage mistakes (unknown option, bad value, missing
     argument) as one ``error: ...`` line with exit status 2 instead of click's boxed message."""
+    import os
     import sys
 
     import click
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from .common import print_error
 
+    # Library warnings (tokenizer lengths, config defaults) would clutter the one-line errors and tables;
+    # the user's own environment variables win.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     command = get_command(app)
     try:
         code = command.main(args=argv, prog_name="circuitclust", standalone_mode=False)

@@ -6,7 +6,6 @@ with ``--compare OTHER``: RUN_DIR/compare/ (the other model's files) and compari
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def _run_partition(spec: str | None):
 @one_line_errors
 def patch(
     model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a run folder, a .gguf or a hub name"),
-    out: Path = typer.Option(..., "--out", help="run folder to write"),
+    out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
     partition: Path = typer.Option(None, "--partition", help="partition.json (default: the run folder's, else co-cluster with --k)"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task names or .jsonl paths (default: all bundled tasks)"),
     k: int = typer.Option(4, "--k", help="clusters per layer when co-clustering here"),
@@ -45,60 +44,74 @@ def patch(
     compare: str = typer.Option(None, "--compare", help="a second model (e.g. the fine-tuned run) to compare on the same tasks and partition"),
     device: str = typer.Option(None, help="cpu, cuda ... (default: CUDA if available)"),
     threads: int = typer.Option(None, help="CPU threads for torch"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out"),
 ) -> None:
     """Ablate every (layer, cluster) on every task; effect matrix with CIs, specialisation, flips, attribution
     agreement and smallest circuits."""
     import torch
 
-    from ..analysis.patch_run import analyse_model, compare as compare_results, write_comparison, write_results
+    from ..analysis.patch_run import analyse_model, check_patch_options
+    from ..analysis.patch_run import compare as compare_results
     from ..analysis.prompts import encode_task
     from ..analysis.units import default_partition, unit_layout
     from ..core.partition import ModelPartition
-    from ..data import list_tasks
-    from ..errors import CircuitclustError
+    from ..data import list_tasks, load_task
+    from ..errors import DataError, check_int, resolve_device
     from ..models import load_model
+    from ..models.loading import check_spec
+    from ..runfiles import new_run_folder, write_comparison, write_patch_results, write_run_config
 
-    if threads:
-        torch.set_num_threads(threads)
-    if batch_size < 1 or max_rows < 1 or (max_prompts is not None and max_prompts < 1):
-        raise CircuitclustError("--batch-size, --max-rows and --max-prompts must be >= 1")
+    # Every option, the partition file and the task files are checked before a model loads.
+    check_patch_options(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
+                        max_rows=max_rows, prefix="--")
+    check_int("--k", k, 2)
+    if max_prompts is not None:
+        check_int("--max-prompts", max_prompts, 1)
+    if threads is not None:
+        torch.set_num_threads(check_int("--threads", threads, 1))
+    dev = str(resolve_device(device))
+    for spec in (model, compare) if compare else (model,):
+        check_spec(spec)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list_tasks()
     if not names:
-        raise CircuitclustError("no bundled tasks found: pass --tasks with task names or .jsonl files")
-    t0 = time.perf_counter()
-    m = load_model(model, device=device)
-    part_src = "given"
-    if partition is not None:
-        mp = ModelPartition.load(partition)
-    else:
-        mp, part_src = _run_partition(model)
-        if mp is None:
-            mp, part_src = _run_partition(compare)
-        if mp is None:
-            mp, part_src = default_partition(m, k=k, seed=seed), f"co-clustered here (k={k})"
-    unit_layout(m, mp)  # fail fast on a partition made for another model
-    prompts = [encode_task(m, t, max_prompts=max_prompts) for t in names]
-    for p in prompts:
-        echo(f"task {p.name}: {len(p)} prompts ({p.dropped} pairs dropped for unequal token lengths)")
-    opts = dict(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
-                seed=seed, circuits=circuits, progress=True, max_rows=max_rows)
-    res = analyse_model(m, mp, prompts, model_name=model, **opts)
-    out.mkdir(parents=True, exist_ok=True)
-    write_results(out, res)
-    mp.save(out / "partition")
-    config = {"model": model, "partition": str(partition) if partition else part_src, "tasks": names,
-              "k": mp.k, "compare": compare, "max_prompts": max_prompts, "device": str(next(m.parameters()).device),
-              **{key: v for key, v in opts.items() if key != "progress"}}
-    if compare:
-        del m
-        other = load_model(compare, device=device)
-        other_prompts = [encode_task(other, t, max_prompts=max_prompts) for t in names]
-        res_o = analyse_model(other, mp, other_prompts, model_name=compare, **opts)
-        write_results(out / "compare", res_o)
-        comp = compare_results(res, res_o, n_boot, seed)
-        write_comparison(out, comp)
-    config["wall_s"] = time.perf_counter() - t0
-    (out / "run_config.json").write_text(json.dumps(config, indent=1))
+        raise DataError("no tasks given: pass --tasks with task names or .jsonl files")
+    for t in names:
+        load_task(t)
+    given = ModelPartition.load(partition) if partition is not None else None
+    with new_run_folder(out, overwrite=overwrite) as staging:
+        t0 = time.perf_counter()
+        m = load_model(model, device=dev)
+        part_src = "given"
+        if given is not None:
+            mp = given
+        else:
+            mp, part_src = _run_partition(model)
+            if mp is None:
+                mp, part_src = _run_partition(compare)
+            if mp is None:
+                mp, part_src = default_partition(m, k=k, seed=seed), f"co-clustered here (k={k})"
+        unit_layout(m, mp)  # fail fast on a partition made for another model
+        prompts = [encode_task(m, t, max_prompts=max_prompts) for t in names]
+        for p in prompts:
+            echo(f"task {p.name}: {len(p)} prompts ({p.dropped} pairs dropped for unequal token lengths)")
+        opts = dict(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
+                    seed=seed, circuits=circuits, progress=True, max_rows=max_rows)
+        res = analyse_model(m, mp, prompts, model_name=model, **opts)
+        write_patch_results(staging, res)
+        mp.save(staging / "partition")
+        config = {"model": model, "partition": str(partition) if partition else part_src, "tasks": names,
+                  "k": mp.k, "compare": compare, "max_prompts": max_prompts, "device": str(next(m.parameters()).device),
+                  **{key: v for key, v in opts.items() if key != "progress"}}
+        if compare:
+            del m
+            other = load_model(compare, device=dev)
+            other_prompts = [encode_task(other, t, max_prompts=max_prompts) for t in names]
+            res_o = analyse_model(other, mp, other_prompts, model_name=compare, **opts)
+            write_patch_results(staging / "compare", res_o)
+            comp = compare_results(res, res_o, n_boot, seed)
+            write_comparison(staging, comp)
+        config["wall_s"] = time.perf_counter() - t0
+        write_run_config(staging, config)
     _print_summary(res, echo, format_table)
     if compare:
         s = comp["specialisation"]

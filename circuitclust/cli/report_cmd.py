@@ -21,12 +21,20 @@ def report(
     weight_cells: int = typer.Option(1_200_000, help="cap on heatmap cells in the whole page (~5 bytes each)"),
     screenshot: Optional[Path] = typer.Option(None, help="also save a PNG of the top of the page (needs Chromium "
                                                          "and selenium), e.g. docs/report.png"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an -o file that is not a circuitclust report"),
 ) -> None:
     """Write one HTML file (plotly.js embedded, opens offline) with a summary table and the figures of
     whatever RUN_DIR holds: clusterability, fine-tuning curves, patching effects and circuits, layer similarity."""
-    from ..report import build_report, report_figure_count
+    from ..errors import check_int
+    from ..report import build_report, check_report_path, report_figure_count
 
-    path = build_report(run_dir, compare=compare, out=out, weights=weights, weight_cells=weight_cells)
+    check_int("--weight-cells", weight_cells, 0)
+    check_report_path(out, overwrite)
+    def warn(note: str) -> None:
+        typer.echo(f"warning: {' '.join(note.split())}", err=True)
+
+    path = build_report(run_dir, compare=compare, out=out, weights=weights, weight_cells=weight_cells,
+                        on_note=warn)
     size = path.stat().st_size / 1e6
     echo(f"wrote {path} ({report_figure_count(path)} figures, {size:.1f} MB)")
     if screenshot is not None:

@@ -1,7 +1,6 @@
 """``circuitclust similarity MODEL_OR_RUN``: GW / CKA layer similarity, layer groups, optional comparison."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -45,17 +44,37 @@ def similarity(
     batch_size: int = typer.Option(8, help="prompts per forward pass"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)"),
     compare: Optional[str] = typer.Option(None, help="a second model / RUN_DIR to compare on the same inputs"),
-    out: Path = typer.Option(..., help="output folder (similarity.json, similarity.safetensors, gw.csv, cka.csv)"),
+    out: Path = typer.Option(..., help="output folder (similarity.json, similarity.safetensors, gw.csv, cka.csv); "
+                                       "new or empty, see --overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the result already in --out"),
 ) -> None:
     """GW distances and linear CKA between the representations of every pair of layers, and the layer groups."""
-    from ..analysis.similarity import compare_similarity, layer_similarity
+    from ..analysis.similarity import check_similarity_options, compare_similarity, layer_similarity
+    from ..data import load_corpus
+    from ..errors import check_int, resolve_device
     from ..models import load_model
+    from ..models.loading import check_spec
+    from ..runfiles import new_run_folder, write_similarity_compare
 
+    exact_starts = [s.strip() for s in starts.split(",") if s.strip()]
+    check_similarity_options(n=n, metric=metric, solver=solver, batch_size=batch_size, split=split, n_boot=boot,
+                             starts=exact_starts, prefix="--")
+    if groups is not None:
+        check_int("--groups", groups, 2)
+    dev = str(resolve_device(device))
+    for spec in (model, compare) if compare else (model,):
+        check_spec(spec)
+    load_corpus(data, split)  # a missing or malformed corpus fails before a model loads
     kwargs = dict(hooks=hooks, n=n, metric=metric, solver=solver, seed=seed, batch_size=batch_size, split=split,
-                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True,
-                  exact_starts=[s.strip() for s in starts.split(",") if s.strip()])
-    sim = layer_similarity(load_model(model, device=device), data, model_name=model, **kwargs)
-    sim.save(out)
+                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True, exact_starts=exact_starts)
+    with new_run_folder(out, overwrite=overwrite) as staging:
+        sim = layer_similarity(load_model(model, device=dev), data, model_name=model, **kwargs)
+        sim.save(staging)
+        if compare:
+            other = layer_similarity(load_model(compare, device=dev), data, model_name=compare, **kwargs)
+            other.save(staging / "compare")
+            cmp = compare_similarity(sim, other)
+            write_similarity_compare(staging, cmp)
     echo(_summary(sim))
     if sim.groups is not None:
         g = sim.groups
@@ -71,13 +90,7 @@ def similarity(
         echo("exact-solver starts that reached the lowest GW (pairs): "
              + ", ".join(f"{k} {v}" for k, v in summary["wins"].items()))
     if compare:
-        other = layer_similarity(load_model(compare, device=device), data, model_name=compare, **kwargs)
-        other.save(out / "compare")
-        cmp = compare_similarity(sim, other)
-        (out / "similarity_compare.json").write_text(json.dumps(cmp, indent=1))
         rows = [(name, v) for name, v in zip(cmp["layers"], cmp["per_layer_gw"] or [float("nan")] * len(cmp["layers"]))]
-        (out / "similarity_compare.csv").write_text(
-            "layer,per_layer_gw\n" + "".join(f"{a},{b:.6g}\n" for a, b in rows))
         echo(format_table(["layer", f"GW {model} vs {compare}"], rows))
         echo(f"GW-matrix rank correlation {cmp['gw_spearman']}, CKA {cmp['cka_spearman']}, "
              f"group ARI {cmp['groups_ari']}")

@@ -1,7 +1,6 @@
 """``circuitclust tasks MODEL``: top-1 recall accuracy of a model on the bundled factual-recall tasks."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -20,19 +19,33 @@ def tasks(
     limit: Optional[int] = typer.Option(None, help="only the first N prompts of each task"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda if available)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results to this JSON file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """Print per-task n, correct, top-1 accuracy on the answer's first token and its Wilson 95% CI."""
     from ..analysis.recall import task_accuracy
-    from ..data import list_tasks
+    from ..data import list_tasks, load_task
+    from ..errors import RunFolderError, check_int, resolve_device
     from ..models import load_model
+    from ..models.loading import check_spec
+    from ..runfiles import write_recall
 
+    check_int("--batch-size", batch_size, 1)
+    if limit is not None:
+        check_int("--limit", limit, 1)
+    dev = str(resolve_device(device))
+    check_spec(model)
     names = list(task) if task else list_tasks()
-    bridge = load_model(model, device=device)
+    for name in names:
+        load_task(name)  # an unknown or malformed task fails before the model loads
+    if json_out is not None:
+        if json_out.is_dir():
+            raise RunFolderError(f"--json {json_out} is a folder: give a file path such as {json_out / 'recall.json'}")
+        if json_out.exists() and not overwrite:
+            raise RunFolderError(f"--json {json_out} exists: pass --overwrite to replace it, or choose another file")
+    bridge = load_model(model, device=dev)
     results = [task_accuracy(bridge, name, batch_size=batch_size, limit=limit) for name in names]
     rows = [(r.task, r.n, r.n_correct, r.accuracy, f"[{r.ci_low:.3f}, {r.ci_high:.3f}]") for r in results]
     echo(format_table(["task", "n", "correct", "accuracy", "95% CI (Wilson)"], rows))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"schema": "circuitclust.recall/1", "model": model,
-                                        "tasks": [r.as_dict() for r in results]}, indent=2))
+        write_recall(json_out, model, [r.as_dict() for r in results])
         echo(f"wrote {json_out}")

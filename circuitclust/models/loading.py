@@ -123,6 +123,45 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
     return _load_hub(spec, dtype)
 
 
+def check_spec(spec: str) -> None:
+    """Cheap checks of a model spec, without reading weights, so that a command fails before any work: the
+    name is known, the file or folder exists and holds a supported architecture, a hub name is cached or
+    the hub is reachable. Raises :class:`ModelNotAvailableError` (or :class:`UnsupportedModelError`)."""
+    spec = str(spec)
+    if spec in TINY_CONFIGS or spec in (EMBEDDED_NAME, "embedded"):
+        return
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotAvailableError(f"GGUF file {path} does not exist")
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ModelNotAvailableError(f"{path} is not a GGUF file (wrong magic bytes)")
+        return
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
+        check_supported(_read_config(resolve_folder(path)))
+        return
+    if spec.startswith((".", "/", "~")):
+        raise ModelNotAvailableError(f"model folder {spec} does not exist")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # a name that is not a valid repo id
+        raise ModelNotAvailableError(f"'{spec}' is not a model name, folder or file: use {EMBEDDED_NAME}, "
+                                     f"{', '.join(TINY_CONFIGS)}, a folder, a .gguf file or a hub name") from None
+    if not isinstance(cached, str) and not hub_reachable():
+        raise ModelNotAvailableError(_not_cached(spec))
+
+
+def _not_cached(name: str) -> str:
+    return (f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: download it where "
+            f"there is network (`hf download {name} --local-dir DIR`) and pass DIR, or use '{EMBEDDED_NAME}' / "
+            "tiny-gpt2 / tiny-pythia / tiny-gemma")
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
@@ -166,11 +205,7 @@ def _load_hub(name: str, dtype: torch.dtype):
     except (OSError, ValueError):
         pass
     if not hub_reachable():
-        raise ModelNotAvailableError(
-            f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: "
-            f"download it where there is network (`hf download {name} --local-dir DIR`) and pass DIR, "
-            f"or use '{EMBEDDED_NAME}' / tiny-gpt2 / tiny-pythia / tiny-gemma"
-        )
+        raise ModelNotAvailableError(_not_cached(name))
     try:
         from transformers import AutoConfig
 

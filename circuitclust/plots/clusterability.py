@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import plotly.graph_objects as go
 
-from ..errors import DataError
+from ..errors import OptionError
 from ._common import as_runs, base_layout, colour, fmt, run_name
 
 
@@ -65,7 +65,7 @@ def ncut_figure(data: Mapping[str, Any]) -> go.Figure:
     Returns a figure with 2 traces (n-cut bars, shuffle null)."""
     runs = {k: v for k, v in as_runs(data).items() if v.get("ncut")}
     if not runs:
-        raise DataError("no run has an n-cut (run `circuitclust cluster` with n-cut enabled)")
+        raise OptionError("no run has an n-cut (run `circuitclust cluster` with n-cut enabled)")
     labels = [run_name(k) for k in runs]
     nc = [v["ncut"] for v in runs.values()]
     custom = [[fmt(n.get("z"), 3), fmt(n.get("p"), 3), fmt(n.get("shuffle_mean")), fmt(n.get("shuffle_std"))]
