@@ -77,12 +77,12 @@ def check_float(name: str, value: object, minimum: float | None = None, maximum:
     return value
 
 
-def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     """``value`` if it is one of ``choices``; :class:`OptionError` listing them otherwise."""
     choices = list(choices)
     if value not in choices:
-        raise OptionError(f"{name}={value!r} is not one of: {', '.join(choices)}")
-    return str(value)
+        raise OptionError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")
+    return value
 
 
 def check_choices(name: str, values: Sequence[str], choices: Iterable[str], *, allow_empty: bool = False

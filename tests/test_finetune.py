@@ -151,3 +151,24 @@ def test_entries_reduction_raises_clusterability_and_is_recorded(tmp_path):
     assert json.loads((out / "run_config.json").read_text())["config"]["loss_reduction"] == "entries"
     with pytest.raises(CircuitclustError, match="loss-reduction"):
         run(tmp_path / "bad", steps=1, loss_reduction="median")
+
+
+def test_time_cap_stops_early_and_says_so(tmp_path, capsys):
+    # a cap far shorter than the run: it stops after the first step, evaluates, checkpoints and records why
+    last = run(tmp_path / "r", steps=500, eval_every=100, max_minutes=1e-6)
+    assert last["step"] < 500 and last["time_budget_hit"] is True
+    assert metrics(tmp_path / "r")[-1]["time_budget_hit"] is True
+    assert (tmp_path / "r" / "final" / "config.json").is_file()
+    # a run that ends at --steps carries no such flag
+    full = run(tmp_path / "s", steps=2, eval_every=1)
+    assert "time_budget_hit" not in full and all("time_budget_hit" not in m for m in metrics(tmp_path / "s"))
+
+
+def test_new_run_refuses_an_existing_run_and_overwrite_replaces_it(tmp_path):
+    run(tmp_path / "r", steps=2, eval_every=1)
+    with pytest.raises(CircuitclustError, match="already holds a run"):
+        run(tmp_path / "r", steps=2, eval_every=1)
+    (tmp_path / "r" / "stale.txt").write_text("left by hand")
+    cfg = FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "r"), steps=1, eval_every=1, **SMALL)
+    finetune(cfg, overwrite=True, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    assert not (tmp_path / "r" / "stale.txt").exists() and [m["step"] for m in metrics(tmp_path / "r")] == [0, 1]

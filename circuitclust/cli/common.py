@@ -6,10 +6,18 @@ import os
 import sys
 from typing import Callable, Sequence
 
-import click
 import typer
 
 from ..errors import CircuitclustError
+
+
+def click_exceptions():
+    """The click exception classes typer's commands raise (typer vendors its own copy of click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # a typer that uses the click package
+        from click import exceptions
+    return exceptions
 
 
 def _close_progress_bars() -> None:
@@ -65,7 +73,7 @@ def one_line_errors(fn: Callable) -> Callable:
             _close_progress_bars()
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, click_exceptions().ClickException):
             raise
         except Exception as e:
             if os.environ.get("CIRCUITCLUST_DEBUG"):

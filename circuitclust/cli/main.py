@@ -30,26 +30,29 @@ def main(argv: list[str] | None = None) -> None:
     import os
     import sys
 
-    import click
     from typer.main import get_command
 
-    from .common import print_error
+    from .common import click_exceptions, print_error
 
     # Library warnings (tokenizer lengths, config defaults) would clutter the one-line errors and tables;
     # the user's own environment variables win.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    cx = click_exceptions()
     command = get_command(app)
     try:
         code = command.main(args=argv, prog_name="circuitclust", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.UsageError as e:
+    except cx.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `circuitclust` or `circuitclust CMD`: the help
+            e.show()
+            sys.exit(e.exit_code)
         sub = e.ctx.command_path if e.ctx is not None else "circuitclust"
         print_error(f"{e.format_message()} (see '{sub} --help')")
         sys.exit(2)
-    except click.Abort:
+    except cx.Abort:
         print_error("aborted")
         sys.exit(1)
+    except cx.ClickException as e:
+        print_error(e.format_message())
+        sys.exit(e.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
