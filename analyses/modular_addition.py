@@ -112,10 +112,10 @@ def train(model, data: dict[str, torch.Tensor], *, steps: int, lr: float, weight
     """Full-batch AdamW on the answer position, ``task CE + lam * mean(1 - C(W))`` over the MLP graphs'
     fixed equal-block partition (the clusterability is tracked for ``lam = 0`` too, without gradient).
     Returns ``{"history": [...], "partition": ModelPartition, "cpu_s", "wall_s"}``."""
-    from circuitclust.analysis.cluster_loss import ClusterabilityLoss, mean_of
+    from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, mean_of
 
     model.to(device).train()
-    closs = ClusterabilityLoss(model, "blocks", graphs=MLP_GRAPHS, k=k, seed=seed)
+    closs = ClusterabilityLoss(model, make_partition(model, "blocks", k, MLP_GRAPHS, seed), graphs=MLP_GRAPHS)
     chance = mean_of(closs.chance())
     x_tr, y_tr = data["tokens"][data["train"]].to(device), data["answers"][data["train"]].to(device)
     x_te, y_te = data["tokens"][data["test"]].to(device), data["answers"][data["test"]].to(device)

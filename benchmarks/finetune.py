@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _timing import timed  # noqa: E402
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss  # noqa: E402
+from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
 
 
 def build(name: str):
@@ -43,7 +43,8 @@ def build(name: str):
 
 def bench(name: str, device: torch.device, steps: int, batch: int, seq: int, lam: float) -> dict:
     model = build(name).to(device).train()
-    closs = ClusterabilityLoss(model, "blocks", graphs=("mlp_in", "mlp_gate", "mlp_out"), k=4)
+    closs = ClusterabilityLoss(model, make_partition(model, "blocks", 4, ("mlp_in", "mlp_gate", "mlp_out")),
+                               graphs=("mlp_in", "mlp_gate", "mlp_out"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=gen).to(device)

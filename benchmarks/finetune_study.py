@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss  # noqa: E402
+from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
 from circuitclust.analysis.finetune import FinetuneConfig, _lm_loss, finetune  # noqa: E402
 from circuitclust.analysis.lm_batches import corpus_texts, token_blocks  # noqa: E402
 
@@ -93,7 +93,7 @@ def grad_scale(model_spec: str, batch: int, seq: int) -> None:
     x = token_blocks(corpus_texts("wiki", "heldout"), tok, seq)[:batch]
     hf.zero_grad(set_to_none=True)
     _lm_loss(hf(input_ids=x).logits, x).backward()
-    closs = ClusterabilityLoss(hf, "blocks", graphs=MLP, k=4)
+    closs = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, MLP), graphs=MLP)
     params = {id(g.parameter): g.parameter for g in closs.graphs}
     task = torch.cat([p.grad.flatten() for p in params.values()])
     n_graphs = len(closs.graphs)

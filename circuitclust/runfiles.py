@@ -261,6 +261,12 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     return _load_json(path, "run_config.json")
 
 
+def save_partition(partition, folder: str | Path) -> Path:
+    """Write a :class:`~circuitclust.core.partition.ModelPartition` into the run folder ``folder`` as
+    ``partition.json`` + ``partition.safetensors``, each file atomically. Returns the JSON path."""
+    return partition.save(Path(folder) / "partition")
+
+
 def load_partition(path: str | Path):
     """``partition.json`` + ``partition.safetensors`` as a :class:`~circuitclust.core.partition.ModelPartition`."""
     from .core.partition import ModelPartition

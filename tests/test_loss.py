@@ -122,7 +122,7 @@ def test_model_loss_matches_direct_computation(family):
     assert float(ClusterabilityLoss(hf, part, graphs=kinds, reduction="sum")().detach()) == pytest.approx(
         len(want) - np.sum(want), rel=1e-5)
     # equal blocks on random weights sit near chance 1/k
-    blocks = ClusterabilityLoss(hf, "blocks", k=4)
+    blocks = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4))
     assert all(v == pytest.approx(0.25) for v in blocks.chance().values())
     assert all(abs(v - 0.25) < 0.05 for v in blocks.clusterability().values())
 
@@ -130,7 +130,7 @@ def test_model_loss_matches_direct_computation(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradient_only_on_regularised_params_with_the_right_sign(family):
     hf, _ = build_tiny(family)
-    loss = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4)
+    loss = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, ("mlp_in", "mlp_out")), graphs=("mlp_in", "mlp_out"))
     loss().backward()
     reg = {id(p) for p in regularised_parameters(loss)}
     assert len(reg) == 8  # 4 layers x (in, out)
@@ -152,7 +152,7 @@ def test_gradient_only_on_regularised_params_with_the_right_sign(family):
 
 def test_fused_qkv_slice_gets_gradient_only_on_its_part():
     hf, _ = build_tiny("tiny-gpt2")
-    loss = ClusterabilityLoss(hf, "blocks", graphs=("attn_q",), k=4)
+    loss = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, ("attn_q",)), graphs=("attn_q",))
     loss().backward()
     grad = hf.transformer.h[0].attn.c_attn.weight.grad  # [d_model, 3 d_model] = [Q | K | V]
     d = hf.config.n_embd
@@ -199,8 +199,8 @@ def test_permutation_keeps_logits_and_makes_clusters_contiguous(family):
 
 def test_entries_reduction_is_the_effective_count_of_off_cluster_weights():
     hf, _ = build_tiny("tiny-gemma")
-    mean = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4)
-    entries = ClusterabilityLoss(hf, "blocks", graphs=("mlp_in", "mlp_out"), k=4, reduction="entries")
+    mean = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, ("mlp_in", "mlp_out")), graphs=("mlp_in", "mlp_out"))
+    entries = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, ("mlp_in", "mlp_out")), graphs=("mlp_in", "mlp_out"), reduction="entries")
     c = np.array(list(mean.clusterability().values()))
     n = np.array([g.shape[0] * g.shape[1] for g in mean.graphs], dtype=float)
     assert float(entries().detach()) == pytest.approx(float((n * (1 - c)).sum()), rel=1e-5)
@@ -214,4 +214,4 @@ def test_entries_reduction_is_the_effective_count_of_off_cluster_weights():
         torch.testing.assert_close(grads[1][g.name], grads[0][g.name] * len(n) * g.shape[0] * g.shape[1],
                                    rtol=1e-4, atol=1e-8)
     with pytest.raises(ValueError, match="entries"):
-        ClusterabilityLoss(hf, "blocks", reduction="median")
+        ClusterabilityLoss(hf, make_partition(hf, "blocks", 4), reduction="median")

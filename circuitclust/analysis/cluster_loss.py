@@ -59,8 +59,8 @@ class ClusterabilityLoss(nn.Module):
     coefficient, like weight decay, so it takes small values, e.g. 1e-5 to 1e-4).
     """
 
-    def __init__(self, model: nn.Module, partition: ModelPartition | str = "blocks",
-                 graphs: Sequence[str] = DEFAULT_GRAPHS, reduction: str = "mean", k: int = 4, seed: int = 0):
+    def __init__(self, model: nn.Module, partition: ModelPartition, graphs: Sequence[str] = DEFAULT_GRAPHS,
+                 reduction: str = "mean"):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise OptionError(f"reduction '{reduction}' unknown: use one of {', '.join(REDUCTIONS)}")
@@ -73,8 +73,6 @@ class ClusterabilityLoss(nn.Module):
         self.names = [g.name for g in self._graphs]
         self.register_buffer("entries", torch.tensor([float(g.shape[0] * g.shape[1]) for g in self._graphs],
                                                      device=self._graphs[0].weight.device), persistent=False)
-        if isinstance(partition, str):
-            partition = make_partition(model, partition, k, self.kinds, seed)
         self.set_partition(partition)
 
     @property

@@ -167,7 +167,7 @@ def partition_model(
     prov = {"model": model_id(model), "model_type": hf_model_of(model).config.model_type, "seed": int(seed),
             "parts": list(parts)}
     if method == "blocks":
-        return _unshared(ModelPartition.blocks(graphs, k, **prov))
+        return ModelPartition.blocks(graphs, k, **prov)
     dev = torch.device(device) if device is not None else graphs[0].weight.device
     groups = tied_groups(graphs)
     w = _weights(graphs, dev)
@@ -182,17 +182,9 @@ def partition_model(
         space_labels[space] = rows.cpu()
         resid.update({n: c.cpu() for n, c in _split_cols(members, cols).items()})
     svd_used = sorted({resolve_method(svd, *s.shape, k) for s in stacks})
-    return _unshared(ModelPartition.from_space_labels(
+    return ModelPartition.from_space_labels(
         graphs, k, space_labels, resid, method="spectral", power=power, svd=",".join(svd_used), n_init=n_init,
-        **prov))
-
-
-def _unshared(mp: ModelPartition) -> ModelPartition:
-    # Tied graphs hold the very same label tensor as their space; safetensors refuses to save tensors that
-    # share memory, so give every graph its own copy.
-    for p in mp.graphs.values():
-        p.row_labels, p.col_labels = p.row_labels.clone(), p.col_labels.clone()
-    return mp
+        **prov)
 
 
 def _bar(total: int, desc: str, enabled: bool):

@@ -1,9 +1,13 @@
-"""Clusterability fine-tuning (SPEC section 4): causal-LM loss + ``lam * (1 - mean C)`` (+ optional KL to the
-frozen base model), with held-out evaluation, atomic HF checkpoints, exact resume and DDP.
+"""Clusterability fine-tuning: causal-LM loss + ``lam * (1 - C)`` over the regularised matrices (+ optional
+KL to the frozen base model), with held-out evaluation, atomic HF checkpoints, exact resume and DDP.
 
-RUN_DIR layout: ``run_config.json``, ``partition.json``/``.safetensors``, ``metrics.jsonl`` (one JSON per
-evaluation, step 0 = the base model), ``checkpoints/step-N/`` (``save_pretrained`` + tokenizer +
-``trainer_state.pt``), ``final/``.
+One :class:`FinetuneConfig` holds every option (the CLI's options and defaults are generated from it) and is
+saved with the run. :func:`finetune` reads in one sitting: :func:`_setup` builds everything a step needs
+(:class:`_Run`), then the loop calls :func:`_train_step`, :func:`_evaluate` and :func:`_save_checkpoint`.
+
+RUN_DIR layout (written through ``circuitclust.runfiles``): ``run_config.json``, ``partition.json`` /
+``.safetensors``, ``metrics.jsonl`` (one JSON per evaluation, step 0 = the base model), ``checkpoints/step-N/``
+(``save_pretrained`` + tokenizer + ``trainer_state.pt``), ``final/``.
 
 Exact resume: the batch order is a function of the step (see ``lm_batches``), and a checkpoint holds the
 optimizer, scheduler, every process's RNG state and the metric accumulators, so a killed run resumed
@@ -32,15 +36,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..atomic import append_jsonl, write_json, write_text
-from ..core.partition import ModelPartition, Partition
-from ..errors import (
-    OptionError,
-    RunFolderError,
-    check_choice,
-    check_float,
-    check_int,
-    resolve_device,
-)
+from ..core.partition import ModelPartition
+from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
 from ..models.graphs import matrix_kinds, weight_graphs
 from ..runfiles import check_output_folder, is_run_folder, remove_run_folder
 from .checkpoints import checkpoint_steps, load_state, prune_checkpoints, save_model_folder
@@ -53,43 +50,58 @@ CONFIG_SCHEMA = "circuitclust.finetune_config/1"
 TRAIN_CHOICES = ("all", "mlp", "regularised")
 
 
-@dataclass
+def _opt(default: Any, help: str, cli: bool = True) -> Any:
+    """A config field with its CLI help (``cli=False``: an option of the Python API only)."""
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
+@dataclass(frozen=True)
 class FinetuneConfig:
-    """Every option of a fine-tuning run (written to ``run_config.json``)."""
+    """Every option of a fine-tuning run, validated on creation and written to ``run_config.json``.
+
+    The ``finetune`` command's options, their defaults and help texts are generated from these fields.
+    """
 
     model: str
     out: str
-    data: str = "wiki"
-    k: int = 4
-    lam: float = 20.0
-    loss_reduction: str = "mean"        # "mean" (lam ~ 20) | "entries" (lam per weight, ~1e-5; see ClusterabilityLoss)
-    lam_schedule: str = "constant"      # "constant" | "linear" (warm-up over lam_warmup steps)
-    lam_warmup: int = 0
-    steps: int = 100
-    batch_size: int = 8                 # per process and micro-batch
-    grad_accum: int = 1
-    seq_len: int = 128
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    lr_warmup: int = 0
-    max_grad_norm: float = 0.0          # 0 = no clipping
-    distill: float = 0.0                # weight of KL(base || model) per token
-    partition: str = "blocks"           # "blocks" | "spectral"
-    partition_warmup: int = 0           # spectral: task-only steps before the partition is computed
-    graphs: tuple[str, ...] = ("mlp_in", "mlp_out")
-    train: str = "all"                  # "all" | "mlp" | "regularised" parameters are trained
-    permute: bool = False               # reorder MLP neurons so clusters are contiguous (function unchanged)
-    dropout: bool = True                # False: train in eval mode (deterministic, e.g. for DDP checks)
-    eval_every: int = 50
-    max_minutes: float = 0.0            # wall-time budget of the training loop (0 = none); stops cleanly
-    eval_blocks: int = 32               # held-out blocks per domain
-    save_every: int = 0                 # 0 = at every evaluation
-    keep_checkpoints: int = 2
-    seed: int = 0
-    device: str | None = None
+    data: str = _opt("wiki", "wiki | chemistry | a .jsonl/.txt file | a hub dataset name")
+    k: int = _opt(4, "clusters per matrix")
+    lam: float = _opt(20.0, "weight of the clusterability loss (see --loss-reduction)")
+    loss_reduction: str = _opt("mean", "mean: lam x mean(1 - C) (lam ~ 20); entries: lam x sum of n_in*n_out*(1 - C), "
+                                       "a per-weight lam that transfers across model sizes (~1e-5 to 1e-4)")
+    lam_schedule: str = _opt("constant", "constant | linear (ramp over --lam-warmup steps)")
+    lam_warmup: int = _opt(0, "steps of the linear lambda ramp")
+    steps: int = _opt(100, "optimizer steps (with --resume: the new total)")
+    batch_size: int = _opt(8, "sequences per process and micro-batch")
+    grad_accum: int = _opt(1, "micro-batches per optimizer step")
+    seq_len: int = _opt(128, "tokens per sequence")
+    lr: float = _opt(1e-4, "AdamW learning rate")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    lr_warmup: int = _opt(0, "linear learning-rate warm-up steps")
+    max_grad_norm: float = _opt(0.0, "gradient clipping norm (0 = off)")
+    distill: float = _opt(0.0, "weight of KL(base model || model) per token, keeps capability")
+    partition: str = _opt("blocks", "blocks (equal contiguous) | spectral (co-clustering)")
+    partition_warmup: int = _opt(0, "task-only steps before a spectral partition is frozen")
+    graphs: tuple[str, ...] = _opt(("mlp_in", "mlp_out"),
+                                   "regularised matrix kinds, e.g. mlp_in,mlp_gate,mlp_out,attn_o")
+    train: str = _opt("all", "trained parameters: all | mlp | regularised")
+    permute: bool = _opt(False, "reorder MLP neurons so clusters are contiguous (same function)")
+    dropout: bool = _opt(True, "train with dropout (off: deterministic, e.g. for DDP checks)", cli=False)
+    eval_every: int = _opt(50, "steps between held-out evaluations")
+    max_minutes: float = _opt(0.0, "safety cap: stop cleanly (evaluate, checkpoint, final/) after this many minutes "
+                                   "of training and record time_budget_hit (0 = no cap)")
+    eval_blocks: int = _opt(32, "held-out sequences per domain")
+    save_every: int = _opt(0, "steps between checkpoints (0 = at every evaluation)")
+    keep_checkpoints: int = _opt(2, "checkpoints kept (0 = all)")
+    seed: int = _opt(0, "seed of initialisation-free randomness: data order, dropout, partition")
+    device: str | None = _opt(None, "cpu | cuda | cuda:N (default: CUDA if available)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "graphs", tuple(self.graphs))
+        self.validate()
 
     def validate(self) -> None:
-        """Check every option (before any work starts); raises :class:`OptionError` naming the CLI option."""
+        """Check every option; raises :class:`OptionError` naming the CLI option."""
         check_choice("--lam-schedule", self.lam_schedule, ("constant", "linear"))
         check_choice("--loss-reduction", self.loss_reduction, ("mean", "entries"))
         check_choice("--partition", self.partition, ("blocks", "spectral"))
@@ -103,17 +115,22 @@ class FinetuneConfig:
         check_float("--lr", self.lr, 0.0, open_min=True)
         for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes"):
             check_float(f"--{name.replace('_', '-')}", getattr(self, name), 0.0)
-        graphs = matrix_kinds(self.graphs)
-        if not any(g.startswith("mlp") or g.startswith("attn") for g in graphs):
-            raise OptionError(f"--graphs {','.join(self.graphs)} names no matrix")
+        matrix_kinds(self.graphs)
         if self.permute and self.partition_warmup > 0:
             raise OptionError("--permute needs the partition at step 0: drop --partition-warmup")
         resolve_device(self.device)
 
 
-# ----------------------------------------------------------------------------------------------- helpers
+def lam_at(cfg: FinetuneConfig, step: int) -> float:
+    """Lambda used at (0-based) ``step``: 0 before a warm-up partition exists, then constant or ramped."""
+    if step < cfg.partition_warmup:
+        return 0.0
+    if cfg.lam_schedule == "linear" and cfg.lam_warmup > 0:
+        return cfg.lam * min(1.0, (step - cfg.partition_warmup + 1) / cfg.lam_warmup)
+    return cfg.lam
 
 
+# ------------------------------------------------------------------------------------ processes and RNG
 @dataclass
 class _Dist:
     rank: int = 0
@@ -139,10 +156,8 @@ class _Dist:
 def _setup_dist(device: str | None) -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
+    dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu") if device is None \
+        else torch.device(device)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -167,37 +182,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save_partition(part: ModelPartition, path: Path) -> None:
-    # Tied graphs share one label tensor, which safetensors refuses to write: save private copies.
-    ModelPartition({n: Partition(p.row_labels.clone(), p.col_labels.clone(), p.k, p.provenance)
-                    for n, p in part.graphs.items()}, part.spaces, part.k,
-                   {s: v.clone() for s, v in part.space_labels.items()}, part.provenance).save(path)
-
-
-def lam_at(cfg: FinetuneConfig, step: int) -> float:
-    """Lambda used at (0-based) ``step``: 0 before a warm-up partition exists, then constant or ramped."""
-    if step < cfg.partition_warmup:
-        return 0.0
-    if cfg.lam_schedule == "linear" and cfg.lam_warmup > 0:
-        return cfg.lam * min(1.0, (step - cfg.partition_warmup + 1) / cfg.lam_warmup)
-    return cfg.lam
-
-
-def _trainable(hf, cfg: FinetuneConfig, closs: ClusterabilityLoss) -> list[torch.nn.Parameter]:
-    if cfg.train == "all":
-        return [p for p in hf.parameters()]
-    kinds = ("mlp",) if cfg.train == "mlp" else cfg.graphs
-    names = {g.param_name for g in weight_graphs(hf, parts=kinds)}
-    if cfg.train == "mlp":  # the MLP biases travel with their matrices
-        names |= {n[: -len("weight")] + "bias" for n in names if n.endswith(".weight")}
-    chosen = [p for n, p in hf.named_parameters() if n in names]
-    for p in hf.parameters():
-        p.requires_grad_(False)
-    for p in chosen:
-        p.requires_grad_(True)
-    return chosen
-
-
+# ------------------------------------------------------------------------------------------------ losses
 def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy of ``logits [B, T, V]`` against ``ids [B, T]`` (fp32)."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction=reduction)
@@ -229,9 +214,7 @@ def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist,
     return math.exp(nll / max(count, 1.0))
 
 
-# ------------------------------------------------------------------------------------------------ trainer
-
-
+# ------------------------------------------------------------------------------------------------- setup
 def _load_config(out: Path, cfg: FinetuneConfig) -> FinetuneConfig:
     """On --resume the stored options win, except ``steps`` (extend a run) and ``device``."""
     path = out / "run_config.json"
@@ -265,22 +248,81 @@ def _claim_folder(out: Path, resume: bool, overwrite: bool) -> None:
     check_output_folder(out, overwrite=False)
 
 
-def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
-             train_texts: list[str] | None = None, eval_texts: dict[str, list[str]] | None = None,
-             stop_at: int | None = None) -> dict[str, Any]:
-    """Run (or resume) a clusterability fine-tuning into ``cfg.out``; returns the last metrics record.
+def _trainable(hf, cfg: FinetuneConfig, closs: ClusterabilityLoss) -> list[torch.nn.Parameter]:
+    if cfg.train == "all":
+        return list(hf.parameters())
+    if cfg.train == "mlp":  # the MLP biases travel with their matrices
+        names = {g.param_name for g in weight_graphs(hf, parts=("mlp",))}
+        names |= {n[: -len("weight")] + "bias" for n in names if n.endswith(".weight")}
+    else:
+        names = {g.param_name for g in closs.graphs}
+    chosen = [p for n, p in hf.named_parameters() if n in names]
+    for p in hf.parameters():
+        p.requires_grad_(False)
+    for p in chosen:
+        p.requires_grad_(True)
+    return chosen
 
-    ``cfg.out`` must be new or empty, unless ``resume`` (continue the run there, or start it if there is
-    none) or ``overwrite`` (delete the run there first). ``train_texts``/``eval_texts`` override the corpora
-    named by ``cfg.data`` (tests). ``stop_at`` ends the run after that many steps without writing
-    ``final/``, as if it had been killed there.
-    """
-    from tqdm.auto import tqdm
 
+def _new_partition(hf, cfg: FinetuneConfig, **provenance: Any) -> ModelPartition:
+    """The fixed partition of the regularised matrices: made on the current weights by every process alike
+    (deterministic in the seed), so no process has to read another's."""
+    part = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
+    part.provenance.update(model=cfg.model, seed=cfg.seed, **provenance)
+    return part
+
+
+@dataclass
+class _Run:
+    """Everything a training step, an evaluation and a checkpoint need, built once by :func:`_setup`."""
+
+    cfg: FinetuneConfig
+    d: _Dist
+    out: Path
+    hf: Any
+    tok: Any
+    model: Any                   # hf, or its DDP wrapper
+    teacher: Any | None
+    closs: ClusterabilityLoss
+    part: ModelPartition | None  # None until the warm-up ends
+    params: list[torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    sched: Any
+    train_blocks: torch.Tensor
+    eval_blocks: dict[str, torch.Tensor]
+    acc: dict[str, Any]          # metric accumulators since the last evaluation (saved with checkpoints)
+    start: int
+    chance: float
+
+    @property
+    def tokens_per_step(self) -> int:
+        c = self.cfg
+        return c.batch_size * c.grad_accum * self.d.world * c.seq_len
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    def autocast(self):
+        return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.d.device.type == "cuda")
+
+
+def _texts(cfg: FinetuneConfig, train_texts, eval_texts) -> tuple[list[str], dict[str, list[str]]]:
+    """Training texts, and held-out texts of the training corpus and of the other bundled domain(s)."""
+    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
+    if eval_texts is None:
+        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
+        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
+        eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
+    return texts, eval_texts
+
+
+def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval_texts) -> _Run:
+    """Claim the run folder, load the model (or the checkpoint to resume), the data, the partition, the loss
+    and the optimizer; write ``run_config.json`` for a new run."""
     from ..models.loading import check_spec, load_hf
 
     out = Path(cfg.out)
-    cfg.validate()
     check_spec(cfg.model)
     d = _setup_dist(cfg.device)
     if d.rank == 0:
@@ -288,19 +330,12 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
     d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)
-        cfg.validate()
     have = checkpoint_steps(out)
     start = have[-1] if resume and have else 0
     if resume and d.rank == 0 and not have:
         print(f"finetune: {out} has no checkpoint yet: starting the run from step 0", flush=True)
     ckpt = out / "checkpoints" / f"step-{start}" if start else None
-
-    # the corpora first: a bad --data fails before the model loads
-    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
-    if eval_texts is None:
-        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
-        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
-        eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
+    texts, eval_texts = _texts(cfg, train_texts, eval_texts)  # a bad --data fails before the model loads
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -316,29 +351,26 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
             p.requires_grad_(False)
     hf.to(d.device)
     hf.train(cfg.dropout)
-
-    # data: training blocks, held-out blocks of the training corpus and of the other bundled domain(s)
     train_blocks = token_blocks(texts, tok, cfg.seq_len)
     eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
 
-    # partition: fixed; loaded on resume, else made now (rank 0 writes it, the others read it)
-    part_path = out / "partition.json"
-    partition_ready = cfg.partition_warmup == 0 or start >= cfg.partition_warmup
-    if d.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    if partition_ready and not ckpt:
-        # every process computes it (deterministic in the seed) so all can permute their own copy alike
-        part = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
+    # The partition is fixed: loaded on resume, made now, or (spectral warm-up) made when the warm-up ends.
+    # Until then the loss is unused (lambda is 0) and equal blocks stand in for the clusterability shown.
+    from ..runfiles import load_partition, save_partition
+
+    part = None
+    if ckpt and start >= cfg.partition_warmup:
+        part = load_partition(out).to(d.device)
+    elif not ckpt and cfg.partition_warmup == 0:
+        part = _new_partition(hf, cfg)
         if cfg.permute:
             part = permute_contiguous(hf, part)
-        part.provenance.update(model=cfg.model, seed=cfg.seed)
+            part.provenance.update(model=cfg.model, seed=cfg.seed)
         if d.rank == 0:
-            _save_partition(part, part_path)
-        d.barrier()
-    part = ModelPartition.load(part_path).to(d.device) if partition_ready else None
-    closs = ClusterabilityLoss(hf, part if part is not None else "blocks", graphs=cfg.graphs, k=cfg.k,
-                               reduction=cfg.loss_reduction)
-    chance = mean_of(closs.chance())
+            save_partition(part, out)
+        part = part.to(d.device)
+    shown = part if part is not None else make_partition(hf, "blocks", cfg.k, cfg.graphs, cfg.seed)
+    closs = ClusterabilityLoss(hf, shown, graphs=cfg.graphs, reduction=cfg.loss_reduction)
 
     params = _trainable(hf, cfg, closs)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -355,137 +387,172 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
     model = hf
     if d.on:
         model = torch.nn.parallel.DistributedDataParallel(hf, device_ids=[d.device] if d.device.type == "cuda" else None)
-    use_amp = d.device.type == "cuda"
-
-    def autocast():
-        return torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=use_amp)
-
-    metrics_path = out / "metrics.jsonl"
+    run = _Run(cfg, d, out, hf, tok, model, teacher, closs, part, params, opt, sched, train_blocks, eval_blocks,
+               acc, start, mean_of(closs.chance()))
     if d.rank == 0:
         if not ckpt:
-            metrics_path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
+            run.metrics_path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
             write_json(out / "run_config.json",
                        {"schema": CONFIG_SCHEMA, "config": asdict(cfg), "seed": cfg.seed, "model": cfg.model,
                         "world_size": d.world, "device": str(d.device), "torch": torch.__version__,
                         "train_blocks": len(train_blocks),
                         "eval_blocks": {k: len(v) for k, v in eval_blocks.items()}})
-        elif metrics_path.is_file():  # drop evaluations logged after the checkpoint we resume from
-            keep = [ln for ln in metrics_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
-            write_text(metrics_path, "".join(ln + "\n" for ln in keep))
+        elif run.metrics_path.is_file():  # drop evaluations logged after the checkpoint we resume from
+            keep = [ln for ln in run.metrics_path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= start]
+            write_text(run.metrics_path, "".join(ln + "\n" for ln in keep))
+    return run
 
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * d.world * cfg.seq_len
-    last: dict[str, Any] = {}
 
-    def evaluate(step: int, stopped_by_time: bool = False) -> dict[str, Any]:
-        task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
-        per = closs.clusterability()
-        rec = {"schema": METRICS_SCHEMA, "step": step, "tokens": step * tokens_per_step,
-               "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
-               "mean_clusterability": mean_of(per), "chance": chance, "clusterability": per,
-               "heldout_ppl": {name: heldout_perplexity(hf, b, cfg.batch_size, d, autocast)
-                               for name, b in eval_blocks.items()},
-               "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,
-               "partition": "ready" if part is not None else "warm-up"}
-        if stopped_by_time:  # the safety cap ended the run before --steps
-            rec["time_budget_hit"] = True
-        if teacher is not None:
-            rec["kl"] = kl / n if n else None
-        if d.rank == 0:
-            append_jsonl(metrics_path, rec)
-        acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
-        return rec
+def _end_warmup(r: _Run, step: int) -> None:
+    """Freeze the spectral partition on the weights after ``step`` task-only steps."""
+    from ..runfiles import save_partition
 
-    def save(step: int) -> None:
-        rngs: list[Any] = [None] * d.world
-        if d.on:
-            dist.all_gather_object(rngs, _rng_state())
-        else:
-            rngs = [_rng_state()]
-        if d.rank == 0:
-            state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": rngs, "accumulators": dict(acc), "world_size": d.world}
-            save_model_folder(out / "checkpoints" / f"step-{step}", hf, tok, state)
-            prune_checkpoints(out, cfg.keep_checkpoints)
-        d.barrier()
+    part = _new_partition(r.hf, r.cfg, after_steps=step)
+    if r.d.rank == 0:
+        save_partition(part, r.out)
+    r.part = part.to(r.d.device)
+    r.closs.set_partition(r.part)
+    r.chance = mean_of(r.closs.chance())
 
-    if not ckpt:
-        last = evaluate(0)
+
+# -------------------------------------------------------------------------------- step, eval, checkpoint
+def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
+    """One optimizer step (``grad_accum`` micro-batches). Returns the last micro-batch's task loss and the
+    mean clusterability the step saw (None when the loss was off)."""
+    cfg, d = r.cfg, r.d
+    t0 = time.perf_counter()
+    lam = lam_at(cfg, step)
+    shown_c = None
+    for m in range(cfg.grad_accum):
+        first = ((step * cfg.grad_accum + m) * d.world + d.rank) * cfg.batch_size
+        x = r.train_blocks[batch_indices(len(r.train_blocks), cfg.seed, first, cfg.batch_size)].to(d.device)
+        sync = contextlib.nullcontext() if not d.on or m == cfg.grad_accum - 1 else r.model.no_sync()
+        with sync:
+            with r.autocast():
+                logits = r.model(input_ids=x).logits
+            task = _lm_loss(logits, x)
+            loss = task / cfg.grad_accum
+            if r.teacher is not None:
+                with torch.no_grad(), r.autocast():
+                    t_logits = r.teacher(input_ids=x).logits
+                kl = _kl(logits, t_logits)
+                loss = loss + cfg.distill * kl / cfg.grad_accum
+                r.acc["kl"] += float(kl.detach())
+            if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
+                per_c = r.closs.per_graph()
+                loss = loss + lam * r.closs.reduce(per_c)
+                shown_c = float(per_c.detach().mean())
+            loss.backward()
+        r.acc["task"] += float(task.detach())
+        r.acc["n"] += 1
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(r.params, cfg.max_grad_norm)
+    r.opt.step()
+    r.sched.step()
+    r.opt.zero_grad(set_to_none=True)
+    r.acc["time"] += time.perf_counter() - t0
+    r.acc["tokens_window"] += r.tokens_per_step // d.world
+    return float(task.detach()), shown_c
+
+
+def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, Any]:
+    """Held-out perplexity per domain and clusterability after ``step`` steps, appended to metrics.jsonl;
+    resets the accumulators."""
+    cfg, d, acc = r.cfg, r.d, r.acc
+    task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
+    per = r.closs.clusterability()
+    rec = {"schema": METRICS_SCHEMA, "step": step, "tokens": step * r.tokens_per_step,
+           "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
+           "mean_clusterability": mean_of(per), "chance": r.chance, "clusterability": per,
+           "heldout_ppl": {name: heldout_perplexity(r.hf, b, cfg.batch_size, d, r.autocast)
+                           for name, b in r.eval_blocks.items()},
+           "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,
+           "partition": "ready" if r.part is not None else "warm-up"}
+    if stopped_by_time:  # the safety cap ended the run before --steps
+        rec["time_budget_hit"] = True
+    if r.teacher is not None:
+        rec["kl"] = kl / n if n else None
+    if d.rank == 0:
+        append_jsonl(r.metrics_path, rec)
+    acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
+    return rec
+
+
+def _save_checkpoint(r: _Run, step: int) -> None:
+    """The model, tokenizer, optimizer, scheduler, accumulators and every process's RNG state at ``step``."""
+    rngs: list[Any] = [None] * r.d.world
+    if r.d.on:
+        dist.all_gather_object(rngs, _rng_state())
+    else:
+        rngs = [_rng_state()]
+    if r.d.rank == 0:
+        state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
+                 "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world}
+        save_model_folder(r.out / "checkpoints" / f"step-{step}", r.hf, r.tok, state)
+        prune_checkpoints(r.out, r.cfg.keep_checkpoints)
+    r.d.barrier()
+
+
+# ------------------------------------------------------------------------------------------------- loop
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+             train_texts: list[str] | None = None, eval_texts: dict[str, list[str]] | None = None,
+             stop_at: int | None = None) -> dict[str, Any]:
+    """Run (or resume) a clusterability fine-tuning into ``cfg.out``; returns the last metrics record.
+
+    ``cfg.out`` must be new or empty, unless ``resume`` (continue the run there, or start it if there is
+    none) or ``overwrite`` (delete the run there first). ``train_texts``/``eval_texts`` override the corpora
+    named by ``cfg.data`` (tests). ``stop_at`` ends the run after that many steps without writing
+    ``final/``, as if it had been killed there.
+    """
+    from tqdm.auto import tqdm
+
+    r = _setup(cfg, resume, overwrite, train_texts, eval_texts)
+    cfg, d = r.cfg, r.d
+    last: dict[str, Any] = _evaluate(r, 0) if r.start == 0 else {}
     save_every = cfg.save_every or cfg.eval_every
     deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or d.rank != 0,
-               desc="finetune" if deadline is None else f"finetune (stops at {cfg.max_minutes:g} min)",
-               dynamic_ncols=True)
-    shown_c = mean_of(closs.clusterability())
+    bar = tqdm(total=cfg.steps, initial=r.start, disable=not progress or d.rank != 0, dynamic_ncols=True,
+               desc="finetune" if deadline is None else f"finetune (stops at {cfg.max_minutes:g} min)")
+    shown_c = mean_of(r.closs.clusterability())
     loop_t0 = time.monotonic()
-    for step in bar:
-        if part is None and step >= cfg.partition_warmup:  # warm-up over: freeze a spectral partition now
-            if d.rank == 0:
-                p0 = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
-                p0.provenance.update(model=cfg.model, seed=cfg.seed, after_steps=step)
-                _save_partition(p0, part_path)
-            d.barrier()
-            part = ModelPartition.load(part_path).to(d.device)
-            closs.set_partition(part)
-            chance = mean_of(closs.chance())
-        t0 = time.perf_counter()
-        lam = lam_at(cfg, step)
-        for m in range(cfg.grad_accum):
-            first = ((step * cfg.grad_accum + m) * d.world + d.rank) * cfg.batch_size
-            x = train_blocks[batch_indices(len(train_blocks), cfg.seed, first, cfg.batch_size)].to(d.device)
-            sync = contextlib.nullcontext() if not d.on or m == cfg.grad_accum - 1 else model.no_sync()
-            with sync:
-                with autocast():
-                    logits = model(input_ids=x).logits
-                task = _lm_loss(logits, x)
-                loss = task / cfg.grad_accum
-                if teacher is not None:
-                    with torch.no_grad(), autocast():
-                        t_logits = teacher(input_ids=x).logits
-                    kl = _kl(logits, t_logits)
-                    loss = loss + cfg.distill * kl / cfg.grad_accum
-                    acc["kl"] += float(kl.detach())
-                if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
-                    per_c = closs.per_graph()
-                    loss = loss + lam * closs.reduce(per_c)
-                    shown_c = float(per_c.detach().mean())
-                loss.backward()
-            acc["task"] += float(task.detach())
-            acc["n"] += 1
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        acc["time"] += time.perf_counter() - t0
-        acc["tokens_window"] += tokens_per_step // d.world
+    for step in range(r.start, cfg.steps):
+        if r.part is None and step >= cfg.partition_warmup:
+            _end_warmup(r, step)
+        task, c = _train_step(r, step)
+        shown_c = c if c is not None else shown_c
         done = step + 1
-        bar.set_postfix(loss=f"{float(task.detach()):.3f}", C=f"{shown_c:.3f}",
-                        tok_s=f"{acc['tokens_window'] * d.world / max(acc['time'], 1e-9):.0f}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{task:.3f}", C=f"{shown_c:.3f}",
+                        tok_s=f"{r.acc['tokens_window'] * d.world / max(r.acc['time'], 1e-9):.0f}")
         # Every rank must take the same decision, so the deadline is agreed by a sum over ranks.
         out_of_time = deadline is not None and d.sum([float(time.monotonic() >= deadline)])[0] > 0
         if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
-            last = evaluate(done, stopped_by_time=out_of_time and done < cfg.steps)
+            last = _evaluate(r, done, stopped_by_time=out_of_time and done < cfg.steps)
             shown_c = last["mean_clusterability"]
         if done % save_every == 0 or done == cfg.steps or out_of_time:
-            save(done)
+            _save_checkpoint(r, done)
         if out_of_time:
             if d.rank == 0:
                 bar.write(f"finetune: time budget of {cfg.max_minutes:g} min reached after {done} of {cfg.steps} "
                           "steps: the run stopped early (see time_budget_hit in metrics.jsonl)")
             break
+        if stop_at is not None and done >= stop_at:
+            bar.close()
+            return last
         if deadline is not None:
-            # The time budget, not --steps, bounds this run when it bites first: show the steps it will allow
-            # at the pace so far (evaluations and checkpoints included), so the bar's estimate is truthful.
-            pace = (time.monotonic() - loop_t0) / (done - start)
+            # The time cap, not --steps, bounds this run when it bites first: show the steps it allows at the
+            # pace so far (evaluations and checkpoints included), so the bar's estimate is truthful.
+            pace = (time.monotonic() - loop_t0) / (done - r.start)
             reachable = done + int(max(deadline - time.monotonic(), 0.0) / pace) + 1
             if min(cfg.steps, reachable) != bar.total:
                 bar.total = min(cfg.steps, reachable)
                 bar.refresh()
-        if stop_at is not None and done >= stop_at:
-            bar.close()
-            return last
     bar.close()
     if d.rank == 0:
-        save_model_folder(out / "final", hf, tok)
+        save_model_folder(r.out / "final", r.hf, r.tok)
     d.barrier()
     return last
+
+
+__all__ = ["FinetuneConfig", "finetune", "lam_at", "heldout_perplexity"]
