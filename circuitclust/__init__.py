@@ -12,7 +12,23 @@ _LAZY = {
     "ModelPartition": "circuitclust.core.partition",
     "partition_model": "circuitclust.analysis.clustering",
     "ClusterabilityLoss": "circuitclust.analysis.cluster_loss",
+    # the pipeline: one function per operation, typed options in, typed results out
+    "cluster": "circuitclust.pipeline",
+    "ClusterOptions": "circuitclust.pipeline",
+    "ClusterResult": "circuitclust.pipeline",
+    "finetune": "circuitclust.pipeline",
+    "FinetuneConfig": "circuitclust.pipeline",
+    "patch": "circuitclust.pipeline",
+    "PatchOptions": "circuitclust.pipeline",
+    "PatchResult": "circuitclust.pipeline",
+    "similarity": "circuitclust.pipeline",
+    "SimilarityOptions": "circuitclust.pipeline",
+    "SimilarityResult": "circuitclust.pipeline",
+    "layer_similarity": "circuitclust.analysis.similarity",
+    "LayerSimilarity": "circuitclust.analysis.similarity",
+    "CircuitclustError": "circuitclust.errors",
 }
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

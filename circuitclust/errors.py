@@ -16,7 +16,20 @@ class CircuitclustError(Exception):
 
 
 class OptionError(CircuitclustError, ValueError):
-    """An option or argument with a value out of range or not among its choices."""
+    """An option or argument with a value out of range or not among its choices. ``option`` names the
+    parameter (``k``, ``batch_size``) when the message starts with it, so that the CLI can show it as the
+    command-line option (``--k``, ``--batch-size``) instead."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+    def cli_message(self) -> str:
+        """The message with a leading parameter name written as its command-line option."""
+        text = str(self)
+        if self.option and not self.option.startswith("-") and text.startswith(self.option):
+            return "--" + self.option.replace("_", "-") + text[len(self.option):]
+        return text
 
 
 class ModelNotAvailableError(CircuitclustError):
@@ -53,9 +66,9 @@ def check_int(name: str, value: object, minimum: int | None = None, maximum: int
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(f"{name} must be a whole number, got {value!r}")
+        raise OptionError(f"{name} must be a whole number, got {value!r}", option=name)
     if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        raise OptionError(f"{name}={value} is out of range: {_range_text(minimum, maximum)}")
+        raise OptionError(f"{name}={value} is out of range: {_range_text(minimum, maximum)}", option=name)
     return value
 
 
@@ -65,15 +78,16 @@ def check_float(name: str, value: object, minimum: float | None = None, maximum:
     try:
         value = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise OptionError(f"{name} must be a number, got {value!r}") from None
+        raise OptionError(f"{name} must be a number, got {value!r}", option=name) from None
     if not math.isfinite(value):
-        raise OptionError(f"{name}={value} must be a finite number")
+        raise OptionError(f"{name}={value} must be a finite number", option=name)
     low_bad = minimum is not None and (value <= minimum if open_min else value < minimum)
     high_bad = maximum is not None and (value >= maximum if open_max else value > maximum)
     if low_bad or high_bad:
         lo = "" if minimum is None else f"{'>' if open_min else '>='} {minimum:g}"
         hi = "" if maximum is None else f"{'<' if open_max else '<='} {maximum:g}"
-        raise OptionError(f"{name}={value:g} is out of range: it must be {' and '.join(s for s in (lo, hi) if s)}")
+        bounds = " and ".join(s for s in (lo, hi) if s)
+        raise OptionError(f"{name}={value:g} is out of range: it must be {bounds}", option=name)
     return value
 
 
@@ -81,7 +95,7 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     """``value`` if it is one of ``choices``; :class:`OptionError` listing them otherwise."""
     choices = list(choices)
     if value not in choices:
-        raise OptionError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")
+        raise OptionError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}", option=name)
     return value
 
 
@@ -91,10 +105,11 @@ def check_choices(name: str, values: Sequence[str], choices: Iterable[str], *, a
     choices = list(choices)
     values = tuple(values)
     if not values and not allow_empty:
-        raise OptionError(f"{name} is empty: give one or more of {', '.join(choices)}")
+        raise OptionError(f"{name} is empty: give one or more of {', '.join(choices)}", option=name)
     bad = [v for v in values if v not in choices]
     if bad:
-        raise OptionError(f"{name}: unknown {', '.join(map(repr, bad))}; use one or more of {', '.join(choices)}")
+        raise OptionError(f"{name}: unknown {', '.join(map(repr, bad))}; use one or more of {', '.join(choices)}",
+                          option=name)
     return values
 
 

@@ -267,6 +267,17 @@ def save_partition(partition, folder: str | Path) -> Path:
     return partition.save(Path(folder) / "partition")
 
 
+def run_partition(folder: str | Path | None):
+    """``(partition, path of its partition.json)`` of a run folder that holds one (a cluster or fine-tuning
+    run), else None."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if folder.is_dir() and (folder / "partition.json").is_file():
+        return load_partition(folder), str(folder / "partition.json")
+    return None
+
+
 def load_partition(path: str | Path):
     """``partition.json`` + ``partition.safetensors`` as a :class:`~circuitclust.core.partition.ModelPartition`."""
     from .core.partition import ModelPartition

@@ -149,7 +149,7 @@ def test_entries_reduction_raises_clusterability_and_is_recorded(tmp_path):
     m = metrics(out)
     assert m[-1]["mean_clusterability"] > m[0]["mean_clusterability"] + 0.05
     assert json.loads((out / "run_config.json").read_text())["config"]["loss_reduction"] == "entries"
-    with pytest.raises(CircuitclustError, match="loss-reduction"):
+    with pytest.raises(CircuitclustError, match="loss_reduction"):
         run(tmp_path / "bad", steps=1, loss_reduction="median")
 
 

@@ -131,7 +131,7 @@ def check_k(k: int, graphs: Sequence) -> int:
     smallest = min(min(g.shape) for g in graphs)
     if k > smallest:
         raise OptionError(f"k={k} is more clusters than the smallest weight graph has units ({smallest}): "
-                          f"choose 2 <= k <= {smallest}")
+                          f"choose 2 <= k <= {smallest}", option="k")
     return k
 
 

@@ -101,23 +101,23 @@ class FinetuneConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every option; raises :class:`OptionError` naming the CLI option."""
-        check_choice("--lam-schedule", self.lam_schedule, ("constant", "linear"))
-        check_choice("--loss-reduction", self.loss_reduction, ("mean", "entries"))
-        check_choice("--partition", self.partition, ("blocks", "spectral"))
-        check_choice("--train", self.train, TRAIN_CHOICES)
+        """Check every option; raises :class:`OptionError` naming the field (the CLI shows it as its option)."""
+        check_choice("lam_schedule", self.lam_schedule, ("constant", "linear"))
+        check_choice("loss_reduction", self.loss_reduction, ("mean", "entries"))
+        check_choice("partition", self.partition, ("blocks", "spectral"))
+        check_choice("train", self.train, TRAIN_CHOICES)
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks"):
-            check_int(f"--{name.replace('_', '-')}", getattr(self, name), 1)
-        check_int("--seq-len", self.seq_len, 2)
-        check_int("--k", self.k, 2)
+            check_int(name, getattr(self, name), 1)
+        check_int("seq_len", self.seq_len, 2)
+        check_int("k", self.k, 2)
         for name in ("lam_warmup", "lr_warmup", "partition_warmup", "save_every", "keep_checkpoints"):
-            check_int(f"--{name.replace('_', '-')}", getattr(self, name), 0)
-        check_float("--lr", self.lr, 0.0, open_min=True)
+            check_int(name, getattr(self, name), 0)
+        check_float("lr", self.lr, 0.0, open_min=True)
         for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes"):
-            check_float(f"--{name.replace('_', '-')}", getattr(self, name), 0.0)
+            check_float(name, getattr(self, name), 0.0)
         matrix_kinds(self.graphs)
         if self.permute and self.partition_warmup > 0:
-            raise OptionError("--permute needs the partition at step 0: drop --partition-warmup")
+            raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
         resolve_device(self.device)
 
 

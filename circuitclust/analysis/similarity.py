@@ -115,7 +115,7 @@ def _check_n(name: str, n: int) -> int:
     n = check_int(name, n)
     if n < MIN_POINTS:
         raise OptionError(f"{name}={n} is too small: GW and CKA need at least {MIN_POINTS} token positions "
-                          "(use n >= 64 for stable distances)")
+                          "(use n >= 64 for stable distances)", option=name)
     return n
 
 
@@ -388,7 +388,7 @@ def check_similarity_options(*, n: int = 256, metric: str = "euclidean", solver:
     check_choice(opt("normalize"), normalize, NORMALIZE)
     check_float(opt("epsilon"), epsilon, 0.0, open_min=True)
     check_choice(opt("split"), split, ("train", "heldout"))
-    check_int(opt("n_boot") if not prefix else "--boot", n_boot, 0)
+    check_int(opt("n_boot"), n_boot, 0)
     check_choices(opt("starts"), list(starts), START_KINDS)
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import typer
 
-from ..errors import CircuitclustError
+from ..errors import CircuitclustError, OptionError
 
 
 def click_exceptions():
@@ -48,6 +48,8 @@ def error_exit_code(e: BaseException) -> tuple[str, int] | None:
     ``CIRCUITCLUST_DEBUG=1``."""
     import torch
 
+    if isinstance(e, OptionError):
+        return e.cli_message(), 2
     if isinstance(e, CircuitclustError):
         return str(e), 2
     if isinstance(e, OSError):

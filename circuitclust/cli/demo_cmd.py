@@ -1,16 +1,18 @@
-"""``circuitclust demo``: the whole pipeline on one model, as a user would chain the commands.
+"""``circuitclust demo``: the whole pipeline on one model, through the library's pipeline API.
 
 Steps (each writes its own sub-folder of OUT, so every step can be re-run or inspected alone):
 ``cluster_base`` (spectral partition of the MLPs, clusterability vs chance and shuffles) -> ``finetune``
 (clusterability loss with a distillation term, time-boxed) -> ``cluster_finetuned`` (re-score) -> ``patch``
 (cluster ablation, attribution, circuits; base vs fine-tuned on the same partition) -> ``similarity`` (GW and CKA
-layer distances, base vs fine-tuned) -> ``report.html``. No maths here: each step is the sub-command of the
-same name, run in-process.
+layer distances, base vs fine-tuned) -> ``report.html``. No maths here: each step is one call of
+``circuitclust.pipeline``.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable
 
 import typer
 
@@ -22,17 +24,14 @@ from .main import app
 _FINETUNE_SHARE = 0.4
 
 
-def _run_step(name: str, args: list[str], log: list[dict]) -> None:
-    from typer.main import get_command
-
-    echo(f"\n=== {name}: circuitclust {' '.join(args)}")
+def _step(name: str, log: list[dict], run: Callable[[], Any], summary: dict[str, Any]) -> Any:
+    echo(f"\n=== {name}")
     t0 = time.perf_counter()
-    rc = get_command(app).main(args=args, prog_name="circuitclust", standalone_mode=False)
+    result = run()
     elapsed = time.perf_counter() - t0
-    log.append({"step": name, "args": args, "seconds": round(elapsed, 1), "rc": rc or 0})
-    if rc:  # the step has printed its one-line error
-        raise typer.Exit(rc)
+    log.append({"step": name, **summary, "seconds": round(elapsed, 1)})
     echo(f"=== {name} done in {elapsed:.0f} s")
+    return result
 
 
 @app.command("demo")
@@ -93,31 +92,50 @@ def demo(
 def _run_steps(out: Path, model: str, data: str, k: int, lam: float, distill: float, shuffles: int,
                max_prompts: int, tasks: str, similarity_n: int, seq_len: int, seed: int, device: str | None,
                minutes: float) -> None:
-    from ..runfiles import write_demo_log
+    from ..analysis.finetune import FinetuneConfig
+    from ..data import list_tasks
+    from ..pipeline import ClusterOptions, PatchOptions, SimilarityOptions, cluster, finetune, patch, similarity
+    from ..report import build_report
+    from ..runfiles import load_partition, new_run_folder, write_demo_log
 
     t0 = time.perf_counter()
     log: list[dict] = []
-    dev = ["--device", device] if device else []
     ft = out / "finetune"
-    _run_step("cluster_base", ["cluster", model, "--k", str(k), "--parts", "mlp", "--out", str(out / "cluster_base"),
-                               "--shuffles", str(shuffles), "--seed", str(seed), *dev], log)
-    ft_minutes = max(0.5, minutes * _FINETUNE_SHARE)
-    _run_step("finetune", ["finetune", model, "--data", data, "--out", str(ft), "--k", str(k), "--lam", str(lam),
-                           "--loss-reduction", "entries", "--distill", str(distill), "--partition", "spectral",
-                           "--graphs", "mlp_in,mlp_gate,mlp_out",
-                           "--steps", "100000", "--max-minutes", f"{ft_minutes:.2f}", "--seq-len", str(seq_len),
-                           "--batch-size", "4", "--lr", "1e-4", "--eval-every", "25", "--eval-blocks", "8", "--train", "regularised",
-                           "--seed", str(seed), *dev], log)
-    _run_step("cluster_finetuned", ["cluster", str(ft), "--k", str(k), "--parts", "mlp",
-                                    "--out", str(out / "cluster_finetuned"), "--shuffles", str(shuffles),
-                                    "--seed", str(seed), *dev], log)
-    task_opt = ["--tasks", tasks] if tasks and tasks != "all" else []
-    _run_step("patch", ["patch", model, "--partition", str(ft / "partition.json"), "--compare", str(ft),
-                        "--out", str(out / "patch"), "--max-prompts", str(max_prompts), "--seed", str(seed),
-                        *task_opt, *dev], log)
-    _run_step("similarity", ["similarity", model, "--data", data, "--n", str(similarity_n), "--compare", str(ft),
-                             "--out", str(out / "similarity"), "--seed", str(seed), *dev], log)
-    _run_step("report", ["report", str(out), "-o", str(out / "report.html")], log)
+    cluster_opts = ClusterOptions(k=k, parts=("mlp",), shuffles=shuffles, seed=seed, device=device)
+
+    def cluster_step(spec: str, folder: Path) -> None:
+        with new_run_folder(folder) as staging:
+            res = cluster(spec, cluster_opts, progress=True)
+            res.save(staging)
+        echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f}")
+
+    _step("cluster_base", log, lambda: cluster_step(model, out / "cluster_base"),
+          {"model": model, "options": asdict(cluster_opts)})
+    cfg = FinetuneConfig(model=model, out=str(ft), data=data, k=k, lam=lam, loss_reduction="entries",
+                         distill=distill, partition="spectral", graphs=("mlp_in", "mlp_gate", "mlp_out"),
+                         steps=100000, max_minutes=round(max(0.5, minutes * _FINETUNE_SHARE), 2), seq_len=seq_len,
+                         batch_size=4, lr=1e-4, eval_every=25, eval_blocks=8, train="regularised", seed=seed,
+                         device=device)
+    _step("finetune", log, lambda: finetune(cfg), {"config": asdict(cfg)})
+    _step("cluster_finetuned", log, lambda: cluster_step(str(ft), out / "cluster_finetuned"),
+          {"model": str(ft), "options": asdict(cluster_opts)})
+    names = list_tasks() if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    patch_opts = PatchOptions(max_prompts=max_prompts, seed=seed, device=device)
+
+    def patch_step() -> None:
+        with new_run_folder(out / "patch") as staging:
+            patch(model, names, partition=load_partition(ft), options=patch_opts, compare=str(ft),
+                  progress=True).save(staging)
+
+    _step("patch", log, patch_step, {"tasks": names, "options": asdict(patch_opts)})
+    sim_opts = SimilarityOptions(n=similarity_n, seed=seed, device=device)
+
+    def similarity_step() -> None:
+        with new_run_folder(out / "similarity") as staging:
+            similarity(model, data, sim_opts, compare=str(ft), progress=True).save(staging)
+
+    _step("similarity", log, similarity_step, {"data": data, "options": asdict(sim_opts)})
+    _step("report", log, lambda: build_report(out, out=out / "report.html"), {})
     total = time.perf_counter() - t0
     write_demo_log(out, {"model": model, "data": data, "minutes_budget": minutes, "seconds": round(total, 1),
                          "steps": log})

@@ -33,9 +33,9 @@ def similarity(
     metric: str = typer.Option("euclidean", help="euclidean | cosine"),
     hooks: Optional[str] = typer.Option(None, help="resid_post (default), mlp_out, attn_out, or comma-separated hook names"),
     seed: int = typer.Option(0, help="seed for the token positions and the bootstrap"),
-    groups: Optional[int] = typer.Option(None, help="number of layer groups (default: best silhouette)"),
+    groups: Optional[int] = typer.Option(None, "--n-groups", "--groups", help="number of layer groups (default: best silhouette)"),
     free: bool = typer.Option(False, "--free", help="allow non-contiguous layer groups"),
-    boot: int = typer.Option(0, help="bootstrap resamples for group stability and GW intervals (0 = none)"),
+    boot: int = typer.Option(0, "--n-boot", "--boot", help="bootstrap resamples for group stability and GW intervals (0 = none)"),
     starts: str = typer.Option(",".join(EXACT_STARTS),
                                help="exact solver: comma-separated CG starts (product, identity, profile, random, "
                                     "and opt-in entropic = the entropic solver's plan, ~1 s CPU more per pair at "
@@ -49,32 +49,22 @@ def similarity(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the result already in --out"),
 ) -> None:
     """GW distances and linear CKA between the representations of every pair of layers, and the layer groups."""
-    from ..analysis.similarity import check_similarity_options, compare_similarity, layer_similarity
     from ..data import load_corpus
-    from ..errors import check_int, resolve_device
-    from ..models import load_model
     from ..models.loading import check_spec
-    from ..runfiles import new_run_folder, write_similarity_compare
+    from ..pipeline import SimilarityOptions
+    from ..pipeline import similarity as run
+    from ..runfiles import new_run_folder
 
-    exact_starts = [s.strip() for s in starts.split(",") if s.strip()]
-    check_similarity_options(n=n, metric=metric, solver=solver, batch_size=batch_size, split=split, n_boot=boot,
-                             starts=exact_starts, prefix="--")
-    if groups is not None:
-        check_int("--groups", groups, 2)
-    dev = str(resolve_device(device))
+    options = SimilarityOptions(n=n, metric=metric, solver=solver, seed=seed, split=split, hooks=hooks,
+                                n_groups=groups, contiguous=not free, n_boot=boot, batch_size=batch_size,
+                                starts=tuple(s.strip() for s in starts.split(",") if s.strip()), device=device)
     for spec in (model, compare) if compare else (model,):
         check_spec(spec)
     load_corpus(data, split)  # a missing or malformed corpus fails before a model loads
-    kwargs = dict(hooks=hooks, n=n, metric=metric, solver=solver, seed=seed, batch_size=batch_size, split=split,
-                  n_groups=groups, contiguous=not free, n_boot=boot, progress=True, exact_starts=exact_starts)
     with new_run_folder(out, overwrite=overwrite) as staging:
-        sim = layer_similarity(load_model(model, device=dev), data, model_name=model, **kwargs)
-        sim.save(staging)
-        if compare:
-            other = layer_similarity(load_model(compare, device=dev), data, model_name=compare, **kwargs)
-            other.save(staging / "compare")
-            cmp = compare_similarity(sim, other)
-            write_similarity_compare(staging, cmp)
+        result = run(model, data, options, compare=compare, progress=True)
+        result.save(staging)
+    sim, cmp = result.base, result.comparison
     echo(_summary(sim))
     if sim.groups is not None:
         g = sim.groups

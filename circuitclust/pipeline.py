@@ -1,0 +1,360 @@
+"""The pipeline API: one function per operation, each taking a frozen, validated options object and returning a
+typed result that saves itself into a run folder (through ``circuitclust.runfiles``) and loads back.
+
+    import circuitclust as cc
+    res = cc.cluster("tiny-gpt2", cc.ClusterOptions(k=4, parts=("mlp",), shuffles=20))
+    res.save("runs/c")
+    tuned = cc.finetune(cc.FinetuneConfig(model="tiny-gpt2", out="runs/ft", steps=50))
+    eff = cc.patch("tiny-gpt2", ["country_capital"], partition=res.partition)
+    sim = cc.similarity("tiny-gpt2", "wiki", cc.SimilarityOptions(n=128))
+
+``model`` arguments take a model spec (see :func:`circuitclust.models.load_model`) or an already loaded
+TransformerBridge. The command line, the demo and ``analyses/`` are thin callers of these functions.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .analysis.finetune import FinetuneConfig
+from .analysis.finetune import finetune as _finetune
+from .core.partition import ModelPartition
+from .errors import check_choice, check_int, resolve_device
+from .models.graphs import matrix_kinds
+
+
+def _bridge(model: Any, device: str | None):
+    """``model`` as a TransformerBridge: loaded when it is a spec, as it is otherwise."""
+    from .models import load_model
+
+    return load_model(str(model), device=device) if isinstance(model, (str, Path)) else model
+
+
+def _spec(model: Any) -> str:
+    from .analysis.clustering import model_id
+
+    return str(model) if isinstance(model, (str, Path)) else model_id(model)
+
+
+# ----------------------------------------------------------------------------------------------- cluster
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to partition and score a model's weight graphs (validated on creation).
+
+    ``k`` clusters per graph; ``parts``: ``"mlp"``, ``"attn"`` or matrix kinds; ``method``: ``spectral``
+    (co-clustering of |W|, or W^2 with ``power=2``) or ``blocks`` (equal contiguous blocks); ``shuffles``:
+    entry-shuffled re-clusterings per graph for the null; ``ncut``: also the whole-network n-cut (with
+    ``ncut_shuffles``, default ``shuffles``); ``svd``/``n_init``: the co-clusterer's SVD method and k-means
+    restarts; ``device``: where the partitioner runs (default: CUDA when available).
+    """
+
+    k: int = 4
+    parts: tuple[str, ...] = ("mlp", "attn")
+    method: str = "spectral"
+    power: int = 1
+    shuffles: int = 0
+    seed: int = 0
+    svd: str = "auto"
+    n_init: int = 10
+    ncut: bool = False
+    ncut_shuffles: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        from .analysis.clustering import METHODS
+
+        object.__setattr__(self, "parts", tuple(self.parts))
+        matrix_kinds(self.parts)
+        check_int("k", self.k, 2)
+        check_choice("method", self.method, METHODS)
+        check_choice("power", self.power, (1, 2))
+        check_int("shuffles", self.shuffles, 0)
+        check_int("n_init", self.n_init, 1)
+        check_choice("svd", self.svd, ("auto", "exact", "randomized"))
+        if self.ncut_shuffles is not None:
+            check_int("ncut_shuffles", self.ncut_shuffles, 0)
+        resolve_device(self.device)
+
+
+@dataclass
+class ClusterResult:
+    """A model's partition, the clusterability of every graph beside its chance level and shuffle null
+    (``graphs``: one dict per graph, see ``circuitclust.runfiles.write_clusterability``), the n-cut (or
+    None), the options and the wall time of each stage."""
+
+    model: str
+    options: ClusterOptions
+    partition: ModelPartition
+    graphs: list[dict[str, Any]]
+    ncut: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean_clusterability(self) -> float:
+        return sum(r["clusterability"] for r in self.graphs) / len(self.graphs)
+
+    @property
+    def mean_chance(self) -> float:
+        return sum(r["chance"] for r in self.graphs) / len(self.graphs)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``partition.json``/``.safetensors`` and ``clusterability.json``/``.csv`` into ``folder``."""
+        from .runfiles import save_partition, write_clusterability
+
+        save_partition(self.partition, folder)
+        o = self.options
+        return write_clusterability(folder, {
+            "model": self.model, "k": o.k, "seed": o.seed, "shuffles": o.shuffles, "graphs": self.graphs,
+            "ncut": self.ncut, "method": o.method, "power": o.power, "parts": list(o.parts),
+            "options": asdict(o), "timings": self.timings})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ClusterResult":
+        from .runfiles import load_clusterability, load_partition
+
+        doc = load_clusterability(folder)
+        opts = doc.get("options") or {"k": doc["k"], "seed": doc.get("seed", 0), "shuffles": doc.get("shuffles", 0),
+                                      "method": doc.get("method", "spectral"), "power": doc.get("power", 1),
+                                      "parts": doc.get("parts", ("mlp", "attn"))}
+        return cls(doc["model"], ClusterOptions(**opts), load_partition(folder), doc["graphs"], doc.get("ncut"),
+                   doc.get("timings", {}))
+
+
+def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool = False,
+            **overrides: Any) -> ClusterResult:
+    """Partition ``model``'s weight graphs (tied hidden units) and score them against chance and shuffles.
+
+    ``options`` (default :class:`ClusterOptions`), updated with ``overrides`` (e.g. ``k=8``). Returns a
+    :class:`ClusterResult`."""
+    import torch
+
+    from .analysis.clustering import ncut_model, partition_model, score_model
+
+    o = replace(options or ClusterOptions(), **overrides)
+    dev = str(resolve_device(o.device))
+    t0 = time.perf_counter()
+    m = _bridge(model, dev)
+    timings = {"load_s": round(time.perf_counter() - t0, 2)}
+    with torch.no_grad():
+        t = time.perf_counter()
+        mp = partition_model(m, k=o.k, parts=o.parts, method=o.method, seed=o.seed, device=dev, power=o.power,
+                             svd=o.svd, n_init=o.n_init, progress=progress)
+        timings["partition_s"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        rows = score_model(m, mp, shuffles=o.shuffles, seed=o.seed, device=dev, progress=progress)
+        timings["score_s"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        nc = None
+        if o.ncut:
+            nc = ncut_model(m, o.k, parts=o.parts, seed=o.seed, device=dev, progress=progress,
+                            shuffles=o.shuffles if o.ncut_shuffles is None else o.ncut_shuffles)
+        timings["ncut_s"] = round(time.perf_counter() - t, 2)
+    return ClusterResult(_spec(model), o, mp, rows, nc, timings)
+
+
+# ---------------------------------------------------------------------------------------------- finetune
+def finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``config.model`` with the clusterability loss into the run folder ``config.out`` (see
+    :class:`~circuitclust.analysis.finetune.FinetuneConfig`); returns the last evaluation record. The fine-tuned
+    model (``config.out``) is itself a model spec for :func:`cluster`, :func:`patch` and :func:`similarity`."""
+    return _finetune(config, resume=resume, overwrite=overwrite, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------- patch
+@dataclass(frozen=True)
+class PatchOptions:
+    """How to patch clusters (validated on creation): ``metric`` (logit_diff | logprob), cluster ``method``
+    for the effect matrix (zero | mean | resample), circuit ``threshold`` (fraction of the metric kept),
+    ``n_boot`` bootstrap resamples, ``max_prompts`` per task (None: all), ``batch_size`` prompts per batch,
+    ``max_rows`` prompt rows per forward pass, ``circuits`` (search circuits), ``k`` (clusters when the
+    model is co-clustered here), ``seed``, ``device``."""
+
+    metric: str = "logit_diff"
+    method: str = "mean"
+    threshold: float = 0.8
+    batch_size: int = 8
+    max_rows: int = 64
+    max_prompts: int | None = None
+    n_boot: int = 1000
+    seed: int = 0
+    circuits: bool = True
+    k: int = 4
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        from .analysis.patch_run import check_patch_options
+
+        check_patch_options(metric=self.metric, method=self.method, threshold=self.threshold,
+                            batch_size=self.batch_size, n_boot=self.n_boot, max_rows=self.max_rows)
+        check_int("k", self.k, 2)
+        if self.max_prompts is not None:
+            check_int("max_prompts", self.max_prompts, 1)
+        resolve_device(self.device)
+
+
+@dataclass
+class PatchResult:
+    """Cluster ablation effects, specialisation and circuits of one model (``base``), and, when a second
+    model was given, its own (``other``) and the paired ``comparison``; with the partition and options."""
+
+    model: str
+    options: PatchOptions
+    partition: ModelPartition
+    partition_source: str
+    tasks: list[str]
+    base: dict[str, Any]
+    other: dict[str, Any] | None = None
+    comparison: dict[str, Any] | None = None
+    compare_model: str | None = None
+    wall_s: float = 0.0
+
+    def save(self, folder: str | Path) -> Path:
+        """Write effects/specialisation/circuits (+ ``compare/`` and ``comparison.json``), the partition and
+        ``run_config.json`` into ``folder``."""
+        from .runfiles import save_partition, write_comparison, write_patch_results, write_run_config
+
+        folder = Path(folder)
+        write_patch_results(folder, self.base)
+        save_partition(self.partition, folder)
+        if self.other is not None:
+            write_patch_results(folder / "compare", self.other)
+        if self.comparison is not None:
+            write_comparison(folder, self.comparison)
+        o = self.options
+        write_run_config(folder, {"model": self.model, "partition": self.partition_source, "tasks": self.tasks,
+                                  "k": self.partition.k, "compare": self.compare_model, "options": asdict(o),
+                                  "max_prompts": o.max_prompts, "metric": o.metric, "method": o.method,
+                                  "threshold": o.threshold, "batch_size": o.batch_size, "n_boot": o.n_boot,
+                                  "seed": o.seed, "circuits": o.circuits, "max_rows": o.max_rows,
+                                  "wall_s": self.wall_s})
+        return folder
+
+
+def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None = None,
+          options: PatchOptions | None = None, compare: Any = None, progress: bool = False,
+          on_tasks=None, **overrides: Any) -> PatchResult:
+    """Ablate every (layer, cluster) of ``partition`` on every task; effect matrix with CIs, specialisation,
+    flips, attribution agreement and smallest circuits; with ``compare``, the same for a second model (e.g.
+    the fine-tuned run) on the same prompts and partition, and the paired differences.
+
+    ``tasks``: bundled task names, .jsonl paths or lists of rows. ``partition``: default the one a run folder
+    given as ``model`` (or ``compare``) holds, else a co-clustering of ``model`` with ``options.k``.
+    ``on_tasks`` (optional) receives the encoded tasks (e.g. to print how many prompts each kept)."""
+    from .analysis.patch_run import analyse_model
+    from .analysis.patch_run import compare as compare_results
+    from .analysis.prompts import encode_task
+    from .analysis.units import default_partition, unit_layout
+    from .runfiles import run_partition
+
+    o = replace(options or PatchOptions(), **overrides)
+    dev = str(resolve_device(o.device))
+    t0 = time.perf_counter()
+    m = _bridge(model, dev)
+    source = "given"
+    if partition is None:
+        for spec in (model, compare):
+            found = run_partition(spec) if isinstance(spec, (str, Path)) else None
+            if found is not None:
+                partition, source = found
+                break
+    if partition is None:
+        partition, source = default_partition(m, k=o.k, seed=o.seed), f"co-clustered here (k={o.k})"
+    unit_layout(m, partition)  # fail fast on a partition made for another model
+    names = [t if isinstance(t, (str, Path)) else f"task{i}" for i, t in enumerate(tasks)]
+    encoded = [encode_task(m, t, max_prompts=o.max_prompts) for t in tasks]
+    if on_tasks is not None:
+        on_tasks(encoded)
+    opts = dict(metric=o.metric, method=o.method, threshold=o.threshold, batch_size=o.batch_size,
+                n_boot=o.n_boot, seed=o.seed, circuits=o.circuits, progress=progress, max_rows=o.max_rows)
+    base = analyse_model(m, partition, encoded, model_name=_spec(model), **opts)
+    result = PatchResult(_spec(model), o, partition, source, [str(n) for n in names], base)
+    if compare is not None:
+        del m
+        other_model = _bridge(compare, dev)
+        other_tasks = [encode_task(other_model, t, max_prompts=o.max_prompts) for t in tasks]
+        result.other = analyse_model(other_model, partition, other_tasks, model_name=_spec(compare), **opts)
+        result.comparison = compare_results(base, result.other, o.n_boot, o.seed)
+        result.compare_model = _spec(compare)
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+# -------------------------------------------------------------------------------------------- similarity
+@dataclass(frozen=True)
+class SimilarityOptions:
+    """How to compare layers (validated on creation): ``n`` token positions sampled with ``seed`` from the
+    corpus ``split``; ``metric`` (euclidean | cosine); GW ``solver`` (exact | entropic | entropic-pgd) and the
+    exact solver's ``starts``; ``hooks`` (resid_post by default); ``n_groups`` layer groups (None: best
+    silhouette), ``contiguous`` groups or free; ``n_boot`` bootstrap resamples; ``batch_size``; ``device``."""
+
+    n: int = 256
+    metric: str = "euclidean"
+    solver: str = "exact"
+    seed: int = 0
+    split: str = "train"
+    hooks: str | None = None
+    n_groups: int | None = None
+    contiguous: bool = True
+    n_boot: int = 0
+    starts: tuple[str, ...] | None = None
+    batch_size: int = 8
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        from .analysis.similarity import check_similarity_options
+        from .core.similarity import EXACT_STARTS
+
+        object.__setattr__(self, "starts", tuple(self.starts) if self.starts is not None else EXACT_STARTS)
+        check_similarity_options(n=self.n, metric=self.metric, solver=self.solver, batch_size=self.batch_size,
+                                 split=self.split, n_boot=self.n_boot, starts=self.starts)
+        if self.n_groups is not None:
+            check_int("n_groups", self.n_groups, 2)
+        resolve_device(self.device)
+
+
+@dataclass
+class SimilarityResult:
+    """Layer similarity of one model (``base``, a ``LayerSimilarity``) and, with a second model, its own
+    (``other``) and the ``comparison``."""
+
+    base: Any
+    other: Any | None = None
+    comparison: dict[str, Any] | None = None
+
+    def save(self, folder: str | Path) -> Path:
+        from .runfiles import write_similarity_compare
+
+        folder = Path(folder)
+        self.base.save(folder)
+        if self.other is not None:
+            self.other.save(folder / "compare")
+        if self.comparison is not None:
+            write_similarity_compare(folder, self.comparison)
+        return folder
+
+
+def similarity(model: Any, data: str | Sequence[str] = "wiki", options: SimilarityOptions | None = None, *,
+               compare: Any = None, progress: bool = False, **overrides: Any) -> SimilarityResult:
+    """GW distances and linear CKA between the representations of every pair of layers of ``model`` on
+    ``data`` (a corpus name, a .jsonl/.txt path or a list of texts), the layer groups, and with
+    ``compare`` the same for a second model on the same inputs and the comparison."""
+    from .analysis.similarity import compare_similarity, layer_similarity
+
+    o = replace(options or SimilarityOptions(), **overrides)
+    dev = str(resolve_device(o.device))
+    kwargs = dict(hooks=o.hooks, n=o.n, metric=o.metric, solver=o.solver, seed=o.seed, batch_size=o.batch_size,
+                  split=o.split, n_groups=o.n_groups, contiguous=o.contiguous, n_boot=o.n_boot,
+                  progress=progress, exact_starts=list(o.starts))
+    base = layer_similarity(_bridge(model, dev), data, model_name=_spec(model), **kwargs)
+    result = SimilarityResult(base)
+    if compare is not None:
+        result.other = layer_similarity(_bridge(compare, dev), data, model_name=_spec(compare), **kwargs)
+        result.comparison = compare_similarity(base, result.other)
+    return result
+
+
+__all__ = ["ClusterOptions", "ClusterResult", "cluster", "FinetuneConfig", "finetune", "PatchOptions",
+           "PatchResult", "patch", "SimilarityOptions", "SimilarityResult", "similarity"]
