@@ -18,17 +18,9 @@ import torch
 
 from ..atomic import atomic_path, write_csv, write_json
 from ..core.layer_groups import choose_n_groups, cluster_layers, group_boundaries, silhouette
-from ..core.similarity import (
-    EXACT_STARTS,
-    MIN_POINTS,
-    NORMALIZE,
-    SOLVERS,
-    START_KINDS,
-    cka_matrix,
-    gw_matrix,
-    gw_paired,
-    pairwise_distances,
-)
+from ..core.cka import cka_matrix
+from ..core.distances import MIN_POINTS, NORMALIZE, pairwise_distances
+from ..core.gw import EXACT_STARTS, SOLVERS, START_KINDS, gw_matrix, gw_paired
 from ..errors import CircuitclustError, DataError, OptionError, check_choice, check_choices, check_float, check_int
 from .interventions import cache_activations
 
@@ -403,8 +395,8 @@ def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequen
     ``model``: a TransformerBridge (``circuitclust.models.load_model``); ``prompts``: list of strings or a corpus
     name (``"wiki"``, ``"chemistry"``, a path) read with ``split``; ``hooks``: see :func:`resolve_hooks`;
     ``n`` token positions sampled with ``seed``; ``metric``: euclidean | cosine; ``normalize``: see
-    :func:`circuitclust.core.similarity.pairwise_distances`; ``solver``: exact | entropic | entropic-pgd;
-    ``exact_starts``: the exact solver's starts (:data:`circuitclust.core.similarity.EXACT_STARTS`; the lowest
+    :func:`circuitclust.core.distances.pairwise_distances`; ``solver``: exact | entropic | entropic-pgd;
+    ``exact_starts``: the exact solver's starts (:data:`circuitclust.core.gw.EXACT_STARTS`; the lowest
     GW cost is kept and which start won is recorded in ``provenance["exact_start_summary"]``).
     Groups: average-linkage clustering of the GW matrix (``contiguous`` runs of layers or free; ``n_groups``
     or chosen by silhouette); ``n_boot > 0`` adds bootstrap stability and per-entry 95% intervals.
