@@ -41,7 +41,7 @@ def _old_entropic(left, right) -> torch.Tensor:
 
     import ot
 
-    from circuitclust.core.similarity import _gw_loss_to_distance, gw_cost, round_to_coupling
+    from circuitclust.core.gw import _gw_loss_to_distance, gw_cost, round_to_coupling
 
     a, b = torch.stack(left), torch.stack(right)
     n = a.shape[1]
@@ -56,7 +56,7 @@ def _old_entropic(left, right) -> torch.Tensor:
 def _distances(args, n: int, model_box: dict) -> torch.Tensor:
     from circuitclust.analysis.similarity import (collect_representations, load_prompts, resolve_hooks,
                                                   sample_positions, tokenize_prompts)
-    from circuitclust.core.similarity import pairwise_distances
+    from circuitclust.core.distances import pairwise_distances
     from circuitclust.models import load_model
 
     cache = None if not args.cache_dir else Path(args.cache_dir) / f"dists_{args.model}_n{n}_seed{args.seed}.pt"
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", default="")
     args = ap.parse_args()
 
-    from circuitclust.core.similarity import EXACT_STARTS, gw_paired_starts, start_summary
+    from circuitclust.core.gw import EXACT_STARTS, gw_paired_starts, start_summary
 
     limits = {int(a): int(b) for a, b in (kv.split(":") for kv in args.max_pairs.split(","))}
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]

@@ -305,7 +305,7 @@ class SimilarityOptions:
 
     def __post_init__(self) -> None:
         from .analysis.similarity import check_similarity_options
-        from .core.similarity import EXACT_STARTS
+        from .core.gw import EXACT_STARTS
 
         object.__setattr__(self, "starts", tuple(self.starts) if self.starts is not None else EXACT_STARTS)
         check_similarity_options(n=self.n, metric=self.metric, solver=self.solver, batch_size=self.batch_size,

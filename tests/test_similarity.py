@@ -9,10 +9,11 @@ import torch
 
 from circuitclust.analysis.similarity import (LayerSimilarity, bootstrap_groups, compare_similarity, find_groups,
                                               layer_similarity, resolve_hooks, sample_positions)
+from circuitclust.core.cka import cka_matrix, linear_cka
+from circuitclust.core.distances import pairwise_distances
+from circuitclust.core.gw import (EXACT_STARTS, gw_cost, gw_distance, gw_entropic_plans, gw_exact_multistart, gw_matrix,
+                                  gw_paired, profile_coupling, random_coupling, round_to_coupling)
 from circuitclust.core.layer_groups import choose_n_groups, cluster_layers, group_boundaries
-from circuitclust.core.similarity import (EXACT_STARTS, cka_matrix, gw_cost, gw_distance, gw_entropic_plans,
-                                          gw_exact_multistart, gw_matrix, gw_paired, linear_cka, pairwise_distances,
-                                          profile_coupling, random_coupling, round_to_coupling)
 from circuitclust.errors import CircuitclustError, DataError
 
 TEXTS = [
@@ -126,7 +127,7 @@ def test_exact_never_above_entropic_plan_cost(planted, hard_pairs):
 
 
 def test_default_exact_starts_skip_the_entropic_solver(planted, monkeypatch):
-    import circuitclust.core.similarity as sim
+    import circuitclust.core.gw as sim
 
     assert "entropic" not in EXACT_STARTS and EXACT_STARTS.count("random") == 2 and "profile" in EXACT_STARTS
     calls = []

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..core.similarity import EXACT_STARTS
+from ..core.gw import EXACT_STARTS
 from .common import echo, format_table, one_line_errors
 from .main import app
 

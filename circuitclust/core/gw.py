@@ -1,18 +1,11 @@
-"""Representation similarity between layers: normalised pairwise-distance matrices, Gromov-Wasserstein (GW)
-distances between them (POT, torch backend), and linear CKA. Pure tensor code, no model knowledge.
+"""Gromov-Wasserstein (GW) distances between distance matrices (POT, torch backend): the GW cost, the exact
+multi-start solver and its starts, the entropic solvers, and paired / all-pairs batches of them. Pure tensor
+code, no model knowledge.
 
-Conventions
------------
-- A layer's representation is ``x[n, d]``: n points (sampled token positions), d features. Widths may differ
-  between layers; GW and CKA only see the points' geometry.
-- Distance matrices are divided by their mean off-diagonal entry (``normalize="mean"``, the default) so a
-  layer whose activations are 100x larger is not 100x "farther" from everything: after normalisation the
-  average pair of points is at distance 1, and a rescaled copy of a representation has the same matrix.
-  ``"max"`` divides by the largest entry instead (sensitive to one outlier token); ``"none"`` keeps raw units.
-- ``gw_distance`` returns Memoli's GW distance ``d = 0.5 * sqrt(GW)`` where ``GW = min_T sum_ijkl
-  (D1_ik - D2_jl)^2 T_ij T_kl`` is POT's square-loss objective over couplings T with uniform marginals. d is a
-  metric (symmetric, triangle inequality) in units of the normalised distance, so d = 0.1 reads "pairwise
-  distances disagree by about 20% of the mean distance under the best matching".
+``gw_distance`` returns Memoli's GW distance ``d = 0.5 * sqrt(GW)`` where ``GW = min_T sum_ijkl
+(D1_ik - D2_jl)^2 T_ij T_kl`` is POT's square-loss objective over couplings T with uniform marginals. d is a
+metric (symmetric, triangle inequality) in units of the normalised distance (:mod:`.distances`), so d = 0.1
+reads "pairwise distances disagree by about 20% of the mean distance under the best matching".
 
 GW is non-convex and every solver is a local method, so each reported value is an upper bound on the true
 GW (the cost of a feasible coupling). No single start is reliable: on a 256-point planted test conditional
@@ -38,64 +31,12 @@ import torch
 
 from ..errors import CircuitclustError
 
-METRICS = ("euclidean", "cosine")
-NORMALIZE = ("mean", "max", "none")
 SOLVERS = ("exact", "entropic", "entropic-pgd")
 # Starts of the exact (CG) solver; "random" may repeat, each draw is a new seeded vertex.
 EXACT_STARTS = ("product", "identity", "profile", "random", "random")
 ENTROPIC_MAX_ITER = 100
 START_KINDS = ("product", "identity", "profile", "entropic", "random")
 PROFILE_LEVELS = 64
-MIN_POINTS = 4
-
-
-def _check_points(x: torch.Tensor, name: str = "x") -> None:
-    if x.ndim < 2:
-        raise CircuitclustError(f"{name} must be [n, d] (or [B, n, d]), got shape {tuple(x.shape)}")
-    if x.shape[-2] < MIN_POINTS:
-        raise CircuitclustError(f"{name} has {x.shape[-2]} points; GW/CKA need at least {MIN_POINTS}: raise n")
-    if not torch.isfinite(x).all():
-        raise CircuitclustError(f"{name} contains NaN or inf values")
-
-
-def pairwise_distances(x: torch.Tensor, metric: str = "euclidean", normalize: str = "mean",
-                       weights: torch.Tensor | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Pairwise-distance matrix of the points ``x[..., n, d]`` -> ``[..., n, n]`` (zero diagonal, symmetric).
-
-    ``metric``: ``"euclidean"`` or ``"cosine"`` (1 - cosine similarity, in [0, 2]). ``normalize``: divide each
-    matrix by its mean off-diagonal entry (``"mean"``; weighted by ``weights[..., n]`` when given, i.e. the mean
-    distance between two independent draws of distinct points), its maximum (``"max"``) or not at all.
-    Computed in ``dtype`` (float64 by default: the GW objective sums n^4 terms) on ``x``'s device.
-    """
-    if metric not in METRICS:
-        raise CircuitclustError(f"unknown metric '{metric}': use one of {', '.join(METRICS)}")
-    if normalize not in NORMALIZE:
-        raise CircuitclustError(f"unknown normalize '{normalize}': use one of {', '.join(NORMALIZE)}")
-    _check_points(x)
-    x = x.to(dtype)
-    n = x.shape[-2]
-    if metric == "euclidean":
-        # The matmul form loses precision for near-duplicate points; the direct form is exact and n*n*d is
-        # small at the n used here.
-        d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
-    else:
-        u = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-        d = (1.0 - u @ u.transpose(-1, -2)).clamp_min(0.0)
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    d = d.masked_fill(eye, 0.0)
-    d = 0.5 * (d + d.transpose(-1, -2))
-    if normalize == "none":
-        return d
-    if normalize == "max":
-        scale = d.amax(dim=(-1, -2))
-    else:
-        w = torch.full(x.shape[:-1], 1.0 / n, dtype=dtype, device=x.device) if weights is None else weights.to(dtype)
-        ww = (w.unsqueeze(-1) * w.unsqueeze(-2)).masked_fill(eye, 0.0)
-        scale = (d * ww).sum(dim=(-1, -2)) / ww.sum(dim=(-1, -2))
-    if bool((scale <= 0).any()):
-        raise CircuitclustError("a representation has all points identical (zero distances): nothing to compare; "
-                                "sample more token positions or another hook")
-    return d / scale[..., None, None]
 
 
 def _uniform(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -443,54 +384,6 @@ def gw_matrix(dists: torch.Tensor | Sequence[torch.Tensor], *, solver: str = "ex
     return out, ({} if per_start is None or not len(per_start) else start_summary(starts, per_start))
 
 
-def centered_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Doubly centred linear Gram matrix ``H X X^T H`` of points ``x[..., n, d]`` -> ``[..., n, n]``."""
-    x = x.to(dtype)
-    x = x - x.mean(dim=-2, keepdim=True)  # centring the features centres the Gram matrix on both sides
-    return x @ x.transpose(-1, -2)
-
-
-def cka_matrix(reps: torch.Tensor | Sequence[torch.Tensor], dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Linear CKA between every pair of representations ``reps[L, n, d]`` (or a list of ``[n, d_l]`` with the
-    same n) -> ``[L, L]`` symmetric with unit diagonal, in [0, 1].
-
-    CKA(X, Y) = <K_X, K_Y>_F / (||K_X||_F ||K_Y||_F) with K = centred Gram matrices (Kornblith et al. 2019);
-    all pairs at once as one product of the flattened, unit-normed Gram matrices. Invariant to orthogonal
-    transforms and isotropic scaling of the features, not to permutations of the points.
-    """
-    mats = list(reps)
-    if not mats:
-        raise CircuitclustError("cka_matrix needs at least one representation")
-    n = mats[0].shape[-2]
-    for i, x in enumerate(mats):
-        _check_points(x, f"representation {i}")
-        if x.shape[-2] != n:
-            raise CircuitclustError(f"CKA needs the same points in every layer: representation {i} has "
-                                    f"{x.shape[-2]} points, representation 0 has {n}")
-    grams = torch.stack([centered_gram(x, dtype).reshape(-1) for x in mats])
-    norms = grams.norm(dim=1, keepdim=True)
-    if bool((norms == 0).any()):
-        raise CircuitclustError("a representation is constant over the sampled points: CKA is undefined")
-    g = grams / norms
-    cka = (g @ g.T).clamp(0.0, 1.0)
-    cka.fill_diagonal_(1.0)
-    return 0.5 * (cka + cka.T)
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Linear CKA of two representations ``x[n, d1]``, ``y[n, d2]`` of the same n points (0-d tensor)."""
-    return cka_matrix([x, y])[0, 1]
-
-
-def gw_loss_identity(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """Upper bound on GW for two matrices over the same points: the distance of the identity coupling,
-    ``0.5 * sqrt(mean((d1 - d2)^2))`` (uniform weights). Useful as a sanity bound; ``[..., n, n]`` -> ``[...]``."""
-    return _gw_loss_to_distance(((d1 - d2) ** 2).mean(dim=(-1, -2)))
-
-
-__all__ = ["pairwise_distances", "gw_distance", "gw_paired", "gw_paired_starts", "gw_matrix", "gw_matrix_pairs",
-           "gw_entropic_plans", "gw_exact_multistart", "gw_cost", "round_to_coupling", "random_coupling",
-           "profile_coupling", "PROFILE_LEVELS", "ENTROPIC_MAX_ITER",
-           "cka_matrix", "linear_cka", "centered_gram", "gw_loss_identity", "default_pair_batch", "METRICS",
-           "NORMALIZE", "SOLVERS", "EXACT_STARTS", "START_KINDS", "MIN_POINTS"]
-
+__all__ = ["gw_distance", "gw_paired", "gw_paired_starts", "gw_matrix", "gw_matrix_pairs", "gw_entropic_plans",
+           "gw_exact_multistart", "gw_cost", "round_to_coupling", "random_coupling", "profile_coupling",
+           "default_pair_batch", "PROFILE_LEVELS", "ENTROPIC_MAX_ITER", "SOLVERS", "EXACT_STARTS", "START_KINDS"]

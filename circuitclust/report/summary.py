@@ -1,0 +1,99 @@
+"""The report's summary table: one row per quantity (model, k, clusterability, fine-tuning, circuits,
+specialisation, layer groups), one column per run, "not run" where a folder lacks it. No maths here beyond
+averaging a file's per-graph values for the summary line.
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from .. import plots
+from ..plots._common import fmt
+from .collect import _Step
+
+
+def _mean(values: list) -> float | None:
+    vals = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[tuple[str, str, dict[str, str]]]:
+    """Rows ``(quantity, step label, {run: text})``; quantities a folder lacks are filled in as "not run"."""
+    rows: list[tuple[str, str, dict[str, str]]] = []
+
+    def add(quantity: str, step: _Step, text: str) -> None:
+        for q, lab, cells in rows:
+            if q == quantity and lab == step.label:
+                cells[step.run] = text
+                return
+        rows.append((quantity, step.label, {step.run: text}))
+
+    by_name = {s.name: s for s in steps}
+    models, ks = {}, {}
+    for kind in ("clusterability", "run_config", "effects", "similarity"):
+        for name, d in data[kind].items():
+            run = by_name[name].run
+            if d.get("model") is not None:
+                models.setdefault(run, str(d["model"]))
+            if d.get("k") is not None:
+                ks.setdefault(run, str(d["k"]))
+    # model and k: one row each, per run (first file that names them)
+    rows.append(("model", "", dict(models)))
+    rows.append(("k (clusters)", "", dict(ks)))
+    for name, d in data["clusterability"].items():
+        g = d["graphs"]
+        c, ch = _mean([x.get("clusterability") for x in g]), _mean([x.get("chance") for x in g])
+        sm, ss = _mean([x.get("shuffle_mean") for x in g]), _mean([x.get("shuffle_std") for x in g])
+        text = f"mean {fmt(c, 3)} over {len(g)} graphs (chance {fmt(ch, 3)}"
+        text += f", shuffled {fmt(sm, 3)} ± {fmt(ss, 2)})" if sm is not None else ", no shuffle null)"
+        add("clusterability", by_name[name], text)
+        if d.get("ncut"):
+            n = d["ncut"]
+            add("n-cut (lower = more clusterable)", by_name[name],
+                f"{fmt(n.get('value'), 4)} (shuffled {fmt(n.get('shuffle_mean'), 4)} ± {fmt(n.get('shuffle_std'), 2)}, "
+                f"p = {fmt(n.get('p'), 2)})")
+    for name, rows_m in data["metrics"].items():
+        first, last = rows_m[0], rows_m[-1]
+        add("fine-tuning clusterability", by_name[name],
+            f"{fmt(first.get('mean_clusterability'), 3)} → {fmt(last.get('mean_clusterability'), 3)} "
+            f"(chance {fmt(last.get('chance'), 3)}; step {first.get('step')} → {last.get('step')}, "
+            f"lambda {fmt(last.get('lam'), 3)})")
+        doms = list((last.get("heldout_ppl") or {}).keys())
+        if doms:
+            add("held-out perplexity", by_name[name], "; ".join(
+                f"{d} {fmt((first.get('heldout_ppl') or {}).get(d), 4)} → {fmt(last['heldout_ppl'][d], 4)}"
+                for d in doms))
+    for name, d in data["circuits"].items():
+        parts = [f"{t} {info.get('circuit_size')} units ({fmt(100 * info['fraction'], 3)}%)"
+                 if info.get("fraction") is not None else f"{t} {info.get('circuit_size')} units"
+                 for t, info in (d.get("tasks") or {}).items()]
+        add(f"circuit size (keeps ≥ {fmt(d.get('threshold'))} of the metric)", by_name[name], "; ".join(parts))
+        if d.get("attribution_spearman") is not None:
+            add("attribution vs exact patching (Spearman)", by_name[name], fmt(d["attribution_spearman"], 3))
+    for name, d in data["specialisation"].items():
+        add("specialisation (model score)", by_name[name], fmt(d.get("model_score"), 3))
+    for name, d in data["similarity"].items():
+        spans = plots.group_spans(d.get("groups"), len(d.get("layers", [])))
+        stab = (d.get("groups") or {}).get("stability")
+        text = ", ".join(f"[{a}–{b}]" for a, b in spans) or "no groups"
+        if isinstance(stab, (int, float)):
+            text += f" (stability {fmt(stab, 3)})"
+        add("layer groups (GW)", by_name[name], text)
+    for quantity in ("clusterability", "held-out perplexity", "circuit size", "specialisation (model score)",
+                     "layer groups (GW)"):
+        if not any(r[0].startswith(quantity) for r in rows):
+            rows.append((quantity, "", {}))
+    return rows
+
+
+def _summary_html(rows, run_names: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(r or 'value')}</th>" for r in run_names)
+    body = []
+    for quantity, label, cells in rows:
+        tds = "".join(
+            f"<td>{html.escape(cells[r])}</td>" if r in cells else '<td class="notrun">not run</td>'
+            for r in run_names)
+        body.append(f"<tr><th>{html.escape(quantity)}</th><td class='step'>{html.escape(label)}</td>{tds}</tr>")
+    return (f'<table class="summary"><thead><tr><th>quantity</th><th>step (sub-folder)</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
