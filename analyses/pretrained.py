@@ -5,7 +5,7 @@ models form smaller circuits; they do not specialise more).
     python analyses/pretrained.py --models gpt2 EleutherAI/pythia-70m --data wiki --out runs/papers_wiki
     python analyses/pretrained.py --models gemma-3-270m --data chemistry --out runs/gemma_chemistry
 
-Each model runs ``circuitclust demo`` (the same pipeline, see circuitclust/cli/demo_cmd.py) into
+Each model runs the demo pipeline (``circuitclust.demo.run_demo``, what ``circuitclust demo`` runs) into
 OUT/<model>/; a model whose weights are not available here (no hub access, not cached) is recorded as such,
 never faked. Writes OUT/summary.json and OUT/summary.md and prints the table.
 """
@@ -82,13 +82,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", default="wiki")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--minutes", type=float, default=15.0)
-    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further `circuitclust demo` options")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="further DemoOptions fields, e.g. k=8 max_prompts=16 (see circuitclust/demo.py)")
     args = ap.parse_args(argv)
-    from typer.main import get_command
+    from dataclasses import fields
 
-    from circuitclust.cli.main import app
+    from circuitclust.demo import DemoOptions, run_demo
     from circuitclust.errors import ModelNotAvailableError
     from circuitclust.models.loading import load_hf
+
+    types = {f.name: type(f.default) for f in fields(DemoOptions)}
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in types:
+            ap.error(f"--set {item}: unknown option {key!r}; DemoOptions has {', '.join(types)}")
+        extra[key] = value if types[key] in (str, type(None)) else types[key](value)
 
     results = {}
     for model in args.models:
@@ -99,12 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[model] = {"error": str(e)}
             continue
         t0 = time.perf_counter()
-        rc = get_command(app).main(["demo", "--model", model, "--data", args.data, "--out", str(run),
-                                    "--minutes", str(args.minutes), *args.extra],
-                                   prog_name="circuitclust", standalone_mode=False)
-        if rc:
-            results[model] = {"error": f"circuitclust demo exited {rc}"}
-            continue
+        run_demo(DemoOptions(model=model, data=args.data, minutes=args.minutes, **extra), run)
         results[model] = {**summarise(run), "seconds": round(time.perf_counter() - t0, 1), "run": str(run)}
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"command": " ".join(["python", "analyses/pretrained.py", *(argv or sys.argv[1:])]), "data": args.data,

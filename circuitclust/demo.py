@@ -1,0 +1,151 @@
+"""The demo: the whole pipeline on one model, each step one call of :mod:`circuitclust.pipeline`.
+
+Steps (each writes its own sub-folder of the output folder, so every step can be re-run or inspected alone):
+``cluster_base`` (spectral partition of the MLPs, clusterability vs chance and shuffles) -> ``finetune``
+(clusterability loss with a distillation term, time-boxed) -> ``cluster_finetuned`` (re-score) -> ``patch``
+(cluster ablation, attribution, circuits; base vs fine-tuned on the same partition) -> ``similarity`` (GW and CKA
+layer distances, base vs fine-tuned) -> ``report.html``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import check_float, check_int, resolve_device
+
+# Share of the time budget fine-tuning may use, measured on a 2-core CPU with the embedded Gemma 3 270M. Only
+# fine-tuning is elastic (it stops at its deadline); the other steps are sized by their options.
+FINETUNE_SHARE = 0.4
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The demo's options (validated on creation).
+
+    ``lam`` is a per-weight lambda (``loss_reduction="entries"``): about 3x the value at which the loss's push
+    on an MLP weight matches the task gradient's on Gemma 3 270M (``benchmarks/finetune_study.py``).
+    ``tasks``: comma-separated recall tasks for patching, or ``all``; exact cluster ablation costs one forward
+    pass per (layer, cluster) per batch, and the embedded model's 262k-token unembedding makes each pass slow
+    on a CPU, so the default is two tasks.
+    """
+
+    model: str = "gemma-3-270m"
+    data: str = "wiki"
+    minutes: float = 15.0
+    k: int = 4
+    lam: float = 2e-4
+    distill: float = 1.0
+    shuffles: int = 5
+    max_prompts: int = 8
+    tasks: str = "country_capital,element_symbol"
+    similarity_n: int = 128
+    seq_len: int = 64
+    seed: int = 0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        check_float("minutes", self.minutes, 0.0, open_min=True)
+        check_int("k", self.k, 2)
+        check_float("lam", self.lam, 0.0)
+        check_float("distill", self.distill, 0.0)
+        check_int("shuffles", self.shuffles, 0)
+        check_int("max_prompts", self.max_prompts, 1)
+        check_int("similarity_n", self.similarity_n, 4)
+        check_int("seq_len", self.seq_len, 2)
+        resolve_device(self.device)
+
+    @property
+    def task_names(self) -> list[str]:
+        from .data import list_tasks
+
+        return list_tasks() if self.tasks == "all" else [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+    def check_inputs(self) -> None:
+        """The model spec, tasks and corpus exist and can be read (before any step starts)."""
+        from .data import load_corpus, load_task
+        from .models.loading import check_spec
+
+        check_spec(self.model)
+        for name in self.task_names:
+            load_task(name)
+        load_corpus(self.data, "train")
+
+
+def run_demo(options: DemoOptions, out: str | Path, *, overwrite: bool = False,
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every demo step into the folder ``out`` (new or empty, or a previous demo run with ``overwrite``);
+    ``echo`` receives a line per step. Returns the demo log (also written to ``out/demo_log.json``)."""
+    from .runfiles import check_output_folder, remove_run_folder
+
+    out = Path(out)
+    options.check_inputs()
+    if overwrite:
+        remove_run_folder(out)
+    check_output_folder(out)
+    try:
+        return _run_steps(options, out, echo)
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):  # nothing was written: leave no empty folder behind
+            out.rmdir()
+        raise
+
+
+def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    from .analysis.finetune import FinetuneConfig
+    from .pipeline import ClusterOptions, PatchOptions, SimilarityOptions, cluster, finetune, patch, similarity
+    from .report import build_report
+    from .runfiles import load_partition, new_run_folder, write_demo_log
+
+    t0 = time.perf_counter()
+    log: list[dict] = []
+
+    def step(name: str, run: Callable[[], Any], summary: dict[str, Any]) -> None:
+        echo(f"\n=== {name}")
+        t = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - t
+        log.append({"step": name, **summary, "seconds": round(elapsed, 1)})
+        echo(f"=== {name} done in {elapsed:.0f} s")
+
+    ft = out / "finetune"
+    cluster_opts = ClusterOptions(k=o.k, parts=("mlp",), shuffles=o.shuffles, seed=o.seed, device=o.device)
+
+    def cluster_step(spec: str, folder: Path) -> None:
+        with new_run_folder(folder) as staging:
+            res = cluster(spec, cluster_opts, progress=True)
+            res.save(staging)
+        echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f}")
+
+    cfg = FinetuneConfig(model=o.model, out=str(ft), data=o.data, k=o.k, lam=o.lam, loss_reduction="entries",
+                         distill=o.distill, partition="spectral", graphs=("mlp_in", "mlp_gate", "mlp_out"),
+                         steps=100000, max_minutes=round(max(0.5, o.minutes * FINETUNE_SHARE), 2),
+                         seq_len=o.seq_len, batch_size=4, lr=1e-4, eval_every=25, eval_blocks=8,
+                         train="regularised", seed=o.seed, device=o.device)
+    patch_opts = PatchOptions(max_prompts=o.max_prompts, seed=o.seed, device=o.device)
+    sim_opts = SimilarityOptions(n=o.similarity_n, seed=o.seed, device=o.device)
+
+    def patch_step() -> None:
+        with new_run_folder(out / "patch") as staging:
+            patch(o.model, o.task_names, partition=load_partition(ft), options=patch_opts, compare=str(ft),
+                  progress=True).save(staging)
+
+    def similarity_step() -> None:
+        with new_run_folder(out / "similarity") as staging:
+            similarity(o.model, o.data, sim_opts, compare=str(ft), progress=True).save(staging)
+
+    step("cluster_base", lambda: cluster_step(o.model, out / "cluster_base"),
+         {"model": o.model, "options": asdict(cluster_opts)})
+    step("finetune", lambda: finetune(cfg), {"config": asdict(cfg)})
+    step("cluster_finetuned", lambda: cluster_step(str(ft), out / "cluster_finetuned"),
+         {"model": str(ft), "options": asdict(cluster_opts)})
+    step("patch", patch_step, {"tasks": o.task_names, "options": asdict(patch_opts)})
+    step("similarity", similarity_step, {"data": o.data, "options": asdict(sim_opts)})
+    step("report", lambda: build_report(out, out=out / "report.html"), {})
+    total = time.perf_counter() - t0
+    doc = {"model": o.model, "data": o.data, "minutes_budget": o.minutes, "options": asdict(o),
+           "seconds": round(total, 1), "steps": log}
+    write_demo_log(out, doc)
+    echo(f"\ndemo finished in {total / 60:.1f} min; report: {(out / 'report.html').resolve()}")
+    return doc
