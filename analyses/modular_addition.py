@@ -240,6 +240,7 @@ def run_one(name: str, lam: float, args, data: dict, out: Path, device: torch.de
             log: Callable[[str], None]) -> dict:
     """Train one model and analyse it. Returns the run's JSON-ready record."""
     from circuitclust.analysis.clustering import partition_model
+    from circuitclust.runfiles import save_partition
     from circuitclust.models.loading import bridge
     from transformers import AutoTokenizer
 
@@ -256,7 +257,7 @@ def run_one(name: str, lam: float, args, data: dict, out: Path, device: torch.de
     make_tokenizer(args.p).save_pretrained(run_dir / "model")
     # the bridge reads the tokenizer's init kwargs (name_or_path): give it the saved, reloaded one
     tok = AutoTokenizer.from_pretrained(str(run_dir / "model"))
-    tr["partition"].save(run_dir / "partition")
+    save_partition(tr["partition"], run_dir)
     with torch.no_grad():
         ref = answer_logits(hf, data["tokens"][data["test"][:64]].to(device))
     model = bridge(hf, tok, "gpt2", device)
@@ -271,7 +272,7 @@ def run_one(name: str, lam: float, args, data: dict, out: Path, device: torch.de
                      log)
     rec["spectral_partition"] = None if spectral is None else {"provenance": spectral.provenance}
     if spectral is not None:
-        spectral.save(run_dir / "spectral_partition")
+        save_partition(spectral, run_dir / "spectral_partition.json")
         _step(rec, "clusterability_spectral",
               lambda: clusterability_table(model, spectral, args.shuffles, args.seed), log)
     full, subtasks = task_prompts(data, args.patch_split, args.patch_prompts, args.p, args.seed, args.subtasks)

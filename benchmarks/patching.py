@@ -64,6 +64,7 @@ def main() -> None:
     from circuitclust.analysis.prompts import encode_task
     from circuitclust.analysis.units import default_partition, unit_layout
     from circuitclust.core.partition import ModelPartition
+    from circuitclust.runfiles import load_partition
     from circuitclust.data import list_tasks
     from circuitclust.models import load_model, weight_graphs
 
@@ -73,7 +74,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     t0 = time.perf_counter()
     if args.partition:
-        mp = ModelPartition.load(args.partition)
+        mp = load_partition(args.partition)
     else:
         mp = (ModelPartition.blocks(weight_graphs(m), args.k) if args.blocks
               else default_partition(m, k=args.k))

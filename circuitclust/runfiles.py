@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .atomic import atomic_folder, remove_stale_partials, write_csv, write_json
+from .atomic import append_jsonl, atomic_folder, atomic_path, remove_stale_partials, write_csv, write_json, write_text
 from .errors import DataError, RunFolderError
 
 # file name -> schema prefix it must carry (None: no schema string, e.g. JSON lines)
@@ -261,10 +261,46 @@ def load_run_config(path: str | Path) -> dict[str, Any]:
     return _load_json(path, "run_config.json")
 
 
-def save_partition(partition, folder: str | Path) -> Path:
-    """Write a :class:`~circuitclust.core.partition.ModelPartition` into the run folder ``folder`` as
-    ``partition.json`` + ``partition.safetensors``, each file atomically. Returns the JSON path."""
-    return partition.save(Path(folder) / "partition")
+# ------------------------------------------------------------------------------------------- partitions
+def _partition_stem(path: str | Path) -> Path:
+    """``path`` names the partition's .json (or .safetensors) file, or else the folder that holds it."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path / "partition"
+
+
+def save_partition(partition, path: str | Path) -> Path:
+    """Write a :class:`~circuitclust.core.partition.ModelPartition` as ``partition.json`` +
+    ``partition.safetensors`` into the folder ``path`` (created if needed), or, for a ``path`` ending in
+    ``.json``, as that file and its ``.safetensors`` twin; each
+    file atomically, the tensors first, so a reader never sees a JSON without its tensors. Returns the JSON
+    path."""
+    from safetensors.torch import save_file
+
+    stem = _partition_stem(path)
+    meta, tensors = partition.to_state()
+    with atomic_path(stem.with_suffix(".safetensors")) as tmp:
+        save_file(tensors, str(tmp))
+    return write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
+
+
+def load_partition(path: str | Path):
+    """The partition written by :func:`save_partition` (give its folder or either file). Raises
+    :class:`~circuitclust.errors.PartitionMismatchError` when a file is missing or damaged."""
+    from safetensors.torch import load_file
+
+    from .core.partition import ModelPartition
+    from .errors import PartitionMismatchError
+
+    stem = _partition_stem(path)
+    jpath, tpath = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    if not jpath.is_file() or not tpath.is_file():
+        raise PartitionMismatchError(f"partition files {jpath} and {tpath} are both needed; one is missing")
+    try:
+        meta = json.loads(jpath.read_text())
+        tensors = load_file(str(tpath))
+    except Exception as e:
+        raise PartitionMismatchError(f"cannot read partition {stem}: {str(e).splitlines()[0]}") from e
+    return ModelPartition.from_state(meta, tensors, source=str(jpath))
 
 
 def run_partition(folder: str | Path | None):
@@ -278,12 +314,121 @@ def run_partition(folder: str | Path | None):
     return None
 
 
-def load_partition(path: str | Path):
-    """``partition.json`` + ``partition.safetensors`` as a :class:`~circuitclust.core.partition.ModelPartition`."""
-    from .core.partition import ModelPartition
+# ------------------------------------------------------------------------------------- layer similarity
+def save_layer_similarity(sim, folder: str | Path) -> Path:
+    """Write a layer-similarity result (``analysis.similarity.LayerSimilarity``) into ``folder``:
+    ``similarity.safetensors`` (float64 GW and CKA matrices, sampled positions), ``gw.csv``, ``cka.csv`` and,
+    last, ``similarity.json`` (schema ``circuitclust.similarity/1``), each atomically."""
+    from safetensors.torch import save_file
 
+    folder = Path(folder)
+    doc, tensors = sim.to_state()
+    with atomic_path(folder / "similarity.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"schema": doc["schema"]})
+    for name, key in (("gw.csv", "gw"), ("cka.csv", "cka")):
+        write_csv(folder / name, ["layer", *doc["layers"]],
+                  [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(doc["layers"], doc[key])])
+    write_json(folder / "similarity.json", doc)  # last: its presence means the folder is complete
+    return folder
+
+
+def load_layer_similarity(folder: str | Path, build):
+    """``build(doc, tensors)`` of what :func:`save_layer_similarity` wrote into ``folder``; raises
+    :class:`DataError` for a missing, foreign or damaged result."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    doc = load_similarity(folder)
+    try:
+        return build(doc, load_file(str(folder / "similarity.safetensors")))
+    except Exception as e:  # safetensors and key errors of a damaged folder
+        raise DataError(f"{folder} holds a damaged similarity result ({type(e).__name__}): re-run "
+                        "`circuitclust similarity`") from None
+
+
+# ----------------------------------------------------------------------------------- fine-tuning runs
+FINETUNE_CONFIG_SCHEMA = "circuitclust.finetune_config/1"
+FINETUNE_METRICS_SCHEMA = "circuitclust.finetune_metrics/1"
+CHECKPOINT_STATE = "trainer_state.pt"
+
+
+def write_finetune_config(folder: str | Path, config: dict[str, Any], **extra: Any) -> Path:
+    """Write a fine-tuning run's ``run_config.json``: every option (``config``) plus ``extra`` facts (seed,
+    world size, device, versions, data sizes)."""
+    return write_json(Path(folder) / "run_config.json", {"schema": FINETUNE_CONFIG_SCHEMA, "config": config,
+                                                          **extra})
+
+
+def append_metrics(folder: str | Path, record: dict[str, Any]) -> Path:
+    """Append one evaluation record to ``metrics.jsonl`` (atomically: the file is rewritten whole)."""
+    return append_jsonl(Path(folder) / "metrics.jsonl", {"schema": FINETUNE_METRICS_SCHEMA, **record})
+
+
+def trim_metrics(folder: str | Path, last_step: int | None) -> None:
+    """Drop the evaluations logged after ``last_step`` (a run resumed from that checkpoint logs them again);
+    ``None`` drops them all (a run started over)."""
+    path = Path(folder) / "metrics.jsonl"
+    if last_step is None:
+        path.unlink(missing_ok=True)
+    elif path.is_file():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
+        write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def checkpoint_folder(folder: str | Path, step: int) -> Path:
+    return Path(folder) / "checkpoints" / f"step-{step}"
+
+
+def checkpoint_steps(folder: str | Path) -> list[int]:
+    """Steps of the complete checkpoints in ``folder/checkpoints`` (ascending)."""
+    steps = []
+    for p in (Path(folder) / "checkpoints").glob("step-*"):
+        if (p / CHECKPOINT_STATE).is_file() and (p / "config.json").is_file():
+            steps.append(int(p.name.split("-")[-1]))
+    return sorted(steps)
+
+
+def save_model_folder(dest: str | Path, hf_model, tokenizer, state: dict[str, Any] | None = None) -> Path:
+    """Write ``hf_model`` (``save_pretrained``), its tokenizer and, for a checkpoint, the trainer ``state``
+    (``trainer_state.pt``) to the folder ``dest``, atomically: a run killed while saving keeps the previous
+    folder whole."""
+    import torch
+
+    with atomic_folder(dest) as tmp:
+        hf_model.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if state is not None:
+            torch.save(state, tmp / CHECKPOINT_STATE)
+    return Path(dest)
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``keep <= 0`` keeps all)."""
+    if keep <= 0:
+        return
+    for step in checkpoint_steps(folder)[:-keep]:
+        shutil.rmtree(checkpoint_folder(folder, step), ignore_errors=True)
+
+
+def load_checkpoint_state(folder: str | Path) -> dict[str, Any]:
+    """The trainer state (optimizer, scheduler, RNG, accumulators) saved in the checkpoint ``folder``."""
+    import torch
+
+    return torch.load(Path(folder) / CHECKPOINT_STATE, map_location="cpu", weights_only=False)
+
+
+def model_folder(path: str | Path) -> Path | None:
+    """The HF model folder inside ``path``: itself, or for a fine-tuning run folder its ``final`` model or its
+    newest checkpoint; None if there is none."""
     path = Path(path)
-    return ModelPartition.load(path / "partition.json" if path.is_dir() else path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "final" / "config.json").is_file():
+        return path / "final"
+    ckpts = sorted((p for p in path.glob("checkpoints/step-*") if (p / "config.json").is_file()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
 
 
 @dataclass

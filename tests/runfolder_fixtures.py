@@ -94,6 +94,7 @@ def make_partition(folder: Path, model: str = "tiny-gpt2"):
     """Equal-block partition of the tiny model's MLP graphs, saved as partition.json/.safetensors."""
     from circuitclust.core.partition import ModelPartition, Partition
     from circuitclust.models import load_hf, weight_graphs
+    from circuitclust.runfiles import save_partition
 
     hf, _, _ = load_hf(model)
     part = ModelPartition.blocks(weight_graphs(hf, ("mlp",)), K, model=model, seed=0)
@@ -102,7 +103,7 @@ def make_partition(folder: Path, model: str = "tiny-gpt2"):
     part = ModelPartition({n: Partition(p.row_labels.clone(), p.col_labels.clone(), p.k, p.provenance)
                            for n, p in part.graphs.items()}, part.spaces, part.k,
                           {s: v.clone() for s, v in part.space_labels.items()}, part.provenance)
-    part.save(folder / "partition")
+    save_partition(part, folder)
     return part
 
 
@@ -129,13 +130,13 @@ def make_run(root: Path, *, partitions: bool = True, finetuned_model: bool = Fal
     if finetuned_model:
         import torch
 
-        from circuitclust.core.partition import ModelPartition
         from circuitclust.models import load_hf, weight_graphs
+        from circuitclust.runfiles import load_partition
 
         hf, tok, _ = load_hf("tiny-gpt2")
         if not partitions:
             make_partition(root / "finetune")
-        part = ModelPartition.load(root / "finetune" / "partition.json")
+        part = load_partition(root / "finetune" / "partition.json")
         with torch.no_grad():  # what clusterability fine-tuning aims at: off-cluster weights shrink
             for g in weight_graphs(hf, ("mlp",)):
                 r, c = part[g.name].masks()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from circuitclust.cli.main import main
+from circuitclust.runfiles import save_partition
 
 
 def run_cli(capsys, args: list[str]) -> tuple[int, str, str]:
@@ -54,8 +55,10 @@ def files(tmp_path_factory):
     from circuitclust.analysis.clustering import partition_model
     from circuitclust.models import load_model
 
-    partition_model(load_model("tiny-gpt2", device="cpu"), k=4, parts=("mlp",), method="blocks").save(d / "gpt2part")
-    partition_model(load_model("tiny-pythia", device="cpu"), k=4, parts=("mlp",), method="blocks").save(d / "pythiapart")
+    save_partition(partition_model(load_model("tiny-gpt2", device="cpu"), k=4, parts=("mlp",), method="blocks"),
+                   d / "gpt2part.json")
+    save_partition(partition_model(load_model("tiny-pythia", device="cpu"), k=4, parts=("mlp",), method="blocks"),
+                   d / "pythiapart.json")
     raw = (d / "gpt2part.safetensors").read_bytes()
     (d / "trunc.json").write_text((d / "gpt2part.json").read_text())
     (d / "trunc.safetensors").write_bytes(raw[: len(raw) // 2])

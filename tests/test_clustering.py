@@ -8,6 +8,7 @@ from circuitclust.analysis.clustering import ncut_model, partition_model, score_
 from circuitclust.core.measures import clusterability
 from circuitclust.errors import PartitionMismatchError
 from circuitclust.models import load_model, weight_graphs
+from circuitclust.runfiles import load_partition, save_partition
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,8 @@ def test_score_rows_and_blocks_method(models):
 
 def test_save_load_round_trip_and_mismatch(models, tmp_path):
     mp = partition_model(models["tiny-gemma"], k=4, parts=("mlp", "attn"))
-    mp.save(tmp_path / "partition")
-    back = circuitclust.ModelPartition.load(tmp_path / "partition.json")
+    save_partition(mp, tmp_path)
+    back = load_partition(tmp_path / "partition.json")
     assert back.k == 4 and set(back) == set(mp)
     for n in mp:
         assert torch.equal(back[n].row_labels, mp[n].row_labels) and torch.equal(back[n].col_labels, mp[n].col_labels)

@@ -75,12 +75,12 @@ def test_clusterability_rises_and_run_folder_is_complete(tmp_path, family, extra
 def test_checkpoint_loads_with_circuitclust(tmp_path):
     from circuitclust.models import load_model, weight_graphs
     from circuitclust.analysis.cluster_loss import ClusterabilityLoss
-    from circuitclust.core.partition import ModelPartition
+    from circuitclust.runfiles import load_partition
 
     out = tmp_path / "run"
     last = run(out, model="tiny-gemma", steps=2, eval_every=2)
     bridge = load_model(str(out), device="cpu")
-    part = ModelPartition.load(out / "partition.json")
+    part = load_partition(out / "partition.json")
     c = ClusterabilityLoss(bridge, part).clusterability()
     assert c == pytest.approx(last["clusterability"], abs=1e-6)
     assert len(weight_graphs(bridge, parts=("mlp",))) == 12

@@ -4,6 +4,7 @@ import torch
 from circuitclust.core.partition import ModelPartition, Partition, block_labels
 from circuitclust.errors import PartitionMismatchError
 from circuitclust.models import load_hf, weight_graphs
+from circuitclust.runfiles import load_partition, save_partition
 
 
 def test_block_labels_are_equal_contiguous_blocks():
@@ -30,8 +31,8 @@ def test_model_partition_ties_shared_spaces_and_round_trips(tmp_path):
     mp = ModelPartition.blocks(graphs, 4, model="tiny-gemma")
     assert torch.equal(mp["blocks.1.mlp.in"].col_labels, mp["blocks.1.mlp.out"].row_labels)
     assert torch.equal(mp["blocks.1.mlp.gate"].col_labels, mp["blocks.1.mlp.out"].row_labels)
-    mp.save(tmp_path / "partition")
-    back = ModelPartition.load(tmp_path / "partition.json")
+    save_partition(mp, tmp_path)
+    back = load_partition(tmp_path / "partition.json")
     assert back.k == 4 and set(back) == set(mp) and back.provenance["model"] == "tiny-gemma"
     for name in mp:
         assert torch.equal(back[name].row_labels, mp[name].row_labels)
@@ -49,4 +50,4 @@ def test_partition_for_another_model_is_rejected(tmp_path):
         mp.check_graphs(weight_graphs(gemma, parts=("mlp",)))
     (tmp_path / "p.json").write_text("{}")
     with pytest.raises(PartitionMismatchError, match="one is missing"):
-        ModelPartition.load(tmp_path / "p.json")
+        load_partition(tmp_path / "p.json")

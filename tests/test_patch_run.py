@@ -12,7 +12,7 @@ from circuitclust.analysis.patch_run import analyse_model, compare
 from circuitclust.cli.main import app
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import weight_graphs
-from circuitclust.runfiles import (load_circuits, load_effects, load_specialisation, write_comparison,
+from circuitclust.runfiles import (load_circuits, load_effects, load_specialisation, save_partition, write_comparison,
                                    write_patch_results)
 
 
@@ -60,7 +60,7 @@ def test_cli_errors(tmp_path):
     assert r.exit_code == 2 and "unknown task" in r.output
     other = ModelPartition.blocks(weight_graphs(planted_model()), 4)
     other.space_labels["mlp.1"] = other.space_labels["mlp.1"][:100]
-    other.save(tmp_path / "bad")
+    save_partition(other, tmp_path / "bad.json")
     r = runner.invoke(app, ["patch", "tiny-gpt2", "--tasks", "country_capital", "--partition",
                             str(tmp_path / "bad.json"), "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "labels" in r.output

@@ -18,8 +18,8 @@ from torch import nn
 from ..core.loss import chance_from_masks, clusterability_fused, onehot
 from ..core.partition import ModelPartition
 from ..errors import OptionError
-from .clustering import partition_model
 from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
+from .clustering import partition_model
 
 DEFAULT_GRAPHS = ("mlp_in", "mlp_out")
 PARTITION_MODES = ("blocks", "spectral")

@@ -184,7 +184,7 @@ def partition_model(
     svd_used = sorted({resolve_method(svd, *s.shape, k) for s in stacks})
     return ModelPartition.from_space_labels(
         graphs, k, space_labels, resid, method="spectral", power=power, svd=",".join(svd_used), n_init=n_init,
-        **prov)
+        cocluster={"power": power, "svd": svd, "n_init": n_init}, **prov)
 
 
 def _bar(total: int, desc: str, enabled: bool):
@@ -193,6 +193,14 @@ def _bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="graph", leave=False)
+
+
+def _legacy_cocluster_options(prov: dict[str, Any]) -> dict[str, Any]:
+    """The co-clustering options of a partition file written before they were recorded as ``cocluster``: its
+    ``svd`` holds the methods used per stack, so several mean the request was ``auto``."""
+    svd = str(prov.get("svd", "auto"))
+    return {"power": int(prov.get("power", 1)), "n_init": int(prov.get("n_init", 10)),
+            "svd": "auto" if "," in svd else svd}
 
 
 def _shuffle_null(members: Sequence, w: dict[str, torch.Tensor], partition: ModelPartition, n: int, seed: int,
@@ -218,8 +226,7 @@ def _shuffle_null(members: Sequence, w: dict[str, torch.Tensor], partition: Mode
                     for g in members}
         else:
             stack = torch.cat([_oriented(g, shuffled[g.name]) for g in members], 2)
-            opts = {"power": int(prov.get("power", 1)), "n_init": int(prov.get("n_init", 10)),
-                    "svd": "auto" if "," in str(prov.get("svd", "auto")) else str(prov.get("svd", "auto"))}
+            opts = prov.get("cocluster") or _legacy_cocluster_options(prov)
             ((rows, cols),) = _cluster_stacks([stack], partition.k, seed + 7919 * (sl.start + 1), opts,
                                               key="shuffle" + space)
             res = _split_cols(members, cols)

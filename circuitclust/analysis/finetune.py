@@ -35,18 +35,28 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..atomic import append_jsonl, write_json, write_text
 from ..core.partition import ModelPartition
 from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
 from ..models.graphs import matrix_kinds, weight_graphs
-from ..runfiles import check_output_folder, is_run_folder, remove_run_folder
-from .checkpoints import checkpoint_steps, load_state, prune_checkpoints, save_model_folder
+from ..runfiles import (
+    append_metrics,
+    check_output_folder,
+    checkpoint_folder,
+    checkpoint_steps,
+    is_run_folder,
+    load_checkpoint_state,
+    load_partition,
+    prune_checkpoints,
+    remove_run_folder,
+    save_model_folder,
+    save_partition,
+    trim_metrics,
+    write_finetune_config,
+)
 from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
 from .lm_batches import batch_indices, corpus_texts, other_domain, token_blocks
 from .permute import permute_contiguous
 
-METRICS_SCHEMA = "circuitclust.finetune_metrics/1"
-CONFIG_SCHEMA = "circuitclust.finetune_config/1"
 TRAIN_CHOICES = ("all", "mlp", "regularised")
 
 
@@ -299,10 +309,6 @@ class _Run:
         c = self.cfg
         return c.batch_size * c.grad_accum * self.d.world * c.seq_len
 
-    @property
-    def metrics_path(self) -> Path:
-        return self.out / "metrics.jsonl"
-
     def autocast(self):
         return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.d.device.type == "cuda")
 
@@ -334,7 +340,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     start = have[-1] if resume and have else 0
     if resume and d.rank == 0 and not have:
         print(f"finetune: {out} has no checkpoint yet: starting the run from step 0", flush=True)
-    ckpt = out / "checkpoints" / f"step-{start}" if start else None
+    ckpt = checkpoint_folder(out, start) if start else None
     texts, eval_texts = _texts(cfg, train_texts, eval_texts)  # a bad --data fails before the model loads
 
     torch.manual_seed(cfg.seed)
@@ -356,8 +362,6 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
 
     # The partition is fixed: loaded on resume, made now, or (spectral warm-up) made when the warm-up ends.
     # Until then the loss is unused (lambda is 0) and equal blocks stand in for the clusterability shown.
-    from ..runfiles import load_partition, save_partition
-
     part = None
     if ckpt and start >= cfg.partition_warmup:
         part = load_partition(out).to(d.device)
@@ -378,7 +382,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
         opt, lambda s: min(1.0, (s + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0)
     acc = {"task": 0.0, "kl": 0.0, "n": 0, "tokens_window": 0, "time": 0.0}
     if ckpt:
-        state = load_state(ckpt)
+        state = load_checkpoint_state(ckpt)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         acc = state["accumulators"]
@@ -391,23 +395,17 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
                acc, start, mean_of(closs.chance()))
     if d.rank == 0:
         if not ckpt:
-            run.metrics_path.unlink(missing_ok=True)  # a run killed before its first checkpoint starts over
-            write_json(out / "run_config.json",
-                       {"schema": CONFIG_SCHEMA, "config": asdict(cfg), "seed": cfg.seed, "model": cfg.model,
-                        "world_size": d.world, "device": str(d.device), "torch": torch.__version__,
-                        "train_blocks": len(train_blocks),
-                        "eval_blocks": {k: len(v) for k, v in eval_blocks.items()}})
-        elif run.metrics_path.is_file():  # drop evaluations logged after the checkpoint we resume from
-            keep = [ln for ln in run.metrics_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= start]
-            write_text(run.metrics_path, "".join(ln + "\n" for ln in keep))
+            trim_metrics(out, None)  # a run killed before its first checkpoint starts over
+            write_finetune_config(out, asdict(cfg), seed=cfg.seed, model=cfg.model, world_size=d.world,
+                                  device=str(d.device), torch=torch.__version__, train_blocks=len(train_blocks),
+                                  eval_blocks={k: len(v) for k, v in eval_blocks.items()})
+        else:
+            trim_metrics(out, start)  # drop evaluations logged after the checkpoint we resume from
     return run
 
 
 def _end_warmup(r: _Run, step: int) -> None:
     """Freeze the spectral partition on the weights after ``step`` task-only steps."""
-    from ..runfiles import save_partition
-
     part = _new_partition(r.hf, r.cfg, after_steps=step)
     if r.d.rank == 0:
         save_partition(part, r.out)
@@ -462,7 +460,7 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     cfg, d, acc = r.cfg, r.d, r.acc
     task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
     per = r.closs.clusterability()
-    rec = {"schema": METRICS_SCHEMA, "step": step, "tokens": step * r.tokens_per_step,
+    rec = {"step": step, "tokens": step * r.tokens_per_step,
            "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
            "mean_clusterability": mean_of(per), "chance": r.chance, "clusterability": per,
            "heldout_ppl": {name: heldout_perplexity(r.hf, b, cfg.batch_size, d, r.autocast)
@@ -474,7 +472,7 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     if r.teacher is not None:
         rec["kl"] = kl / n if n else None
     if d.rank == 0:
-        append_jsonl(r.metrics_path, rec)
+        append_metrics(r.out, rec)
     acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
     return rec
 
@@ -489,7 +487,7 @@ def _save_checkpoint(r: _Run, step: int) -> None:
     if r.d.rank == 0:
         state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
                  "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world}
-        save_model_folder(r.out / "checkpoints" / f"step-{step}", r.hf, r.tok, state)
+        save_model_folder(checkpoint_folder(r.out, step), r.hf, r.tok, state)
         prune_checkpoints(r.out, r.cfg.keep_checkpoints)
     r.d.barrier()
 

@@ -43,12 +43,11 @@ def patch(
     agreement and smallest circuits."""
     import torch
 
-    from ..core.partition import ModelPartition
     from ..data import list_tasks, load_task
     from ..errors import DataError, check_int
     from ..models.loading import check_spec
     from ..pipeline import patch as run
-    from ..runfiles import new_run_folder
+    from ..runfiles import load_partition, new_run_folder
 
     # Every option, the partition file and the task files are checked before a model loads.
     options = PatchOptions(metric=metric, method=method, threshold=threshold, batch_size=batch_size,
@@ -63,7 +62,7 @@ def patch(
         raise DataError("no tasks given: pass --tasks with task names or .jsonl files")
     for t in names:
         load_task(t)
-    given = ModelPartition.load(partition) if partition is not None else None
+    given = load_partition(partition) if partition is not None else None
 
     def show(prompts) -> None:
         for p in prompts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import CircuitclustError
+from ..errors import CircuitclustError, OptionError
 from .kmeans import kmeans
 from .partition import Partition
 from .normalised_graph import NormalisedGraph
@@ -47,8 +47,9 @@ def _check(weights: torch.Tensor, k: int) -> None:
         raise CircuitclustError(f"expected a [n_in, n_out] matrix (or a [B, n_in, n_out] batch), got {tuple(weights.shape)}")
     n_in, n_out = weights.shape[-2:]
     if not 2 <= k <= min(n_in, n_out):
-        raise CircuitclustError(
-            f"k={k} clusters is impossible for a {n_in}x{n_out} matrix: choose 2 <= k <= {min(n_in, n_out)}")
+        raise OptionError(
+            f"k={k} clusters is impossible for a {n_in}x{n_out} matrix: choose 2 <= k <= {min(n_in, n_out)}",
+            option="k")
 
 
 def trivial_pair(graph: NormalisedGraph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +137,7 @@ def cocluster_labels(
         weights = weights[None]
     _check(weights, k)
     if power not in (1, 2):
-        raise CircuitclustError(f"power must be 1 (|W|) or 2 (W^2), got {power}")
+        raise OptionError(f"power must be 1 (|W|) or 2 (W^2), got {power}", option="power")
     dev = torch.device(device) if device is not None else weights.device
     dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
     graph = NormalisedGraph(weights.detach().to(dev), power, dtype=dtype)

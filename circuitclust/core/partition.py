@@ -6,21 +6,20 @@ partition, graphs that share a unit space (for example an MLP's ``mlp_in``, ``ml
 share the hidden neurons ``mlp.{l}``) carry the same labels on that side, so cluster ``i`` of a layer is a
 real sub-network.
 
-Files: ``NAME.safetensors`` (int64 label tensors) + ``NAME.json`` (k, graphs with shapes and spaces,
-provenance). :meth:`ModelPartition.check_graphs` rejects a partition whose graphs do not match a model's.
+Persistence: :meth:`ModelPartition.to_state` / :meth:`~ModelPartition.from_state` give the JSON part and the label
+tensors that ``circuitclust.runfiles`` writes as ``partition.json`` + ``partition.safetensors`` (k, graphs with
+shapes and spaces, provenance). :meth:`ModelPartition.check_graphs` rejects a partition whose graphs do not match a model's.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import torch
 
-from ..atomic import atomic_path, write_text
 from ..errors import OptionError, PartitionMismatchError
 
+FORMAT = "circuitclust.partition/1"
 TIED_SPACE_PREFIXES = ("mlp.", "attn.", "attn_qk.", "attn_k.", "attn_v.")
 
 
@@ -172,13 +171,10 @@ class ModelPartition:
         return ModelPartition({n: p.to(device) for n, p in self.graphs.items()}, dict(self.spaces), self.k,
                               {s: v.to(device) for s, v in self.space_labels.items()}, dict(self.provenance))
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``path.safetensors`` and ``path.json`` (``path`` without suffix); returns the JSON path."""
-        from safetensors.torch import save_file
-
-        path = Path(path).with_suffix("")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Tied graphs share one label tensor; safetensors refuses shared storage, so each entry is a copy.
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The partition as ``(meta, tensors)``: a JSON-ready dict (format, k, provenance, each graph's shape,
+        spaces and provenance) and CPU label tensors with no shared memory (tied graphs share one label
+        tensor in memory; safetensors refuses shared storage). ``circuitclust.runfiles`` writes them."""
         tensors = {}
         for name, p in self.graphs.items():
             tensors[f"graph/{name}/row"] = p.row_labels.detach().cpu().clone()
@@ -186,32 +182,18 @@ class ModelPartition:
         for space, lab in self.space_labels.items():
             tensors[f"space/{space}"] = lab.detach().cpu().clone()
         meta = {
-            "format": "circuitclust.partition/1", "k": self.k, "provenance": self.provenance,
+            "format": FORMAT, "k": self.k, "provenance": self.provenance,
             "graphs": {n: {"shape": list(p.shape), "spaces": list(self.spaces[n]), "provenance": p.provenance}
                        for n, p in self.graphs.items()},
         }
-        # Each file is replaced atomically, the tensors first: a reader never sees a JSON without its tensors.
-        with atomic_path(path.with_suffix(".safetensors")) as tmp:
-            save_file(tensors, str(tmp))
-        return write_text(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
+        return meta, tensors
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelPartition":
-        """Read a partition written by :meth:`save` (give either file or the common stem)."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-        jpath, tpath = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
-        if not jpath.is_file() or not tpath.is_file():
-            raise PartitionMismatchError(f"partition files {jpath} and {tpath} are both needed; one is missing")
-        try:
-            meta = json.loads(jpath.read_text())
-            tensors = load_file(str(tpath))
-        except Exception as e:
-            raise PartitionMismatchError(f"cannot read partition {stem}: {str(e).splitlines()[0]}") from e
-        if not isinstance(meta, dict) or meta.get("format") != "circuitclust.partition/1":
-            raise PartitionMismatchError(f"{jpath} is not a circuitclust partition file: pass the partition.json "
+    def from_state(cls, meta: Any, tensors: dict[str, torch.Tensor], source: str = "partition") -> "ModelPartition":
+        """Rebuild a partition from :meth:`to_state`'s ``(meta, tensors)``; raises
+        :class:`PartitionMismatchError` naming ``source`` when they are not a whole circuitclust partition."""
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise PartitionMismatchError(f"{source} is not a circuitclust partition file: pass the partition.json "
                                          "that `circuitclust cluster` or `finetune` wrote")
         try:
             k = int(meta["k"])
@@ -221,7 +203,7 @@ class ModelPartition:
                                          info.get("provenance", {}))
                 spaces[name] = tuple(info["spaces"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise PartitionMismatchError(f"partition {stem} is damaged ({type(e).__name__}: {e}): "
+            raise PartitionMismatchError(f"{source} is damaged ({type(e).__name__}: {e}): "
                                          "re-run the command that wrote it") from None
         space_labels = {key[len("space/"):]: t for key, t in tensors.items() if key.startswith("space/")}
         return cls(graphs, spaces, k, space_labels, meta.get("provenance", {}))

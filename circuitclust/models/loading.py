@@ -69,18 +69,15 @@ def build_tiny(name: str, seed: int = TINY_SEED):
 
 def resolve_folder(path: Path) -> Path:
     """The HF model folder inside ``path``: itself, or for a fine-tuning run folder its ``final`` model or
-    its newest checkpoint. Raises :class:`ModelNotAvailableError` if none is there."""
-    if (path / "config.json").is_file():
-        return path
-    if (path / "final" / "config.json").is_file():
-        return path / "final"
-    ckpts = sorted((p for p in path.glob("checkpoints/step-*") if (p / "config.json").is_file()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    if ckpts:
-        return ckpts[-1]
-    raise ModelNotAvailableError(
-        f"{path} holds no HF model (no config.json, final/ or checkpoints/step-*/): pass a save_pretrained folder"
-    )
+    its newest checkpoint (the run-folder layout is ``circuitclust.runfiles``'). Raises
+    :class:`ModelNotAvailableError` if none is there."""
+    from ..runfiles import model_folder
+
+    folder = model_folder(path)
+    if folder is None:
+        raise ModelNotAvailableError(
+            f"{path} holds no HF model (no config.json, final/ or checkpoints/step-*/): pass a save_pretrained folder")
+    return folder
 
 
 def load_hf(spec: str, *, dtype: torch.dtype | None = None):

@@ -4,21 +4,25 @@ from a run folder (similarity.json, similarity.safetensors, gw.csv, cka.csv).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from ...atomic import atomic_path, write_csv, write_json
 from ...core.cka import cka_matrix
 from ...core.distances import NORMALIZE, pairwise_distances
 from ...core.gw import EXACT_STARTS, SOLVERS, START_KINDS, gw_matrix
-from ...errors import DataError, check_choice, check_choices, check_float, check_int
+from ...errors import check_choice, check_choices, check_float, check_int
 from .groups import LayerGroups, bootstrap_groups, find_groups
-from .representations import (_check_n, collect_representations, load_prompts, resolve_hooks, sample_positions,
-                              tokenize_prompts)
+from .representations import (
+    _check_n,
+    collect_representations,
+    load_prompts,
+    resolve_hooks,
+    sample_positions,
+    tokenize_prompts,
+)
 
 SCHEMA = "circuitclust.similarity/1"
 GW_DEFINITION = ("0.5*sqrt(GW), GW = min_T sum (D1_ik - D2_jl)^2 T_ij T_kl over couplings with uniform "
@@ -43,12 +47,9 @@ class LayerSimilarity:
     layer_dists: torch.Tensor | None = None
     gw_ci: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write similarity.json, similarity.safetensors, gw.csv and cka.csv into ``out_dir``."""
-        from safetensors.torch import save_file
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    def to_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``(doc, tensors)``: the JSON document (schema, layers, GW and CKA matrices, groups, provenance) and
+        the float64 matrices and sampled positions that ``circuitclust.runfiles`` writes."""
         prov = self.provenance
         doc = {"schema": SCHEMA, "model": prov.get("model"), "layers": self.layers, "n": prov.get("n"),
                "seed": prov.get("seed"), "gw": self.distances.double().cpu().tolist(),
@@ -63,38 +64,28 @@ class LayerSimilarity:
             doc["gw_ci_high"] = self.gw_ci[1].double().cpu().tolist()
             tensors["gw_ci_low"] = self.gw_ci[0].double().cpu().contiguous()
             tensors["gw_ci_high"] = self.gw_ci[1].double().cpu().contiguous()
-        with atomic_path(out / "similarity.safetensors") as tmp:
-            save_file(tensors, str(tmp), metadata={"schema": SCHEMA})
-        for name, mat in (("gw.csv", self.distances), ("cka.csv", self.cka)):
-            write_csv(out / name, ["layer", *self.layers],
-                      [[n, *(f"{v:.6g}" for v in row)] for n, row in zip(self.layers, mat.double().cpu().tolist())])
-        write_json(out / "similarity.json", doc)  # last: its presence means the folder is complete
-        return out
+        return doc, tensors
+
+    @classmethod
+    def from_state(cls, doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "LayerSimilarity":
+        """Rebuild from :meth:`to_state`'s parts (``layer_dists`` is not saved and comes back as None)."""
+        ci = (tensors["gw_ci_low"], tensors["gw_ci_high"]) if "gw_ci_low" in tensors else None
+        groups = None if doc.get("groups") is None else LayerGroups.from_json(doc["groups"])
+        return cls(distances=tensors["gw"], cka=tensors["cka"], layers=list(doc["layers"]),
+                   positions=tensors["positions"], provenance=doc["provenance"], groups=groups, gw_ci=ci)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write similarity.json, similarity.safetensors, gw.csv and cka.csv into ``out_dir``."""
+        from ...runfiles import save_layer_similarity
+
+        return save_layer_similarity(self, out_dir)
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "LayerSimilarity":
-        """Read what :meth:`save` wrote (``layer_dists`` is not saved and comes back as None)."""
-        from safetensors.torch import load_file
+        """Read what :meth:`save` wrote."""
+        from ...runfiles import load_layer_similarity
 
-        folder = Path(out_dir)
-        path = folder / "similarity.json"
-        if not path.is_file():
-            raise DataError(f"{folder} has no similarity.json: run `circuitclust similarity MODEL --out {folder}`")
-        try:
-            doc = json.loads(path.read_text())
-            if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-                raise DataError(f"{path} has schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
-                                f"expected {SCHEMA!r}: it was not written by `circuitclust similarity`")
-            t = load_file(str(folder / "similarity.safetensors"))
-            ci = (t["gw_ci_low"], t["gw_ci_high"]) if "gw_ci_low" in t else None
-            groups = None if doc.get("groups") is None else LayerGroups.from_json(doc["groups"])
-            return cls(distances=t["gw"], cka=t["cka"], layers=list(doc["layers"]), positions=t["positions"],
-                       provenance=doc["provenance"], groups=groups, gw_ci=ci)
-        except DataError:
-            raise
-        except Exception as e:  # JSON, safetensors and key errors of a damaged folder
-            raise DataError(f"{folder} holds a damaged similarity result ({type(e).__name__}): re-run "
-                            "`circuitclust similarity`") from None
+        return load_layer_similarity(out_dir, cls.from_state)
 
 
 def _prepare(model, prompts, *, hooks, n, seed, split, max_tokens):
