@@ -1,0 +1,21 @@
+"""Bundled corpora and factual-recall tasks, loaded through HF ``datasets``; tokenisation helpers.
+
+Pure data handling: no model maths. Corpora are paragraph-per-row JSONL files with a fixed ``split`` column
+("train" | "heldout"); tasks are JSONL files of clean/corrupted prompt pairs for activation patching.
+
+- :mod:`.corpora`: :func:`load_corpus` -> ``datasets.Dataset`` with a ``text`` column ("wiki", "chemistry", a
+  local .jsonl/.txt, or a hub dataset name when the hub is reachable).
+- :mod:`.tasks`: :func:`list_tasks`, :func:`load_task` -> the bundled recall tasks.
+- :mod:`.tokens`: :func:`tokenize_task` -> aligned clean/corrupted token tensors and answer ids
+  (:class:`TaskTokens`); :func:`lm_blocks` -> a corpus packed into fixed-length token blocks for LM training
+  and evaluation.
+- :mod:`.jsonl`: reading and validating the JSONL files.
+"""
+from .corpora import BUNDLED_CORPORA, HELDOUT_EVERY, corpus_files, corpus_stats, load_corpus
+from .jsonl import SPLITS
+from .tasks import TASK_FIELDS, chained_task_rows, list_tasks, load_task, tasks_dir
+from .tokens import TaskTokens, first_token_ids, lm_blocks, pad_batch, pad_id_of, tokenize_task
+
+__all__ = ["BUNDLED_CORPORA", "HELDOUT_EVERY", "SPLITS", "TASK_FIELDS", "TaskTokens", "chained_task_rows",
+           "corpus_files", "corpus_stats", "first_token_ids", "list_tasks", "lm_blocks", "load_corpus",
+           "load_task", "pad_batch", "pad_id_of", "tasks_dir", "tokenize_task"]
