@@ -1,4 +1,4 @@
-"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, tokenize_task, lm_blocks."""
+"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, tokenize_task, token_blocks."""
 from __future__ import annotations
 
 import json
@@ -190,22 +190,28 @@ def test_tokenize_task_nothing_left(tmp_path, tiny_tok):
 
 
 @pytest.mark.parametrize("add_bos", [False, True])
-def test_lm_blocks(tiny_tok, add_bos):
+def test_token_blocks(tiny_tok, add_bos):
     texts = data.load_corpus("chemistry", "heldout")
     n_tokens = sum(len(tiny_tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts["text"])
-    blocks = data.lm_blocks(texts, tiny_tok, 64, add_bos=add_bos)
+    blocks = data.token_blocks(texts, tiny_tok, 64, add_bos=add_bos)
     body = 63 if add_bos else 64
     assert blocks.dtype == torch.long and blocks.shape == (n_tokens // body, 64)
     if add_bos:
         assert (blocks[:, 0] == tiny_tok.bos_token_id).all()
     first = tiny_tok(texts[0]["text"], add_special_tokens=False)["input_ids"][:body]
     assert blocks[0, int(add_bos):].tolist() == first
-    assert data.lm_blocks(list(texts["text"]), tiny_tok, 64, add_bos=add_bos).equal(blocks)
+    assert data.token_blocks(list(texts["text"]), tiny_tok, 64, add_bos=add_bos).equal(blocks)
 
 
-def test_lm_blocks_too_short(tiny_tok):
+def test_token_blocks_start_with_bos_whenever_the_tokenizer_has_one(tiny_tok):
+    texts = data.load_corpus("chemistry", "heldout")
+    assert tiny_tok.bos_token_id is not None and tiny_tok("a")["input_ids"][0] != tiny_tok.bos_token_id
+    assert data.token_blocks(texts, tiny_tok, 64).equal(data.token_blocks(texts, tiny_tok, 64, add_bos=True))
+
+
+def test_token_blocks_too_short(tiny_tok):
     with pytest.raises(DataError, match="fewer than one block"):
-        data.lm_blocks(["a few words"], tiny_tok, 512)
+        data.token_blocks(["a few words"], tiny_tok, 512)
 
 
 def test_chained_task_rows_corrupts_each_item_with_the_next():

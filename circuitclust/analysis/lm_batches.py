@@ -1,4 +1,4 @@
-"""Token blocks for causal-LM fine-tuning and a stateless, resumable batch order.
+"""Corpus texts for causal-LM fine-tuning and a stateless, resumable batch order.
 
 The batch order is a pure function of ``(seed, global sample index)``: epoch ``e`` visits the blocks in
 ``randperm(n, seed + e)`` order, and step ``s`` of process ``r`` takes a fixed slice of it. A resumed run
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
+from ..data import token_blocks  # noqa: F401  (the fine-tuning trainer imports it from here)
 from ..errors import DataError
 from ..resources import data_dir
 
@@ -55,26 +55,6 @@ def _bundled_fallback(name: str, split: str) -> list[str]:
 def other_domain(name: str) -> list[str]:
     """Bundled domains to evaluate on besides the training corpus' own held-out split."""
     return [d for d in BUNDLED if d != name]
-
-
-def token_blocks(texts: Sequence[str], tokenizer, seq_len: int) -> torch.Tensor:
-    """Tokenise, join with EOS, cut into ``[n_blocks, seq_len]`` int64 blocks (remainder dropped).
-
-    Each block starts with BOS when the tokenizer has one (Gemma's loss is far off without it), so a
-    block is ``[BOS] + seq_len - 1`` corpus tokens. Raises :class:`DataError` if not one block fits.
-    """
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    body = seq_len - (1 if bos is not None else 0)
-    ids: list[int] = []
-    for enc in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        ids += enc + ([eos] if eos is not None else [])
-    n = len(ids) // body
-    if n == 0:
-        raise DataError(f"the corpus has {len(ids)} tokens, fewer than one block of {body}: lower --seq-len")
-    blocks = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
-    if bos is not None:
-        blocks = torch.cat([torch.full((n, 1), bos, dtype=torch.long), blocks], dim=1)
-    return blocks
 
 
 def batch_indices(n_blocks: int, seed: int, start: int, size: int) -> torch.Tensor:

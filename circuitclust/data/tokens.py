@@ -94,36 +94,35 @@ def tokenize_task(task_dataset, tokenizer: Any, padding_side: str = "right") -> 
 
 
 # ---------------------------------------------------------------------------------------------- LM blocks
-def _adds_bos(tokenizer: Any) -> bool:
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return False
-    ids = tokenizer("a")["input_ids"]
-    return bool(ids) and ids[0] == bos
+def token_blocks(texts, tokenizer: Any, seq_len: int, add_bos: bool | None = None) -> torch.Tensor:
+    """Pack texts into consecutive LM blocks: LongTensor ``[n_blocks, seq_len]``.
 
+    ``texts``: a sequence of strings, or a dataset with a ``text`` column. Each text is tokenised without
+    special tokens and followed by EOS (when the tokenizer has one); the stream is cut into blocks and the
+    ragged tail dropped.
 
-def lm_blocks(dataset, tokenizer: Any, block_size: int, add_bos: bool | None = None) -> torch.Tensor:
-    """Pack a text dataset (``text`` column, or a list of strings) into LM blocks.
-
-    Paragraphs are tokenised without special tokens, joined with the EOS token (when the tokenizer has one)
-    and cut into consecutive blocks; the ragged tail is dropped. With ``add_bos`` (default: when the
-    tokenizer itself prepends BOS, as Gemma's does, since such models degrade badly without it) each block
-    starts with BOS followed by ``block_size - 1`` text tokens. Returns LongTensor [n_blocks, block_size];
-    raises :class:`DataError` when the text is shorter than one block."""
-    if block_size < 2:
-        raise DataError(f"block_size must be >= 2, got {block_size}")
-    texts = list(dataset) if isinstance(dataset, (list, tuple)) else list(dataset["text"])
+    BOS: by default (``add_bos=None``) every block starts with BOS whenever the tokenizer has a BOS token,
+    whether or not the tokenizer prepends one itself: Gemma's loss is far off without it, and for GPT-2-style
+    tokenizers, whose BOS is their EOS, it marks a text boundary as EOS does between texts. A block is then
+    ``[BOS] + seq_len - 1`` text tokens. ``add_bos=False`` fills blocks with text only; ``add_bos=True``
+    requires a BOS token. Raises :class:`DataError` when not one block fits.
+    """
+    if seq_len < 2:
+        raise DataError(f"seq_len must be >= 2, got {seq_len}")
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     if add_bos is None:
-        add_bos = _adds_bos(tokenizer)
+        add_bos = bos is not None
+    elif add_bos and bos is None:
+        raise DataError("add_bos=True but the tokenizer has no BOS token")
+    texts = list(texts["text"]) if hasattr(texts, "column_names") else list(texts)
     ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-    eos = tokenizer.eos_token_id
     stream = torch.tensor([t for para in ids for t in (para + ([eos] if eos is not None else []))],
                           dtype=torch.long)
-    body = block_size - 1 if add_bos else block_size
+    body = seq_len - 1 if add_bos else seq_len
     n = stream.numel() // body
     if n == 0:
-        raise DataError(f"corpus has {stream.numel()} tokens, fewer than one block of {block_size}")
+        raise DataError(f"the corpus has {stream.numel()} tokens, fewer than one block of {body}: lower --seq-len")
     blocks = stream[: n * body].view(n, body)
     if add_bos:
-        blocks = torch.cat([torch.full((n, 1), tokenizer.bos_token_id, dtype=torch.long), blocks], dim=1)
+        blocks = torch.cat([torch.full((n, 1), bos, dtype=torch.long), blocks], dim=1)
     return blocks
