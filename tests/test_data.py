@@ -1,12 +1,14 @@
-"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, tokenize_task, token_blocks."""
+"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, encode_task, token_blocks."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from circuitclust import data
+from circuitclust.analysis.prompts import encode_task
 from circuitclust.errors import DataError
 
 
@@ -92,8 +94,8 @@ def test_bundled_tasks_are_length_matched_for_gemma():
 
     tok = AutoTokenizer.from_pretrained(str(ensure_embedded()))
     for name in data.list_tasks():
-        tt = data.tokenize_task(data.load_task(name), tok)
-        assert tt.n_dropped == 0, name
+        tt = encode_task(SimpleNamespace(tokenizer=tok), data.load_task(name))
+        assert tt.dropped == 0, name
         assert (tt.answer != tt.corrupted_answer).all(), name
         assert tt.clean.shape[1] < 40
 
@@ -157,7 +159,7 @@ def test_unknown_dataset_offline_says_how_to_provide_it(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ tokenisation
-def test_tokenize_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
+def test_encode_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
     enc = lambda s: tiny_tok(s)["input_ids"]  # noqa: E731
     # the tiny BPE tokeniser splits these words differently, so some pairs differ in length
     words = ["water", "fire", "stone", "gold", "grass", "coal", "Constantinople", "sea"]
@@ -166,27 +168,32 @@ def test_tokenize_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
     ds = data.load_task(str(_write(tmp_path / "t.jsonl", rows)))
     expect_kept = [i for i, r in enumerate(rows) if len(enc(r["prompt"])) == len(enc(r["corrupted_prompt"]))]
     assert 0 < len(expect_kept) < len(rows)  # the test exercises dropping
-    for side in ("right", "left"):
-        tt = data.tokenize_task(ds, tiny_tok, padding_side=side)
-        assert tt.n_dropped == len(rows) - len(expect_kept)
-        assert tt.kept.tolist() == expect_kept
-        assert tt.clean.shape == tt.corrupted.shape == tt.attention_mask.shape
-        assert tt.clean.shape[0] == len(tt) == tt.answer.shape[0] == tt.corrupted_answer.shape[0]
-        for row, i in enumerate(expect_kept):
-            ids = enc(rows[i]["prompt"])
-            real = tt.clean[row][tt.attention_mask[row].bool()].tolist()
-            assert real == ids
-            assert tt.corrupted[row][tt.attention_mask[row].bool()].tolist() == enc(rows[i]["corrupted_prompt"])
-            assert int(tt.clean[row, tt.last_pos[row]]) == ids[-1]
-        assert tt.answer.tolist() == [tiny_tok(" red", add_special_tokens=False)["input_ids"][0]] * len(tt)
-        moved = tt.to("cpu")
-        assert moved.corrupted.equal(tt.corrupted) and moved.n_dropped == tt.n_dropped
+    tt = encode_task(SimpleNamespace(tokenizer=tiny_tok), ds)
+    assert tt.dropped == len(rows) - len(expect_kept)
+    assert tt.info["kept"] == expect_kept
+    real_mask = tt.position_mask()
+    assert tt.clean.shape == tt.corrupted.shape == real_mask.shape
+    assert tt.clean.shape[0] == len(tt) == tt.answer.shape[0] == tt.corrupted_answer.shape[0]
+    for row, i in enumerate(expect_kept):
+        ids = enc(rows[i]["prompt"])
+        real = tt.clean[row][real_mask[row]].tolist()
+        assert real == ids
+        assert tt.corrupted[row][real_mask[row]].tolist() == enc(rows[i]["corrupted_prompt"])
+        assert int(tt.clean[row, tt.lengths[row] - 1]) == ids[-1]
+    assert tt.answer.tolist() == [tiny_tok(" red", add_special_tokens=False)["input_ids"][0]] * len(tt)
+    moved = tt.to("cpu")
+    assert moved.corrupted.equal(tt.corrupted) and moved.dropped == tt.dropped
 
 
-def test_tokenize_task_nothing_left(tmp_path, tiny_tok):
+def test_encode_task_nothing_left(tmp_path, tiny_tok):
     rows = [{"prompt": "a b", "answer": " x", "corrupted_prompt": "a b c d e f", "corrupted_answer": " y"}]
     with pytest.raises(DataError, match="equal token lengths"):
-        data.tokenize_task(data.load_task(str(_write(tmp_path / "t.jsonl", rows))), tiny_tok)
+        encode_task(SimpleNamespace(tokenizer=tiny_tok), data.load_task(str(_write(tmp_path / "t.jsonl", rows))))
+
+
+def test_pad_batch_right_pads():
+    ids, mask = data.pad_batch([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 @pytest.mark.parametrize("add_bos", [False, True])

@@ -74,7 +74,7 @@ def last_token_logits(model: Any, tokenizer: Any, prompts: list[str], batch_size
     out = []
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
-        x, mask = pad_batch(chunk, pad, "right")
+        x, mask = pad_batch(chunk, pad)
         x, mask = x.to(device), mask.to(device)
         out.append(_last_logits(model, x, mask, mask.sum(1) - 1).float())
     return torch.cat(out)

@@ -1,43 +1,11 @@
-"""Tokenising and padding: task prompts for patching, answer tokens, and a corpus packed into LM blocks."""
+"""Tokenising and padding: answer tokens, padded batches, and a corpus packed into LM blocks."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..errors import DataError, OptionError
-from .tasks import load_task
-
-
-@dataclass
-class TaskTokens:
-    """A task tokenised for patching. Row i of ``clean`` and ``corrupted`` have the same length and are
-    padded identically (``padding_side``), so positions align between the two runs.
-
-    clean, corrupted: LongTensor [n, seq]; attention_mask: LongTensor [n, seq] (1 = real token, shared by
-    both); last_pos: LongTensor [n], index of the last real token (where the answer is predicted);
-    answer, corrupted_answer: LongTensor [n], first token id of each answer; kept: LongTensor [n], row
-    indices into the task dataset; n_dropped: pairs dropped because their lengths differ (or either answer
-    tokenises to nothing) under this tokenizer."""
-
-    clean: torch.Tensor
-    corrupted: torch.Tensor
-    attention_mask: torch.Tensor
-    last_pos: torch.Tensor
-    answer: torch.Tensor
-    corrupted_answer: torch.Tensor
-    kept: torch.Tensor
-    n_dropped: int
-    padding_side: str = "right"
-
-    def __len__(self) -> int:
-        return int(self.clean.shape[0])
-
-    def to(self, device: str | torch.device) -> "TaskTokens":
-        """A copy with every tensor on ``device``."""
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
-        return TaskTokens(**moved)
+from ..errors import DataError
 
 
 def first_token_ids(tokenizer: Any, answers: list[str]) -> list[int | None]:
@@ -46,51 +14,24 @@ def first_token_ids(tokenizer: Any, answers: list[str]) -> list[int | None]:
     return [x[0] if x else None for x in ids]
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad token lists to one length. Returns (ids LongTensor [n, seq], attention_mask LongTensor [n, seq])."""
-    if padding_side not in ("left", "right"):
-        raise OptionError("padding_side must be 'left' or 'right'")
+def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists to one length, so that a causal model's logits at the real positions do not see
+    the padding. Returns (ids LongTensor [n, seq], attention_mask LongTensor [n, seq])."""
     width = max((len(s) for s in seqs), default=0)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):  # ragged input: one copy per row is unavoidable
-        sl = slice(0, len(s)) if padding_side == "right" else slice(width - len(s), width)
-        ids[i, sl] = torch.tensor(s, dtype=torch.long)
-        mask[i, sl] = 1
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
     return ids, mask
 
 
 def pad_id_of(tokenizer: Any) -> int:
+    """The id to pad with: the tokenizer's pad token, else its EOS, else 0."""
     for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if tid is not None:
             return int(tid)
     return 0
-
-
-def tokenize_task(task_dataset, tokenizer: Any, padding_side: str = "right") -> TaskTokens:
-    """Tokenise a task's clean and corrupted prompts (with the tokenizer's usual special tokens, e.g. Gemma's
-    BOS) and the first token of each answer. Pairs whose clean and corrupted prompts differ in length under
-    THIS tokenizer are dropped (counted in ``n_dropped``). Returns :class:`TaskTokens`; raises
-    :class:`DataError` if no pair survives."""
-    if isinstance(task_dataset, str):
-        task_dataset = load_task(task_dataset)
-    clean = tokenizer(list(task_dataset["prompt"]))["input_ids"]
-    corrupt = tokenizer(list(task_dataset["corrupted_prompt"]))["input_ids"]
-    ans = first_token_ids(tokenizer, task_dataset["answer"])
-    cans = first_token_ids(tokenizer, task_dataset["corrupted_answer"])
-    kept = [i for i in range(len(clean))
-            if len(clean[i]) == len(corrupt[i]) and ans[i] is not None and cans[i] is not None]
-    if not kept:
-        raise DataError("no clean/corrupted pair of this task has equal token lengths under this tokenizer")
-    pad = pad_id_of(tokenizer)
-    clean_ids, mask = pad_batch([clean[i] for i in kept], pad, padding_side)
-    corrupt_ids, _ = pad_batch([corrupt[i] for i in kept], pad, padding_side)
-    lengths = torch.tensor([len(clean[i]) for i in kept])
-    last = lengths - 1 if padding_side == "right" else torch.full_like(lengths, clean_ids.shape[1] - 1)
-    return TaskTokens(clean=clean_ids, corrupted=corrupt_ids, attention_mask=mask, last_pos=last,
-                      answer=torch.tensor([ans[i] for i in kept]),
-                      corrupted_answer=torch.tensor([cans[i] for i in kept]),
-                      kept=torch.tensor(kept), n_dropped=len(clean) - len(kept), padding_side=padding_side)
 
 
 # ---------------------------------------------------------------------------------------------- LM blocks
