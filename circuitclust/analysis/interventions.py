@@ -28,16 +28,12 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import CircuitclustError
+from ..models.graphs import model_device
 from .metrics import logits_at, task_metric, top1_correct
 from .prompts import TaskPrompts
 from .units import UnitLayout
 
 METHODS = ("zero", "mean", "resample")
-
-
-def model_device(model) -> torch.device:
-    """The device of the model's parameters."""
-    return next(model.parameters()).device
 
 
 def flat(act: torch.Tensor) -> torch.Tensor:

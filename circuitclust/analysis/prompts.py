@@ -74,18 +74,6 @@ class TaskPrompts:
         return torch.arange(self.clean.shape[1], device=self.lengths.device)[None, :] < self.lengths[:, None]
 
 
-def _pad(seqs: Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
-    return torch.nn.utils.rnn.pad_sequence(list(seqs), batch_first=True, padding_value=pad_id)
-
-
-def _tokens(model, text: str) -> torch.Tensor:
-    return torch.tensor(model.tokenizer(text)["input_ids"], dtype=torch.long)
-
-
-def _pad_id(model) -> int:
-    return pad_id_of(model.tokenizer)
-
-
 def encode_task(model, rows: Any, name: str | None = None, max_prompts: int | None = None) -> TaskPrompts:
     """Tokenize a task for patching with the model's tokenizer.
 
@@ -135,5 +123,6 @@ def encode_texts(model, texts: Sequence[str], name: str = "text", max_tokens: in
     texts = [t for t in texts if t and t.strip()][:max_texts]
     if not texts:
         raise DataError(f"'{name}' has no non-empty texts")
-    toks = [_tokens(model, t)[:max_tokens] for t in texts]  # the tokenizer's own special tokens, as in training
-    return TaskPrompts(name, _pad(toks, _pad_id(model)), torch.tensor([t.numel() for t in toks]))
+    toks = [model.tokenizer(t)["input_ids"][:max_tokens] for t in texts]  # the tokenizer's own special tokens
+    ids, mask = pad_batch(toks, pad_id_of(model.tokenizer))
+    return TaskPrompts(name, ids, mask.sum(1))

@@ -60,6 +60,11 @@ def hf_model_of(model: nn.Module) -> nn.Module:
     return getattr(model, "original_model", model)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (of the HF model inside a TransformerBridge)."""
+    return next(hf_model_of(model).parameters()).device
+
+
 @dataclass(frozen=True, eq=False)
 class WeightGraph:
     """One weight matrix as a bipartite graph.
