@@ -40,9 +40,10 @@ def cluster_masses(weight: torch.Tensor, row_onehot: torch.Tensor,
 
 
 def clusterability_from_masses(inside: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-    """``inside / total`` with an all-zero matrix counted as fully clusterable (1), never NaN."""
-    safe = torch.where(total > 0, total, torch.ones_like(total))
-    return torch.where(total > 0, inside / safe, torch.ones_like(inside))
+    """``inside / total``, never NaN. An all-zero matrix scores 0, as in :func:`.measures.clusterability`: it has
+    no mass inside clusters, and scoring it 1 would make collapsing a matrix to zero look perfectly modular.
+    Its gradient is 0 (see the backward of :class:`_FusedClusterability`)."""
+    return inside / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def clusterability_masks(weight: torch.Tensor, row_onehot: torch.Tensor,

@@ -24,7 +24,8 @@ def clusterability(weight: torch.Tensor, row_labels: torch.Tensor, col_labels: t
 
     ``weight`` ``[..., n_in, n_out]``, ``row_labels`` ``[..., n_in]``, ``col_labels`` ``[..., n_out]`` (any
     integer cluster ids; leading dimensions broadcast). Returns a tensor of the leading shape (a 0-d tensor
-    for one matrix), differentiable in ``weight``. An all-zero matrix scores 0.
+    for one matrix), differentiable in ``weight``. An all-zero matrix scores 0 with a zero gradient: it has no
+    mass inside clusters (the fine-tuning loss in :mod:`.loss` uses the same value).
     """
     w2 = weight.square()
     inside = row_labels[..., :, None] == col_labels[..., None, :]
