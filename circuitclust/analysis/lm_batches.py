@@ -1,4 +1,4 @@
-"""Corpus texts for causal-LM fine-tuning and a stateless, resumable batch order.
+"""A stateless, resumable batch order for causal-LM fine-tuning.
 
 The batch order is a pure function of ``(seed, global sample index)``: epoch ``e`` visits the blocks in
 ``randperm(n, seed + e)`` order, and step ``s`` of process ``r`` takes a fixed slice of it. A resumed run
@@ -7,54 +7,10 @@ processes never see the same block in one step.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 
-from ..data import token_blocks  # noqa: F401  (the fine-tuning trainer imports it from here)
-from ..errors import DataError
-from ..resources import data_dir
-
-BUNDLED = ("wiki", "chemistry")
-
-
-def corpus_texts(name: str, split: str = "train") -> list[str]:
-    """Texts of corpus ``name`` ("wiki", "chemistry", a local .jsonl/.txt, a hub dataset) and ``split``
-    ("train" | "heldout"), via ``circuitclust.data.load_corpus``. Raises :class:`DataError` when empty."""
-    try:
-        from ..data import load_corpus
-    except ImportError:  # the data module is not installed yet: read the bundled files directly
-        texts = _bundled_fallback(name, split)
-    else:
-        texts = list(load_corpus(name, split=split)["text"])
-    texts = [t for t in texts if t and t.strip()]
-    if not texts:
-        raise DataError(f"corpus '{name}' has no '{split}' texts: pass wiki, chemistry or a .jsonl/.txt file")
-    return texts
-
-
-def _bundled_fallback(name: str, split: str) -> list[str]:
-    path = data_dir() / name if name in BUNDLED else Path(name).expanduser()
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    if not all(f.is_file() for f in files) or not files:
-        raise DataError(f"corpus '{name}' not found: pass wiki, chemistry or a .jsonl/.txt file")
-    texts = []
-    for f in files:
-        if f.suffix == ".txt":
-            texts += [p for p in f.read_text().split("\n\n")] if split == "train" else []
-            continue
-        for line in f.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("split", "train") == split:
-                    texts.append(row["text"])
-    return texts
-
-
-def other_domain(name: str) -> list[str]:
-    """Bundled domains to evaluate on besides the training corpus' own held-out split."""
-    return [d for d in BUNDLED if d != name]
+# The fine-tuning trainer imports its corpus and block helpers from here.
+from ..data import corpus_texts, other_domain, token_blocks  # noqa: F401
 
 
 def batch_indices(n_blocks: int, seed: int, start: int, size: int) -> torch.Tensor:

@@ -461,18 +461,6 @@ def compare_similarity(base: LayerSimilarity, other: LayerSimilarity, *, solver:
     return out
 
 
-def compare_models(base_model, other_model, prompts: str | Sequence[str], *, base_name: str | None = None,
-                   other_name: str | None = None, **kwargs) -> tuple[LayerSimilarity, LayerSimilarity, dict]:
-    """Run :func:`layer_similarity` on two models (e.g. base and clusterability-fine-tuned) with the same
-    prompts, seed and positions, and :func:`compare_similarity` them. The models must share a tokenizer
-    (positions are sampled from the base model's tokens). Returns ``(base_sim, other_sim, comparison)``."""
-    a = layer_similarity(base_model, prompts, model_name=base_name, **kwargs)
-    b = layer_similarity(other_model, prompts, model_name=other_name, **kwargs)
-    if not torch.equal(a.positions, b.positions):
-        raise CircuitclustError("the two models tokenize the prompts differently: compare models that share a tokenizer")
-    return a, b, compare_similarity(a, b, solver=kwargs.get("solver"), epsilon=kwargs.get("epsilon", 1e-2))
-
-
-__all__ = ["LayerSimilarity", "LayerGroups", "layer_similarity", "compare_similarity", "compare_models",
+__all__ = ["LayerSimilarity", "LayerGroups", "layer_similarity", "compare_similarity",
            "find_groups", "bootstrap_groups", "resolve_hooks", "load_prompts", "tokenize_prompts",
            "sample_positions", "collect_representations", "HOOK_SHORTCUTS", "SCHEMA", "COMPARE_SCHEMA"]

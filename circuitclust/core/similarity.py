@@ -482,15 +482,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cka_matrix([x, y])[0, 1]
 
 
-def gw_loss_identity(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """Upper bound on GW for two matrices over the same points: the distance of the identity coupling,
-    ``0.5 * sqrt(mean((d1 - d2)^2))`` (uniform weights). Useful as a sanity bound; ``[..., n, n]`` -> ``[...]``."""
-    return _gw_loss_to_distance(((d1 - d2) ** 2).mean(dim=(-1, -2)))
-
-
 __all__ = ["pairwise_distances", "gw_distance", "gw_paired", "gw_paired_starts", "gw_matrix", "gw_matrix_pairs",
            "gw_entropic_plans", "gw_exact_multistart", "gw_cost", "round_to_coupling", "random_coupling",
            "profile_coupling", "PROFILE_LEVELS", "ENTROPIC_MAX_ITER",
-           "cka_matrix", "linear_cka", "centered_gram", "gw_loss_identity", "default_pair_batch", "METRICS",
+           "cka_matrix", "linear_cka", "centered_gram", "default_pair_batch", "METRICS",
            "NORMALIZE", "SOLVERS", "EXACT_STARTS", "START_KINDS", "MIN_POINTS"]
 

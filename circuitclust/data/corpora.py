@@ -89,6 +89,20 @@ def load_corpus(name: str, split: str = "train"):
     return _load_hub(name, split)
 
 
+def corpus_texts(name: str, split: str = "train") -> list[str]:
+    """The non-empty texts of corpus ``name`` (as :func:`load_corpus` takes it) and ``split``
+    ("train" | "heldout"). Raises :class:`DataError` when there are none."""
+    texts = [t for t in load_corpus(name, split=split)["text"] if t and t.strip()]
+    if not texts:
+        raise DataError(f"corpus '{name}' has no '{split}' texts: pass wiki, chemistry or a .jsonl/.txt file")
+    return texts
+
+
+def other_domain(name: str) -> list[str]:
+    """Bundled corpora to evaluate on besides the training corpus' own held-out split."""
+    return [d for d in BUNDLED_CORPORA if d != name]
+
+
 def _load_txt(path: Path):
     from datasets import load_dataset
 
