@@ -1,4 +1,4 @@
-"""Clusterability of weight matrices as a differentiable tensor function (SPEC section 3 and 4).
+"""Clusterability of weight matrices as a differentiable tensor function, for the fine-tuning loss.
 
 For a matrix ``W [n_in, n_out]`` and one-hot memberships ``R [n_in, k]``, ``C [n_out, k]`` the mass inside
 cluster ``i`` is ``diag(R^T (W*W) C)_i`` and

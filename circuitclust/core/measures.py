@@ -1,6 +1,6 @@
 """How clusterable weight graphs are: clusterability, its chance level, n-cut, and shuffle nulls.
 
-- :func:`clusterability` (SPEC section 3): fraction of the squared-weight mass inside co-clusters,
+- :func:`clusterability`: fraction of the squared-weight mass inside co-clusters,
   differentiable in the weights (the fine-tuning loss uses it) and batched.
 - :func:`chance_level`: the expected clusterability of unstructured weights for the given cluster sizes,
   ``sum_i |R_i| |C_i| / (n_in n_out)`` (``1/k`` for equal blocks).

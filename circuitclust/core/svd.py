@@ -2,8 +2,8 @@
 
 Randomized SVD samples the range with ``q = max(2 k + 10, k + oversample)`` Gaussian vectors and sharpens it
 with ``n_iter`` QR-stabilised power iterations. Weight matrices of trained networks have slowly decaying
-spectra, so the subspace is only accurate with enough power iterations (SPEC section 2: 2 iterations gave a
-subspace cosine of 0.71 on a real Gemma matrix); :func:`subspace_cosines` measures what is traded.
+spectra, so the subspace is only accurate with enough power iterations (2 iterations give a subspace cosine
+of about 0.7 on a Gemma MLP matrix); :func:`subspace_cosines` measures what is traded.
 
 :func:`block_lanczos_svd` (randomized block Krylov on ``A^T A``) is what the co-clusterer uses: for the same
 accuracy it needs a block of ``k`` instead of ``2k + 10`` vectors and fewer passes over the matrix;
