@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from _helpers import corpus_stats
+
 from circuitclust import data
 from circuitclust.analysis.prompts import encode_task
 from circuitclust.errors import DataError
@@ -29,7 +31,7 @@ def _write(path, rows):
 # ---------------------------------------------------------------------------------------- bundled corpora
 @pytest.mark.parametrize("name,min_paragraphs,min_topics", [("wiki", 200, 8), ("chemistry", 100, 5)])
 def test_bundled_corpus_sizes(name, min_paragraphs, min_topics):
-    stats = data.corpus_stats(name)
+    stats = corpus_stats(name)
     assert stats["paragraphs"]["total"] >= min_paragraphs
     assert len(stats["topics"]) >= min_topics
     assert stats["paragraphs"]["heldout"] >= stats["paragraphs"]["total"] // 10
@@ -37,7 +39,7 @@ def test_bundled_corpus_sizes(name, min_paragraphs, min_topics):
 
 
 def test_wiki_is_large_enough_for_lm_eval():
-    assert data.corpus_stats("wiki")["words"] >= 20_000  # ~30k Gemma tokens
+    assert corpus_stats("wiki")["words"] >= 20_000  # ~30k Gemma tokens
 
 
 @pytest.mark.parametrize("name", data.BUNDLED_CORPORA)
@@ -227,3 +229,4 @@ def test_chained_task_rows_corrupts_each_item_with_the_next():
                                                     "The capital of France is"]
     assert [r["corrupted_answer"] for r in rows] == [" Rome", " Madrid", " Paris"]
     assert all(set(r) == set(data.TASK_FIELDS) for r in rows) and rows[0]["answer"] == " Paris"
+

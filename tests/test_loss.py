@@ -5,12 +5,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import cluster_masses, clusterability_masks
 
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, regularised_parameters
 from circuitclust.analysis.permute import permute_contiguous
 from circuitclust.core import loss as core_loss
-from circuitclust.core.loss import (chance_from_masks, cluster_masses, clusterability_fused, clusterability_masks,
-                                    onehot)
+from circuitclust.core.loss import chance_from_masks, clusterability_fused, onehot
 from circuitclust.core.measures import clusterability
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import build_tiny, weight_graphs

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
+from _helpers import linear_cka
 
 from circuitclust.analysis.similarity import (LayerSimilarity, bootstrap_groups, compare_similarity, find_groups,
                                               layer_similarity, resolve_hooks, sample_positions)
 from circuitclust.core.layer_groups import choose_n_groups, cluster_layers, group_boundaries
 from circuitclust.core.similarity import (EXACT_STARTS, cka_matrix, gw_cost, gw_distance, gw_entropic_plans,
-                                          gw_exact_multistart, gw_matrix, gw_paired, linear_cka, pairwise_distances,
+                                          gw_exact_multistart, gw_matrix, gw_paired, pairwise_distances,
                                           profile_coupling, random_coupling, round_to_coupling)
 from circuitclust.errors import CircuitclustError, DataError
 

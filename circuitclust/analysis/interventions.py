@@ -173,16 +173,6 @@ def cluster_masks(layout: UnitLayout, part: str | None = None) -> torch.Tensor:
     return (lab[None, :] == torch.arange(layout.k, device=lab.device)[:, None]) & keep.to(lab.device)[None, :]
 
 
-def run_ablated(model, batch: TaskPrompts, layout: UnitLayout, dims: torch.Tensor, method: str,
-                reference: dict[str, torch.Tensor] | None = None,
-                corrupted: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Logits ``[b, T, V]`` of the clean prompts of ``batch`` with the dims where ``dims`` (``[n_dims]``
-    bool) is True ablated by ``method``. ``batch`` must be on the model's device."""
-    masks = layout.split_dims(dims)
-    hooks = ablation_hooks(masks, method, reference, corrupted)
-    return model.run_with_hooks(batch.clean, fwd_hooks=hooks)
-
-
 @torch.no_grad()
 def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.Tensor, method: str = "mean",
                    metric: str = "logit_diff", reference: dict[str, torch.Tensor] | None = None,

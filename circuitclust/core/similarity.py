@@ -476,14 +476,9 @@ def cka_matrix(reps: torch.Tensor | Sequence[torch.Tensor], dtype: torch.dtype =
     return 0.5 * (cka + cka.T)
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Linear CKA of two representations ``x[n, d1]``, ``y[n, d2]`` of the same n points (0-d tensor)."""
-    return cka_matrix([x, y])[0, 1]
-
-
 __all__ = ["pairwise_distances", "gw_distance", "gw_paired", "gw_paired_starts", "gw_matrix", "gw_matrix_pairs",
            "gw_entropic_plans", "gw_exact_multistart", "gw_cost", "round_to_coupling", "random_coupling",
            "profile_coupling", "PROFILE_LEVELS", "ENTROPIC_MAX_ITER",
-           "cka_matrix", "linear_cka", "centered_gram", "default_pair_batch", "METRICS",
+           "cka_matrix", "centered_gram", "default_pair_batch", "METRICS",
            "NORMALIZE", "SOLVERS", "EXACT_STARTS", "START_KINDS", "MIN_POINTS"]
 

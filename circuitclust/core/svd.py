@@ -157,14 +157,6 @@ def block_lanczos_svd(
     return u, lam[:, :k].clamp_min(0).sqrt(), v, steps
 
 
-def dense_gram(a: torch.Tensor):
-    """``gram`` for :func:`block_lanczos_svd` from a materialised ``a`` ``[B, m, n]``."""
-    def gram(vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.bmm(a, vt.transpose(1, 2))
-        return y, torch.bmm(y.transpose(1, 2), a)
-    return gram
-
-
 def exact_svd(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-``k`` of the full thin SVD of ``a`` ``[B, m, n]``: ``U [B, m, k]``, ``S [B, k]``, ``V [B, n, k]``."""
     u, s, vh = torch.linalg.svd(a, full_matrices=False)

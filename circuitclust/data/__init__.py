@@ -11,12 +11,11 @@ Pure data handling: no model maths. Corpora are paragraph-per-row JSONL files wi
   token blocks for LM training and evaluation.
 - :mod:`.jsonl`: reading and validating the JSONL files.
 """
-from .corpora import (BUNDLED_CORPORA, HELDOUT_EVERY, corpus_files, corpus_stats, corpus_texts, load_corpus,
-                      other_domain)
+from .corpora import BUNDLED_CORPORA, HELDOUT_EVERY, corpus_files, corpus_texts, load_corpus, other_domain
 from .jsonl import SPLITS
 from .tasks import TASK_FIELDS, chained_task_rows, list_tasks, load_task, tasks_dir
 from .tokens import first_token_ids, pad_batch, pad_id_of, token_blocks
 
 __all__ = ["BUNDLED_CORPORA", "HELDOUT_EVERY", "SPLITS", "TASK_FIELDS", "chained_task_rows",
-           "corpus_files", "corpus_stats", "corpus_texts", "first_token_ids", "list_tasks", "load_corpus",
+           "corpus_files", "corpus_texts", "first_token_ids", "list_tasks", "load_corpus",
            "load_task", "other_domain", "pad_batch", "pad_id_of", "tasks_dir", "token_blocks"]

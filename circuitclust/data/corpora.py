@@ -3,7 +3,6 @@ fixed train/heldout split."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..errors import DataError
 from ..resources import data_dir, hub_reachable
@@ -112,24 +111,4 @@ def _load_txt(path: Path):
         ds = load_dataset("text", data_files=str(path), sample_by="paragraph", split="train")
         return ds.filter(lambda t: bool(t.strip()), input_columns="text")
 
-
-def corpus_stats(name: str, tokenizer: Any = None) -> dict:
-    """Size of a corpus: ``{"name", "paragraphs": {"train", "heldout", "total"}, "topics": {topic: n},
-    "words", "chars"}`` plus ``"tokens"`` when a tokenizer is given (no special tokens)."""
-    parts = {s: load_corpus(name, s) for s in SPLITS}
-    texts = [t for s in SPLITS for t in parts[s]["text"]]
-    topics: dict[str, int] = {}
-    for s in SPLITS:
-        if "topic" in parts[s].column_names:
-            key = "subtopic" if "subtopic" in parts[s].column_names else "topic"
-            for t in parts[s][key]:
-                topics[t] = topics.get(t, 0) + 1
-    stats = {"name": name,
-             "paragraphs": {"train": len(parts["train"]), "heldout": len(parts["heldout"]), "total": len(texts)},
-             "topics": dict(sorted(topics.items())),
-             "words": sum(len(t.split()) for t in texts),
-             "chars": sum(len(t) for t in texts)}
-    if tokenizer is not None:
-        stats["tokens"] = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
-    return stats
 
