@@ -230,3 +230,16 @@ def test_chained_task_rows_corrupts_each_item_with_the_next():
     assert [r["corrupted_answer"] for r in rows] == [" Rome", " Madrid", " Paris"]
     assert all(set(r) == set(data.TASK_FIELDS) for r in rows) and rows[0]["answer"] == " Paris"
 
+
+def test_wheel_lists_every_package_and_ships_the_bundled_data():
+    import tomllib
+    from pathlib import Path
+
+    from circuitclust.resources import data_dir
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "circuitclust").rglob("__init__.py")}
+    assert set(conf["packages"]) == on_disk | {"circuitclust._bundled"}
+    assert conf["package-dir"]["circuitclust._bundled"] == "data" and data_dir() == repo / "data"
+    assert "**/*" in conf["package-data"]["circuitclust._bundled"]
