@@ -5,8 +5,7 @@ over all MLP matrices, before and after, with and without the distillation term.
         --out runs/outcome
 
 Each variant is a normal ``finetune`` run (its RUN_DIR holds metrics.jsonl, checkpoints, final/); the
-table compares its step-0 (base model) and last evaluation. ``--bundled-files`` reads the bundled corpora
-straight from data/ (same fixed train/heldout split) instead of through ``circuitclust.data``.
+table compares its step-0 (base model) and last evaluation.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
-from circuitclust.analysis.lm_batches import _bundled_fallback, corpus_texts  # noqa: E402
+from circuitclust.data import corpus_texts  # noqa: E402
 
 
 def main() -> None:
@@ -40,13 +39,11 @@ def main() -> None:
     ap.add_argument("--distill", type=float, nargs="+", default=[0.0, 1.0])
     ap.add_argument("--train", default="regularised", help="regularised | mlp | all (all: the non-MLP weights can compensate)")
     ap.add_argument("--graphs", default="mlp_in,mlp_gate,mlp_out")
-    ap.add_argument("--bundled-files", action="store_true")
     a = ap.parse_args()
 
-    load = _bundled_fallback if a.bundled_files else corpus_texts
     other = "chemistry" if a.data == "wiki" else "wiki"
-    train = load(a.data, "train")
-    evals = {a.data: load(a.data, "heldout"), other: load(other, "heldout")}
+    train = corpus_texts(a.data, "train")
+    evals = {a.data: corpus_texts(a.data, "heldout"), other: corpus_texts(other, "heldout")}
     rows = []
     for distill in a.distill:
         out = Path(a.out) / f"distill-{distill:g}"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
 from circuitclust.analysis.finetune import FinetuneConfig, _lm_loss, finetune  # noqa: E402
-from circuitclust.analysis.lm_batches import corpus_texts, token_blocks  # noqa: E402
+from circuitclust.data import corpus_texts, token_blocks  # noqa: E402
 
 MLP = ("mlp_in", "mlp_gate", "mlp_out")
 

@@ -66,11 +66,11 @@ def main() -> None:
     from circuitclust.core.partition import ModelPartition
     from circuitclust.runfiles import load_partition
     from circuitclust.data import list_tasks
-    from circuitclust.models import load_model, weight_graphs
+    from circuitclust.models import load_model, model_device, weight_graphs
 
     t0 = time.perf_counter()
     m = load_model(args.model)
-    print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s on {next(m.parameters()).device}, "
+    print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s on {model_device(m)}, "
           f"{torch.get_num_threads()} threads")
     t0 = time.perf_counter()
     if args.partition:
@@ -85,7 +85,7 @@ def main() -> None:
              else [encode_task(m, rows, name=n, max_prompts=args.max_prompts) for n, rows in builtin_tasks().items()])
     print(f"{len(layout.nodes)} nodes, {layout.n_units} units, {layout.n_dims} dims")
     with torch.no_grad():  # warm-up pass so that one-off start-up costs are not charged to either method
-        m(tasks[0].subset(slice(0, args.batch_size)).clean.to(next(m.parameters()).device))
+        m(tasks[0].subset(slice(0, args.batch_size)).clean.to(model_device(m)))
     tot = {"old": [0.0, 0.0], "exact": [0.0, 0.0], "attr": [0.0, 0.0]}  # [wall, cpu] seconds
     for p in tasks:
         sets = node_masks(layout)

@@ -1,5 +1,5 @@
-"""Open an HTML report in a real headless Chromium: check that it renders (no JavaScript errors, every
-figure drawn) and take PNG screenshots (the README's docs/report.png).
+"""Open an HTML report in a real headless Chromium: wait until every figure is drawn, collecting JavaScript
+errors (:func:`load_page`), and take PNG screenshots (the README's docs/report.png).
 
 Needs the Debian packages ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``,
 ``/usr/bin/chromedriver``) and the ``selenium`` Python package (dev extra). Nothing is fetched from the
@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -75,24 +74,10 @@ def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-@dataclass
-class PageCheck:
-    """What the browser saw: figure divs on the page, how many plotly drew, the count the report announces,
-    ``.main-svg`` elements, and JavaScript errors (uncaught errors and console errors)."""
-
-    n_divs: int
-    n_rendered: int
-    expected: int | None
-    n_main_svg: int
-    errors: list[str]
-
-    @property
-    def ok(self) -> bool:
-        want = self.expected if self.expected is not None else self.n_divs
-        return not self.errors and self.n_rendered == self.n_divs == want
-
-
-def _load(driver, html_path: Path, timeout: float) -> dict:
+def load_page(driver, html_path: Path, timeout: float) -> dict:
+    """Open ``html_path`` in ``driver`` and wait until every plotly div is drawn (or ``timeout`` s). Returns the
+    page's render state: ``n_divs``, ``n_rendered``, ``expected`` (the count the report announces),
+    ``n_main_svg`` and ``errors`` (uncaught JavaScript errors)."""
     driver.get(html_path.resolve().as_uri())
     deadline = time.monotonic() + timeout
     state = driver.execute_script(_RENDER_STATE)
@@ -102,19 +87,6 @@ def _load(driver, html_path: Path, timeout: float) -> dict:
     return state
 
 
-def check_page(html_path: str | Path, timeout: float = 60.0) -> PageCheck:
-    """Open ``html_path`` in headless Chromium, wait until every plotly div is drawn (or ``timeout`` s) and
-    report what rendered and any JavaScript errors."""
-    html_path = Path(html_path)
-    with headless_chromium() as driver:
-        state = _load(driver, html_path, timeout)
-        errors = list(state["errors"])
-        for entry in driver.get_log("browser"):
-            if entry.get("level") == "SEVERE":
-                errors.append(entry.get("message", str(entry)))
-    return PageCheck(state["n_divs"], state["n_rendered"], state["expected"], state["n_main_svg"], errors)
-
-
 def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1400, height: int | None = 1800,
                timeout: float = 60.0) -> Path:
     """Render ``html_path`` and save a PNG of its top ``width`` x ``height`` pixels (``height=None``: the whole
@@ -122,7 +94,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1400, h
     html_path, png_path = Path(html_path), Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     with headless_chromium(width, height or 1000) as driver:
-        _load(driver, html_path, timeout)
+        load_page(driver, html_path, timeout)
         if height is None:
             full = driver.execute_script("return document.documentElement.scrollHeight")
             driver.set_window_size(width, int(full) + 100)

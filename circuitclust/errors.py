@@ -113,14 +113,6 @@ def check_choices(name: str, values: Sequence[str], choices: Iterable[str], *, a
     return values
 
 
-def split_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A comma-separated option (``"mlp, attn"``) or a sequence as a tuple of stripped, non-empty items."""
-    if text is None:
-        return ()
-    items = text.split(",") if isinstance(text, str) else list(text)
-    return tuple(s.strip() for s in items if str(s).strip())
-
-
 def _range_text(minimum: int | None, maximum: int | None) -> str:
     if minimum is not None and maximum is not None:
         return f"it must be between {minimum} and {maximum}"

@@ -1,9 +1,9 @@
 """Where the bundled files (corpora, recall tasks, the tiny models' tokenizer) are found."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
-from importlib import resources
 from pathlib import Path
 
 
@@ -16,7 +16,8 @@ def data_dir() -> Path:
     repo_data = Path(__file__).resolve().parent.parent / "data"
     if repo_data.is_dir():
         return repo_data
-    return Path(str(resources.files("circuitclust._bundled")))
+    # circuitclust._bundled has no __init__.py: a namespace package, whose one folder is its search location.
+    return Path(next(iter(importlib.util.find_spec("circuitclust._bundled").submodule_search_locations)))
 
 
 def hub_reachable(*offline_vars: str, timeout: float = 3.0) -> bool:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score as ari
+from _helpers import dense_gram
 
 import circuitclust
 from circuitclust.core.cocluster import cocluster, cocluster_batch, cocluster_labels
@@ -138,7 +139,7 @@ def test_default_lanczos_steps_are_accurate_on_a_small_gap():
     """The default step cap (SVD_N_ITER) must pin down the top vectors where sigma_k and sigma_(k+1) differ by
     3% (as on Gemma attention stacks, where the early stop never triggers); 6 steps did not."""
     from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL
-    from circuitclust.core.svd import block_lanczos_svd, dense_gram, exact_svd, subspace_cosines
+    from circuitclust.core.svd import block_lanczos_svd, exact_svd, subspace_cosines
 
     g = torch.Generator().manual_seed(0)
     m, n = 600, 400

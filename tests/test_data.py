@@ -1,12 +1,16 @@
-"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, tokenize_task, lm_blocks."""
+"""circuitclust.data: bundled corpora and tasks, fixed splits, error messages, encode_task, token_blocks."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from _helpers import corpus_stats
+
 from circuitclust import data
+from circuitclust.analysis.prompts import encode_task
 from circuitclust.errors import DataError
 
 
@@ -27,7 +31,7 @@ def _write(path, rows):
 # ---------------------------------------------------------------------------------------- bundled corpora
 @pytest.mark.parametrize("name,min_paragraphs,min_topics", [("wiki", 200, 8), ("chemistry", 100, 5)])
 def test_bundled_corpus_sizes(name, min_paragraphs, min_topics):
-    stats = data.corpus_stats(name)
+    stats = corpus_stats(name)
     assert stats["paragraphs"]["total"] >= min_paragraphs
     assert len(stats["topics"]) >= min_topics
     assert stats["paragraphs"]["heldout"] >= stats["paragraphs"]["total"] // 10
@@ -35,7 +39,7 @@ def test_bundled_corpus_sizes(name, min_paragraphs, min_topics):
 
 
 def test_wiki_is_large_enough_for_lm_eval():
-    assert data.corpus_stats("wiki")["words"] >= 20_000  # ~30k Gemma tokens
+    assert corpus_stats("wiki")["words"] >= 20_000  # ~30k Gemma tokens
 
 
 @pytest.mark.parametrize("name", data.BUNDLED_CORPORA)
@@ -92,8 +96,8 @@ def test_bundled_tasks_are_length_matched_for_gemma():
 
     tok = AutoTokenizer.from_pretrained(str(ensure_embedded()))
     for name in data.list_tasks():
-        tt = data.tokenize_task(data.load_task(name), tok)
-        assert tt.n_dropped == 0, name
+        tt = encode_task(SimpleNamespace(tokenizer=tok), data.load_task(name))
+        assert tt.dropped == 0, name
         assert (tt.answer != tt.corrupted_answer).all(), name
         assert tt.clean.shape[1] < 40
 
@@ -157,7 +161,7 @@ def test_unknown_dataset_offline_says_how_to_provide_it(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ tokenisation
-def test_tokenize_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
+def test_encode_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
     enc = lambda s: tiny_tok(s)["input_ids"]  # noqa: E731
     # the tiny BPE tokeniser splits these words differently, so some pairs differ in length
     words = ["water", "fire", "stone", "gold", "grass", "coal", "Constantinople", "sea"]
@@ -166,46 +170,57 @@ def test_tokenize_task_aligns_and_drops_unequal_pairs(tmp_path, tiny_tok):
     ds = data.load_task(str(_write(tmp_path / "t.jsonl", rows)))
     expect_kept = [i for i, r in enumerate(rows) if len(enc(r["prompt"])) == len(enc(r["corrupted_prompt"]))]
     assert 0 < len(expect_kept) < len(rows)  # the test exercises dropping
-    for side in ("right", "left"):
-        tt = data.tokenize_task(ds, tiny_tok, padding_side=side)
-        assert tt.n_dropped == len(rows) - len(expect_kept)
-        assert tt.kept.tolist() == expect_kept
-        assert tt.clean.shape == tt.corrupted.shape == tt.attention_mask.shape
-        assert tt.clean.shape[0] == len(tt) == tt.answer.shape[0] == tt.corrupted_answer.shape[0]
-        for row, i in enumerate(expect_kept):
-            ids = enc(rows[i]["prompt"])
-            real = tt.clean[row][tt.attention_mask[row].bool()].tolist()
-            assert real == ids
-            assert tt.corrupted[row][tt.attention_mask[row].bool()].tolist() == enc(rows[i]["corrupted_prompt"])
-            assert int(tt.clean[row, tt.last_pos[row]]) == ids[-1]
-        assert tt.answer.tolist() == [tiny_tok(" red", add_special_tokens=False)["input_ids"][0]] * len(tt)
-        moved = tt.to("cpu")
-        assert moved.corrupted.equal(tt.corrupted) and moved.n_dropped == tt.n_dropped
+    tt = encode_task(SimpleNamespace(tokenizer=tiny_tok), ds)
+    assert tt.dropped == len(rows) - len(expect_kept)
+    assert tt.info["kept"] == expect_kept
+    real_mask = tt.position_mask()
+    assert tt.clean.shape == tt.corrupted.shape == real_mask.shape
+    assert tt.clean.shape[0] == len(tt) == tt.answer.shape[0] == tt.corrupted_answer.shape[0]
+    for row, i in enumerate(expect_kept):
+        ids = enc(rows[i]["prompt"])
+        real = tt.clean[row][real_mask[row]].tolist()
+        assert real == ids
+        assert tt.corrupted[row][real_mask[row]].tolist() == enc(rows[i]["corrupted_prompt"])
+        assert int(tt.clean[row, tt.lengths[row] - 1]) == ids[-1]
+    assert tt.answer.tolist() == [tiny_tok(" red", add_special_tokens=False)["input_ids"][0]] * len(tt)
+    moved = tt.to("cpu")
+    assert moved.corrupted.equal(tt.corrupted) and moved.dropped == tt.dropped
 
 
-def test_tokenize_task_nothing_left(tmp_path, tiny_tok):
+def test_encode_task_nothing_left(tmp_path, tiny_tok):
     rows = [{"prompt": "a b", "answer": " x", "corrupted_prompt": "a b c d e f", "corrupted_answer": " y"}]
     with pytest.raises(DataError, match="equal token lengths"):
-        data.tokenize_task(data.load_task(str(_write(tmp_path / "t.jsonl", rows))), tiny_tok)
+        encode_task(SimpleNamespace(tokenizer=tiny_tok), data.load_task(str(_write(tmp_path / "t.jsonl", rows))))
+
+
+def test_pad_batch_right_pads():
+    ids, mask = data.pad_batch([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 @pytest.mark.parametrize("add_bos", [False, True])
-def test_lm_blocks(tiny_tok, add_bos):
+def test_token_blocks(tiny_tok, add_bos):
     texts = data.load_corpus("chemistry", "heldout")
     n_tokens = sum(len(tiny_tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts["text"])
-    blocks = data.lm_blocks(texts, tiny_tok, 64, add_bos=add_bos)
+    blocks = data.token_blocks(texts, tiny_tok, 64, add_bos=add_bos)
     body = 63 if add_bos else 64
     assert blocks.dtype == torch.long and blocks.shape == (n_tokens // body, 64)
     if add_bos:
         assert (blocks[:, 0] == tiny_tok.bos_token_id).all()
     first = tiny_tok(texts[0]["text"], add_special_tokens=False)["input_ids"][:body]
     assert blocks[0, int(add_bos):].tolist() == first
-    assert data.lm_blocks(list(texts["text"]), tiny_tok, 64, add_bos=add_bos).equal(blocks)
+    assert data.token_blocks(list(texts["text"]), tiny_tok, 64, add_bos=add_bos).equal(blocks)
 
 
-def test_lm_blocks_too_short(tiny_tok):
+def test_token_blocks_start_with_bos_whenever_the_tokenizer_has_one(tiny_tok):
+    texts = data.load_corpus("chemistry", "heldout")
+    assert tiny_tok.bos_token_id is not None and tiny_tok("a")["input_ids"][0] != tiny_tok.bos_token_id
+    assert data.token_blocks(texts, tiny_tok, 64).equal(data.token_blocks(texts, tiny_tok, 64, add_bos=True))
+
+
+def test_token_blocks_too_short(tiny_tok):
     with pytest.raises(DataError, match="fewer than one block"):
-        data.lm_blocks(["a few words"], tiny_tok, 512)
+        data.token_blocks(["a few words"], tiny_tok, 512)
 
 
 def test_chained_task_rows_corrupts_each_item_with_the_next():
@@ -214,3 +229,17 @@ def test_chained_task_rows_corrupts_each_item_with_the_next():
                                                     "The capital of France is"]
     assert [r["corrupted_answer"] for r in rows] == [" Rome", " Madrid", " Paris"]
     assert all(set(r) == set(data.TASK_FIELDS) for r in rows) and rows[0]["answer"] == " Paris"
+
+
+def test_wheel_lists_every_package_and_ships_the_bundled_data():
+    import tomllib
+    from pathlib import Path
+
+    from circuitclust.resources import data_dir
+
+    repo = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "circuitclust").rglob("__init__.py")}
+    assert set(conf["packages"]) == on_disk | {"circuitclust._bundled"}
+    assert conf["package-dir"]["circuitclust._bundled"] == "data" and data_dir() == repo / "data"
+    assert "**/*" in conf["package-data"]["circuitclust._bundled"]

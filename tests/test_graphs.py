@@ -1,6 +1,7 @@
 """Weight graphs must equal the HF parameters, oriented [n_in, n_out], for every family."""
 import pytest
 import torch
+from _helpers import head_view
 
 from circuitclust.models import hf_model_of, weight_graphs
 
@@ -92,14 +93,14 @@ def test_weight_is_tied_to_the_parameter(tiny_bridge):
 
 def test_head_view(tiny_bridge):
     for g in weight_graphs(tiny_bridge, parts=["attn"], layers=[0]):
-        hv = g.head_view()
+        hv = head_view(g)
         if g.kind == "attn_o":
             assert hv.shape == (g.n_heads, g.shape[1])
             torch.testing.assert_close(hv[0], g.weight[: g.shape[0] // g.n_heads].norm(dim=0))
         else:
             assert hv.shape == (g.shape[0], g.n_heads)
     with pytest.raises(ValueError, match="only defined for attention"):
-        weight_graphs(tiny_bridge, parts=["mlp_in"])[0].head_view()
+        head_view(weight_graphs(tiny_bridge, parts=["mlp_in"])[0])
 
 
 def test_bad_parts_and_layers(tiny_bridge):

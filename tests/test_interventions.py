@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import run_ablated
 from _patching_data import capital_rows, colour_rows
 
 from circuitclust.analysis.interventions import (ablation_sweep, cache_activations, cluster_masks,
-                                                 mean_activations, metric_logits, node_masks, run_ablated)
+                                                 mean_activations, metric_logits, node_masks)
 from circuitclust.analysis.metrics import last_logits
 from circuitclust.analysis.prompts import encode_task
 from circuitclust.analysis.units import unit_layout

@@ -5,12 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import cluster_masses, clusterability_masks, regularised_parameters
 
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, regularised_parameters
+from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition
 from circuitclust.analysis.permute import permute_contiguous
 from circuitclust.core import loss as core_loss
-from circuitclust.core.loss import (chance_from_masks, cluster_masses, clusterability_fused, clusterability_masks,
-                                    onehot)
+from circuitclust.core.loss import chance_from_masks, clusterability_fused, onehot
+from circuitclust.core.measures import clusterability
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import build_tiny, weight_graphs
 
@@ -49,7 +50,7 @@ def test_core_half_precision_accumulates_in_fp32_and_zero_matrix_is_not_nan():
                                    onehot(torch.zeros(6, dtype=torch.long), 2))
     assert torch.equal(total, torch.zeros(2))
     assert torch.equal(clusterability_masks(torch.zeros(2, 5, 6), onehot(torch.zeros(5, dtype=torch.long), 2),
-                                            onehot(torch.zeros(6, dtype=torch.long), 2)), torch.ones(2))
+                                            onehot(torch.zeros(6, dtype=torch.long), 2)), torch.zeros(2))
 
 
 @pytest.mark.parametrize("stack_max", [0, 1 << 20])  # every matrix alone / same-shape matrices stacked
@@ -61,7 +62,7 @@ def test_fused_matches_autograd_reference_in_value_and_gradient(monkeypatch, sta
               torch.randn(7, 11, generator=g, dtype=torch.float64),   # same shape: batched with the first
               torch.randn(5, 9, generator=g, dtype=torch.float64),    # read transposed, like nn.Linear
               torch.randn(6, 20, generator=g, dtype=torch.float64),   # a column slice, like a fused QKV part
-              torch.zeros(4, 4, dtype=torch.float64)]                 # all zero: C = 1, no gradient, no NaN
+              torch.zeros(4, 4, dtype=torch.float64)]                 # all zero: C = 0, no gradient, no NaN
     params = [t.clone().requires_grad_(True) for t in stored]
     views = lambda ps: [ps[0], ps[1], ps[2].t(), ps[3][:, 5:13], ps[4]]  # noqa: E731
     rows = [onehot(torch.randint(0, k, (v.shape[0],), generator=g), k, torch.float64) for v in views(stored)]
@@ -70,7 +71,7 @@ def test_fused_matches_autograd_reference_in_value_and_gradient(monkeypatch, sta
     ref_params = [t.clone().requires_grad_(True) for t in stored]
     want = torch.stack([clusterability_masks(v, r, c) for v, r, c in zip(views(ref_params), rows, cols)])
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert float(got[4].detach()) == 1.0
+    assert float(got[4].detach()) == 0.0
     weights = torch.randn(5, generator=g, dtype=torch.float64)
     (got * weights).sum().backward()
     (want * weights).sum().backward()
@@ -80,6 +81,18 @@ def test_fused_matches_autograd_reference_in_value_and_gradient(monkeypatch, sta
     assert not params[4].grad.any()
     torch.autograd.gradcheck(lambda *w: clusterability_fused(w, rows[:3], cols[:3]),
                              tuple(v.detach().requires_grad_(True) for v in views(stored)[:3]))
+
+
+def test_zero_matrix_scores_the_same_in_measures_and_loss_with_a_finite_gradient():
+    r, c = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 0, 1])
+    w_loss, w_measure = torch.zeros(4, 5, requires_grad=True), torch.zeros(4, 5, requires_grad=True)
+    fused = clusterability_fused([w_loss], [onehot(r, 2)], [onehot(c, 2)])
+    measured = clusterability(w_measure, r, c)
+    assert float(fused[0].detach()) == float(measured.detach()) == 0.0
+    fused.sum().backward()
+    measured.backward()
+    for w in (w_loss, w_measure):
+        assert torch.isfinite(w.grad).all()
 
 
 def test_fused_half_precision_accumulates_in_fp32():

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import shuffle_test
 
-from circuitclust.core.measures import chance_level, clusterability, ncut, null_stats, shuffle_test
+from circuitclust.core.measures import chance_level, clusterability, ncut, null_stats
 from circuitclust.core.network import NetworkGraph, spectral_clustering
 
 

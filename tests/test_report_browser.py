@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import runfolder_fixtures as F
-from circuitclust.browser import check_page, find_chromium, headless_chromium, screenshot
+from _helpers import check_page
+from circuitclust.browser import find_chromium, headless_chromium, screenshot
 from circuitclust.report import build_report, report_figure_count
 
 import os

@@ -6,13 +6,31 @@ import json
 
 import pytest
 import torch
+from _helpers import linear_cka
 
-from circuitclust.analysis.similarity import (LayerSimilarity, bootstrap_groups, compare_similarity, find_groups,
-                                              layer_similarity, resolve_hooks, sample_positions)
-from circuitclust.core.cka import cka_matrix, linear_cka
+from circuitclust.analysis.similarity import (
+    LayerSimilarity,
+    bootstrap_groups,
+    compare_similarity,
+    find_groups,
+    layer_similarity,
+    resolve_hooks,
+    sample_positions,
+)
+from circuitclust.core.cka import cka_matrix
 from circuitclust.core.distances import pairwise_distances
-from circuitclust.core.gw import (EXACT_STARTS, gw_cost, gw_distance, gw_entropic_plans, gw_exact_multistart, gw_matrix,
-                                  gw_paired, profile_coupling, random_coupling, round_to_coupling)
+from circuitclust.core.gw import (
+    EXACT_STARTS,
+    gw_cost,
+    gw_distance,
+    gw_entropic_plans,
+    gw_exact_multistart,
+    gw_matrix,
+    gw_paired,
+    profile_coupling,
+    random_coupling,
+    round_to_coupling,
+)
 from circuitclust.core.layer_groups import choose_n_groups, cluster_layers, group_boundaries
 from circuitclust.errors import CircuitclustError, DataError
 

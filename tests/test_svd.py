@@ -1,7 +1,8 @@
 import pytest
 import torch
+from _helpers import dense_gram
 
-from circuitclust.core.svd import block_lanczos_svd, dense_gram, exact_svd, subspace_cosines
+from circuitclust.core.svd import block_lanczos_svd, exact_svd, subspace_cosines
 
 
 def structured(m, n, rank, seed=0, noise=0.05):

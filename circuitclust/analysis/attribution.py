@@ -16,7 +16,8 @@ import contextlib
 import torch
 
 from ..errors import CircuitclustError
-from .interventions import _reference_at, cache_activations, flat, metric_logits, model_device
+from ..models.graphs import model_device
+from .interventions import _reference_at, cache_activations, flat, metric_logits
 from .metrics import task_metric
 from .prompts import TaskPrompts
 from .units import UnitLayout

@@ -1,4 +1,4 @@
-"""The clusterability regulariser of a model (SPEC section 4): mean over chosen weight graphs of ``1 - C(W)``.
+"""The clusterability regulariser of a model: mean over chosen weight graphs of ``1 - C(W)``.
 
 ``ClusterabilityLoss(model, partition)`` reads ``WeightGraph.weight`` (a live view of the HF parameter), so
 ``task_loss + lam * loss`` back-propagates into the model. Cluster memberships are cached as one-hot buffers
@@ -127,14 +127,6 @@ class ClusterabilityLoss(nn.Module):
         """``{graph name: chance level}`` of the fixed clusters (``1/k`` for equal blocks)."""
         rows, cols = self._onehots()
         return {n: float(chance_from_masks(r, c)) for n, r, c in zip(self.names, rows, cols)}
-
-
-def regularised_parameters(loss: ClusterabilityLoss) -> list[nn.Parameter]:
-    """The distinct HF parameters the loss reads (a fused QKV parameter appears once)."""
-    seen: dict[int, nn.Parameter] = {}
-    for g in loss.graphs:
-        seen.setdefault(id(g.parameter), g.parameter)
-    return list(seen.values())
 
 
 def mean_of(values: dict[str, float] | Iterable[float]) -> float:

@@ -36,6 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..core.partition import ModelPartition
+from ..data import corpus_texts, other_domain, token_blocks
 from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
 from ..models.graphs import matrix_kinds, weight_graphs
 from ..runfiles import (
@@ -54,7 +55,7 @@ from ..runfiles import (
     write_finetune_config,
 )
 from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
-from .lm_batches import batch_indices, corpus_texts, other_domain, token_blocks
+from .lm_batches import batch_indices
 from .permute import permute_contiguous
 
 TRAIN_CHOICES = ("all", "mlp", "regularised")

@@ -28,16 +28,12 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import CircuitclustError
+from ..models.graphs import model_device
 from .metrics import logits_at, task_metric, top1_correct
 from .prompts import TaskPrompts
 from .units import UnitLayout
 
 METHODS = ("zero", "mean", "resample")
-
-
-def model_device(model) -> torch.device:
-    """The device of the model's parameters."""
-    return next(model.parameters()).device
 
 
 def flat(act: torch.Tensor) -> torch.Tensor:
@@ -175,16 +171,6 @@ def cluster_masks(layout: UnitLayout, part: str | None = None) -> torch.Tensor:
     lab = torch.cat([s.labels for s in layout.slots])
     keep = torch.cat([torch.full((s.n_dims,), part is None or s.part == part) for s in layout.slots])
     return (lab[None, :] == torch.arange(layout.k, device=lab.device)[:, None]) & keep.to(lab.device)[None, :]
-
-
-def run_ablated(model, batch: TaskPrompts, layout: UnitLayout, dims: torch.Tensor, method: str,
-                reference: dict[str, torch.Tensor] | None = None,
-                corrupted: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Logits ``[b, T, V]`` of the clean prompts of ``batch`` with the dims where ``dims`` (``[n_dims]``
-    bool) is True ablated by ``method``. ``batch`` must be on the model's device."""
-    masks = layout.split_dims(dims)
-    hooks = ablation_hooks(masks, method, reference, corrupted)
-    return model.run_with_hooks(batch.clean, fwd_hooks=hooks)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Token blocks for causal-LM fine-tuning and a stateless, resumable batch order.
+"""A stateless, resumable batch order for causal-LM fine-tuning.
 
 The batch order is a pure function of ``(seed, global sample index)``: epoch ``e`` visits the blocks in
 ``randperm(n, seed + e)`` order, and step ``s`` of process ``r`` takes a fixed slice of it. A resumed run
@@ -7,74 +7,7 @@ processes never see the same block in one step.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Sequence
-
 import torch
-
-from ..errors import DataError
-from ..resources import data_dir
-
-BUNDLED = ("wiki", "chemistry")
-
-
-def corpus_texts(name: str, split: str = "train") -> list[str]:
-    """Texts of corpus ``name`` ("wiki", "chemistry", a local .jsonl/.txt, a hub dataset) and ``split``
-    ("train" | "heldout"), via ``circuitclust.data.load_corpus``. Raises :class:`DataError` when empty."""
-    try:
-        from ..data import load_corpus
-    except ImportError:  # the data module is not installed yet: read the bundled files directly
-        texts = _bundled_fallback(name, split)
-    else:
-        texts = list(load_corpus(name, split=split)["text"])
-    texts = [t for t in texts if t and t.strip()]
-    if not texts:
-        raise DataError(f"corpus '{name}' has no '{split}' texts: pass wiki, chemistry or a .jsonl/.txt file")
-    return texts
-
-
-def _bundled_fallback(name: str, split: str) -> list[str]:
-    path = data_dir() / name if name in BUNDLED else Path(name).expanduser()
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    if not all(f.is_file() for f in files) or not files:
-        raise DataError(f"corpus '{name}' not found: pass wiki, chemistry or a .jsonl/.txt file")
-    texts = []
-    for f in files:
-        if f.suffix == ".txt":
-            texts += [p for p in f.read_text().split("\n\n")] if split == "train" else []
-            continue
-        for line in f.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row.get("split", "train") == split:
-                    texts.append(row["text"])
-    return texts
-
-
-def other_domain(name: str) -> list[str]:
-    """Bundled domains to evaluate on besides the training corpus' own held-out split."""
-    return [d for d in BUNDLED if d != name]
-
-
-def token_blocks(texts: Sequence[str], tokenizer, seq_len: int) -> torch.Tensor:
-    """Tokenise, join with EOS, cut into ``[n_blocks, seq_len]`` int64 blocks (remainder dropped).
-
-    Each block starts with BOS when the tokenizer has one (Gemma's loss is far off without it), so a
-    block is ``[BOS] + seq_len - 1`` corpus tokens. Raises :class:`DataError` if not one block fits.
-    """
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    body = seq_len - (1 if bos is not None else 0)
-    ids: list[int] = []
-    for enc in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        ids += enc + ([eos] if eos is not None else [])
-    n = len(ids) // body
-    if n == 0:
-        raise DataError(f"the corpus has {len(ids)} tokens, fewer than one block of {body}: lower --seq-len")
-    blocks = torch.tensor(ids[: n * body], dtype=torch.long).view(n, body)
-    if bos is not None:
-        blocks = torch.cat([torch.full((n, 1), bos, dtype=torch.long), blocks], dim=1)
-    return blocks
 
 
 def batch_indices(n_blocks: int, seed: int, start: int, size: int) -> torch.Tensor:

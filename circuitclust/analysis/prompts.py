@@ -12,6 +12,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from ..data import TASK_FIELDS, first_token_ids, load_task, pad_batch, pad_id_of
 from ..errors import DataError
 
 
@@ -73,55 +74,46 @@ class TaskPrompts:
         return torch.arange(self.clean.shape[1], device=self.lengths.device)[None, :] < self.lengths[:, None]
 
 
-def _pad(seqs: Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
-    return torch.nn.utils.rnn.pad_sequence(list(seqs), batch_first=True, padding_value=pad_id)
-
-
-def _tokens(model, text: str) -> torch.Tensor:
-    return torch.tensor(model.tokenizer(text)["input_ids"], dtype=torch.long)
-
-
-def _pad_id(model) -> int:
-    from ..data import pad_id_of
-
-    return pad_id_of(model.tokenizer)
-
-
 def encode_task(model, rows: Any, name: str | None = None, max_prompts: int | None = None) -> TaskPrompts:
-    """Tokenize a task for patching with ``circuitclust.data.tokenize_task`` and the model's tokenizer.
+    """Tokenize a task for patching with the model's tokenizer.
 
     ``rows``: a task name (see ``circuitclust.data.list_tasks``) or .jsonl path, a ``datasets.Dataset`` or a
     list of dicts with ``prompt``, ``answer``, ``corrupted_prompt``, ``corrupted_answer`` (answers start with
-    a space; only their first token counts). ``max_prompts`` keeps the first n usable pairs. Returns
-    :class:`TaskPrompts` on CPU. Raises :class:`DataError` for an unknown task, missing columns or no usable
-    pair.
+    a space; only their first token counts). Prompts get the tokenizer's usual special tokens (e.g. Gemma's
+    BOS). Pairs whose clean and corrupted prompts differ in length under this tokenizer, or whose answers
+    tokenise to nothing, are dropped (counted in ``dropped``; ``info["kept"]`` lists the row indices kept).
+    ``max_prompts`` keeps the first n usable pairs. Returns :class:`TaskPrompts` on CPU. Raises
+    :class:`DataError` for an unknown task, missing columns or no usable pair.
     """
-    from ..data import TASK_FIELDS, load_task, tokenize_task
-
     if isinstance(rows, str):
         name = name or Path(rows).stem
         rows = load_task(rows)
     name = name or "task"
     if len(rows) == 0:
         raise DataError(f"task '{name}' has no prompts: give at least one prompt pair")
+    columns = rows[0].keys() if isinstance(rows, (list, tuple)) else rows.column_names
+    missing = [c for c in TASK_FIELDS if c not in columns]
+    if missing:
+        raise DataError(f"task '{name}' lacks columns {', '.join(missing)} (needs {', '.join(TASK_FIELDS)})")
     if isinstance(rows, (list, tuple)):
-        missing = [c for c in TASK_FIELDS if c not in rows[0]]
-        if missing:
-            raise DataError(f"task '{name}' lacks columns {', '.join(missing)} (needs {', '.join(TASK_FIELDS)})")
         rows = {c: [r[c] for r in rows] for c in TASK_FIELDS}
-    else:
-        missing = [c for c in TASK_FIELDS if c not in rows.column_names]
-        if missing:
-            raise DataError(f"task '{name}' lacks columns {', '.join(missing)} (needs {', '.join(TASK_FIELDS)})")
-    try:
-        tt = tokenize_task(rows, model.tokenizer, padding_side="right")
-    except DataError as e:
-        raise DataError(f"task '{name}': {e}") from None
-    n = len(tt) if max_prompts is None else min(len(tt), max_prompts)
-    lengths = tt.attention_mask[:n].sum(1)
-    t = int(lengths.max())
-    return TaskPrompts(name, tt.clean[:n, :t], lengths, tt.corrupted[:n, :t], tt.answer[:n],
-                       tt.corrupted_answer[:n], tt.n_dropped, {"kept": tt.kept[:n].tolist()})
+    tok = model.tokenizer
+    clean = tok(list(rows["prompt"]))["input_ids"]
+    corrupt = tok(list(rows["corrupted_prompt"]))["input_ids"]
+    ans = first_token_ids(tok, rows["answer"])
+    cans = first_token_ids(tok, rows["corrupted_answer"])
+    kept = [i for i in range(len(clean))
+            if len(clean[i]) == len(corrupt[i]) and ans[i] is not None and cans[i] is not None]
+    if not kept:
+        raise DataError(f"task '{name}': no clean/corrupted pair of this task has equal token lengths under "
+                        f"this tokenizer")
+    dropped = len(clean) - len(kept)
+    kept = kept[:max_prompts]
+    pad = pad_id_of(tok)
+    clean_ids, mask = pad_batch([clean[i] for i in kept], pad)
+    corrupt_ids, _ = pad_batch([corrupt[i] for i in kept], pad)
+    return TaskPrompts(name, clean_ids, mask.sum(1), corrupt_ids, torch.tensor([ans[i] for i in kept]),
+                       torch.tensor([cans[i] for i in kept]), dropped, {"kept": kept})
 
 
 def encode_texts(model, texts: Sequence[str], name: str = "text", max_tokens: int = 128,
@@ -131,5 +123,6 @@ def encode_texts(model, texts: Sequence[str], name: str = "text", max_tokens: in
     texts = [t for t in texts if t and t.strip()][:max_texts]
     if not texts:
         raise DataError(f"'{name}' has no non-empty texts")
-    toks = [_tokens(model, t)[:max_tokens] for t in texts]  # the tokenizer's own special tokens, as in training
-    return TaskPrompts(name, _pad(toks, _pad_id(model)), torch.tensor([t.numel() for t in toks]))
+    toks = [model.tokenizer(t)["input_ids"][:max_tokens] for t in texts]  # the tokenizer's own special tokens
+    ids, mask = pad_batch(toks, pad_id_of(model.tokenizer))
+    return TaskPrompts(name, ids, mask.sum(1))

@@ -14,6 +14,7 @@ import torch
 
 from ..data import first_token_ids, load_task, pad_batch, pad_id_of
 from ..errors import DataError
+from ..models.graphs import model_device
 from .metrics import logits_at
 
 
@@ -50,11 +51,6 @@ def _is_bridge(model: Any) -> bool:
     return hasattr(model, "original_model")
 
 
-def _device_of(model: Any) -> torch.device:
-    hf = model.original_model if _is_bridge(model) else model
-    return next(hf.parameters()).device
-
-
 def _last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """Logits at position ``last[i]`` of each row: FloatTensor [batch, vocab] (only the distinct last
     positions are unembedded, see :func:`~.metrics.logits_at`)."""
@@ -68,13 +64,13 @@ def _last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.
 def last_token_logits(model: Any, tokenizer: Any, prompts: list[str], batch_size: int = 32) -> torch.Tensor:
     """Next-token logits after each prompt (tokenised with the tokenizer's usual special tokens).
     Returns FloatTensor [n, vocab] on the model's device."""
-    device = _device_of(model)
+    device = model_device(model)
     ids = tokenizer(list(prompts))["input_ids"]
     pad = pad_id_of(tokenizer)
     out = []
     for start in range(0, len(ids), batch_size):
         chunk = ids[start:start + batch_size]
-        x, mask = pad_batch(chunk, pad, "right")
+        x, mask = pad_batch(chunk, pad)
         x, mask = x.to(device), mask.to(device)
         out.append(_last_logits(model, x, mask, mask.sum(1) - 1).float())
     return torch.cat(out)

@@ -95,12 +95,6 @@ class UnitLayout:
     def hooks(self) -> list[str]:
         return [s.hook for s in self.slots]
 
-    def slot(self, hook: str) -> Slot:
-        for s in self.slots:
-            if s.hook == hook:
-                return s
-        raise KeyError(hook)
-
     def node_of_unit(self) -> torch.Tensor:
         """``[n_units]`` int64 node id of every unit (a whole head takes its dims' cluster)."""
         out = []

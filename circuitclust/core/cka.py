@@ -45,9 +45,4 @@ def cka_matrix(reps: torch.Tensor | Sequence[torch.Tensor], dtype: torch.dtype =
     return 0.5 * (cka + cka.T)
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Linear CKA of two representations ``x[n, d1]``, ``y[n, d2]`` of the same n points (0-d tensor)."""
-    return cka_matrix([x, y])[0, 1]
-
-
-__all__ = ["cka_matrix", "linear_cka", "centered_gram"]
+__all__ = ["cka_matrix", "centered_gram"]

@@ -35,10 +35,9 @@ SVD_TOL = 1e-2
 #: Default maximum number of block Lanczos steps. A sine bound below ``SVD_TOL`` means a cosine above
 #: 0.99995, so the early stop never costs accuracy; this cap sets the accuracy where the bound is not met
 #: (nearly degenerate sigma_k, sigma_k+1: most Gemma 3 270M attention stacks, every random matrix).
-#: benchmarks/svd_accuracy.py, worst of 4 seeds, vs the subspace iteration used before (cosine of the
-#: worst direction): with 6 steps attn_qk.16 0.56 vs 0.99; with 8 still below it on attn_qk.5, attn.6,
-#: attn_qk.14, attn_qk.16 (attn_qk.14: 0.80 vs 0.92); with 10 at or above it on every stack (min 0.92,
-#: where the old method gave 0.76), at about the old method's CPU time.
+#: With 10 steps the worst direction is at least as accurate as :func:`~circuitclust.core.svd.randomized_svd`'s
+#: on every Gemma 3 270M stack at about its CPU time; 6 or 8 steps fall short on some attention stacks
+#: (benchmarks/svd_accuracy.py; numbers in analyses/RESULTS.md).
 SVD_N_ITER = 10
 
 

@@ -18,9 +18,8 @@ POT's exact solver from ``p q^T``, the identity (same points only), the distance
 CG starts miss, 0.006 vs 0.109 on the 64-point planted test) and two seeded random vertices of the coupling
 polytope; the lowest GW cost is kept. The entropic solver's plan (rounded onto the exact marginals)
 is an opt-in sixth start (``starts=(..., "entropic")``): with it exact is never above entropic, but it costs
-about 3x the CPU time. Measured on the embedded Gemma's 153 layer pairs (128 of the n = 256 sampled points,
-one core): default starts 15 s CPU, mean GW 0.155; with the entropic start 47 s, mean 0.149, lower on 148
-pairs. The default trades that ~0.006 for speed; use the entropic start for final figures.
+about 3x the CPU time for a mean GW only slightly lower on the embedded Gemma's layer pairs (see
+analyses/RESULTS.md). The default trades that for speed; use the entropic start for final figures.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Clusterability of weight matrices as a differentiable tensor function (SPEC section 3 and 4).
+"""Clusterability of weight matrices as a differentiable tensor function, for the fine-tuning loss.
 
 For a matrix ``W [n_in, n_out]`` and one-hot memberships ``R [n_in, k]``, ``C [n_out, k]`` the mass inside
 cluster ``i`` is ``diag(R^T (W*W) C)_i`` and
@@ -19,41 +19,11 @@ import torch
 _HALF = (torch.float16, torch.bfloat16)
 
 
-def cluster_masses(weight: torch.Tensor, row_onehot: torch.Tensor,
-                   col_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """In-cluster and total squared mass of a batch of matrices.
-
-    Inputs: ``weight [..., n_in, n_out]`` (any float dtype), ``row_onehot [..., n_in, k]`` and
-    ``col_onehot [..., n_out, k]`` (0/1 memberships, broadcastable over the batch dims).
-    Returns ``(inside [...], total [...])`` in float32 (float64 stays float64). Kept separate from the ratio
-    so that callers holding shards of a matrix can sum both over processes before dividing.
-    """
-    w = weight.float() if weight.dtype in _HALF else weight
-    # Autocast would run the product below in bf16 and undo the fp32 accumulation.
-    with torch.autocast(device_type=w.device.type, enabled=False):
-        sq = w * w
-        rows = row_onehot.to(sq.dtype)
-        cols = col_onehot.to(sq.dtype)
-        inside = ((sq @ cols) * rows).sum(dim=(-2, -1))
-        total = sq.sum(dim=(-2, -1))
-    return inside, total
-
-
 def clusterability_from_masses(inside: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-    """``inside / total`` with an all-zero matrix counted as fully clusterable (1), never NaN."""
-    safe = torch.where(total > 0, total, torch.ones_like(total))
-    return torch.where(total > 0, inside / safe, torch.ones_like(inside))
-
-
-def clusterability_masks(weight: torch.Tensor, row_onehot: torch.Tensor,
-                         col_onehot: torch.Tensor) -> torch.Tensor:
-    """Differentiable clusterability ``C(W)`` of a batch of matrices: ``[...]`` in ``[0, 1]``.
-
-    Shapes as in :func:`cluster_masses`. Gradient w.r.t. ``W_uv`` is ``2 W_uv (M_uv - C) / ||W||^2`` with
-    ``M`` the in-cluster indicator: in-cluster entries grow, off-cluster entries shrink under descent on
-    ``1 - C``, and the update is orthogonal to ``W`` (C is scale invariant).
-    """
-    return clusterability_from_masses(*cluster_masses(weight, row_onehot, col_onehot))
+    """``inside / total``, never NaN. An all-zero matrix scores 0, as in :func:`.measures.clusterability`: it has
+    no mass inside clusters, and scoring it 1 would make collapsing a matrix to zero look perfectly modular.
+    Its gradient is 0 (see the backward of :class:`_FusedClusterability`)."""
+    return inside / torch.where(total > 0, total, torch.ones_like(total))
 
 
 # Matrices of one shape are stacked into a single batched product while the copy stays this small (entries
@@ -89,7 +59,7 @@ def _batch(ts: list[torch.Tensor]) -> torch.Tensor:
 class _FusedClusterability(torch.autograd.Function):
     """``C(W_i)`` of a list of matrices in one autograd node, with a hand-written backward.
 
-    Autograd through :func:`clusterability_masks` keeps ``W*W`` and makes ~6 full passes over every matrix
+    Autograd through the plain formula keeps ``W*W`` and makes ~6 full passes over every matrix
     (plus a transpose copy for ``nn.Linear`` weights). Here the forward makes 3 (square, one skinny
     product ``R^T (W*W)``; every column has one label, so the total mass is the sum of that product) and
     the backward 2 (``R (a C^T + b)`` as one product, then times ``W``), in the tensor's stored layout.
@@ -149,8 +119,8 @@ def clusterability_fused(weights: list[torch.Tensor] | tuple[torch.Tensor, ...],
 
     Inputs: ``weights[i] [n_in_i, n_out_i]`` (views of parameters are fine, any float dtype),
     ``row_onehots[i] [n_in_i, k]``, ``col_onehots[i] [n_out_i, k]``: one-hot memberships where every row
-    and column has exactly one cluster (as :func:`onehot` makes them). Same values and gradient as
-    :func:`clusterability_masks`, computed in fewer passes (see :class:`_FusedClusterability`).
+    and column has exactly one cluster (as :func:`onehot` makes them). Same values and gradient as autograd
+    through the plain formula, computed in fewer passes (see :class:`_FusedClusterability`).
     """
     weights = tuple(weights)
     if not (len(weights) == len(row_onehots) == len(col_onehots)) or not weights:

@@ -1,18 +1,17 @@
 """How clusterable weight graphs are: clusterability, its chance level, n-cut, and shuffle nulls.
 
-- :func:`clusterability` (SPEC section 3): fraction of the squared-weight mass inside co-clusters,
+- :func:`clusterability`: fraction of the squared-weight mass inside co-clusters,
   differentiable in the weights (the fine-tuning loss uses it) and batched.
 - :func:`chance_level`: the expected clusterability of unstructured weights for the given cluster sizes,
   ``sum_i |R_i| |C_i| / (n_in n_out)`` (``1/k`` for equal blocks).
 - :func:`ncut`: normalised cut of an undirected graph (Filan et al. 2021), on a
   :class:`~circuitclust.core.network.NetworkGraph`.
-- :func:`shuffle_test` / :func:`null_stats`: permute each matrix's entries, re-cluster with the same procedure,
-  and compare: null distribution, z-score and ``p = (r + 1) / (n + 1)``.
+- :func:`null_stats`: a value against the values of a null distribution (e.g. the clusterability of
+  entry-shuffled, re-clustered matrices): z-score and ``p = (r + 1) / (n + 1)``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -24,7 +23,8 @@ def clusterability(weight: torch.Tensor, row_labels: torch.Tensor, col_labels: t
 
     ``weight`` ``[..., n_in, n_out]``, ``row_labels`` ``[..., n_in]``, ``col_labels`` ``[..., n_out]`` (any
     integer cluster ids; leading dimensions broadcast). Returns a tensor of the leading shape (a 0-d tensor
-    for one matrix), differentiable in ``weight``. An all-zero matrix scores 0.
+    for one matrix), differentiable in ``weight``. An all-zero matrix scores 0 with a zero gradient: it has no
+    mass inside clusters (the fine-tuning loss in :mod:`.loss` uses the same value).
     """
     w2 = weight.square()
     inside = row_labels[..., :, None] == col_labels[..., None, :]
@@ -86,43 +86,3 @@ def null_stats(value: float, null: torch.Tensor | list[float], higher_is_better:
     return NullStats(float(value), null.tolist(), mean, std, z, (r + 1) / (n + 1))
 
 
-def shuffle_entries(weight: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` copies of ``weight`` ``[n_in, n_out]``, each with its entries randomly permuted within the
-    matrix: ``[n, n_in, n_out]``. Keeps the entry distribution, destroys any structure."""
-    flat = weight.reshape(-1)
-    perms = torch.stack([torch.randperm(flat.numel(), generator=generator, device=weight.device)
-                         for _ in range(n)])
-    return flat[perms].view(n, *weight.shape)
-
-
-def shuffle_test(
-    weight: torch.Tensor,
-    k: int,
-    n: int = 20,
-    *,
-    seed: int = 0,
-    cluster: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    labels: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> NullStats:
-    """Clusterability of ``weight`` ``[n_in, n_out]`` against ``n`` entry-shuffled copies, all re-clustered.
-
-    ``cluster(weights [B, n_in, n_out], k) -> (row_labels [B, n_in], col_labels [B, n_out])`` is the
-    procedure (default: spectral co-clustering with this ``seed``); it runs once on the real matrix (unless
-    ``labels`` are given) and once, batched, on the ``n`` shuffles (on ``weight``'s device). Returns
-    :class:`NullStats` (``p`` is at its minimum ``1 / (n + 1)`` when no shuffle scores as high).
-    """
-    if cluster is None:
-        from .cocluster import cocluster_labels
-
-        def cluster(w: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return cocluster_labels(w, kk, seed=seed)
-    w = weight.detach().float()
-    if labels is None:
-        r, c = cluster(w[None], k)
-        labels = (r[0], c[0])
-    value = float(clusterability(w, labels[0].to(w.device), labels[1].to(w.device)))
-    g = torch.Generator(device=w.device).manual_seed(int(seed) + 1)
-    shuffled = shuffle_entries(w, n, g)
-    r, c = cluster(shuffled, k)
-    null = clusterability(shuffled, r.to(w.device), c.to(w.device))
-    return null_stats(value, null)

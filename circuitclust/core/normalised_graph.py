@@ -5,25 +5,23 @@ without materialising ``An`` itself.
 scalings are applied to the thin factors, never to the matrix. On CPU, every product walks ``A`` in row blocks
 of about :data:`BLOCK_BYTES` and applies both ``A`` and ``A^T`` to a block while it is still in cache, so one
 step of block Lanczos (``An V`` and ``An^T An V``) reads ``A`` from memory once. Taking ``|W|`` once rather
-than per block and step halves a step's cost on GPT-2-sized graphs (measured on the 2-core AMD EPYC: 768 x
-3072, 3.3 -> 1.6 ms per step; a batch of 48 768 x 768 graphs, 38 -> 23 ms), at the price of one copy of
-``W``. On other devices (GPU) one block holds everything.
+than per block and step halves a step's cost on GPT-2-sized graphs, at the price of one copy of ``W``. On other devices (GPU) one block holds everything.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-#: Bytes of ``A`` per row block on CPU: the block stays in the L2/L3 cache between the two products (measured
-#: on a 2-core AMD EPYC with 32 MB L3: 1-2 MB blocks were fastest for every GPT-2 and Gemma-2-2b shape; 256 KB
-#: blocks were ~2x slower from per-call overhead, whole 113 MB batches ~1.6x slower).
+#: Bytes of ``A`` per row block on CPU: the block stays in the L2/L3 cache between the two products (1-2 MB
+#: blocks are fastest for GPT-2 and Gemma-2-2b shapes with a 32 MB L3; smaller blocks pay per-call overhead,
+#: whole batches fall out of cache).
 BLOCK_BYTES = 2 << 20
 
 
 def _empty_like_pages(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised tensor; on CPU backed by NumPy's allocator, which asks Linux for transparent huge pages
-    on large arrays (PyTorch's only does with THP_MEM_ALLOC_ENABLE=1 set before it starts). Filling a fresh
-    113 MB tensor was then 4x faster (95 -> 24 ms): first touching 4 KB pages is what costs, not the copy."""
+    on large arrays (PyTorch's only does with THP_MEM_ALLOC_ENABLE=1 set before it starts), which makes filling
+    a fresh large tensor several times faster: first touching 4 KB pages is what costs, not the copy."""
     if device.type != "cpu":
         return torch.empty(shape, dtype=dtype, device=device)
     return torch.from_numpy(np.empty(tuple(shape), dtype=torch.empty((), dtype=dtype).numpy().dtype))

@@ -2,8 +2,8 @@
 
 Randomized SVD samples the range with ``q = max(2 k + 10, k + oversample)`` Gaussian vectors and sharpens it
 with ``n_iter`` QR-stabilised power iterations. Weight matrices of trained networks have slowly decaying
-spectra, so the subspace is only accurate with enough power iterations (SPEC section 2: 2 iterations gave a
-subspace cosine of 0.71 on a real Gemma matrix); :func:`subspace_cosines` measures what is traded.
+spectra, so the subspace is only accurate with enough power iterations (2 iterations give a subspace cosine
+of about 0.7 on a Gemma MLP matrix); :func:`subspace_cosines` measures what is traded.
 
 :func:`block_lanczos_svd` (randomized block Krylov on ``A^T A``) is what the co-clusterer uses: for the same
 accuracy it needs a block of ``k`` instead of ``2k + 10`` vectors and fewer passes over the matrix;
@@ -155,14 +155,6 @@ def block_lanczos_svd(
     u = torch.where(norm > 0, u / norm.clamp_min(torch.finfo(dtype).tiny), torch.zeros_like(u))
     v = torch.bmm(qk.transpose(1, 2), basis[:, :steps * block]).transpose(1, 2)
     return u, lam[:, :k].clamp_min(0).sqrt(), v, steps
-
-
-def dense_gram(a: torch.Tensor):
-    """``gram`` for :func:`block_lanczos_svd` from a materialised ``a`` ``[B, m, n]``."""
-    def gram(vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.bmm(a, vt.transpose(1, 2))
-        return y, torch.bmm(y.transpose(1, 2), a)
-    return gram
 
 
 def exact_svd(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

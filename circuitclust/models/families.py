@@ -38,17 +38,13 @@ class Family:
     """Architecture table for one HF ``model_type`` family.
 
     ``blocks`` is the dotted path of the ``ModuleList`` of transformer blocks; ``matrices`` maps each
-    matrix kind to its :class:`Source`. ``gated`` families have a ``mlp_gate`` that shares hidden neurons
+    matrix kind to its :class:`Source`. Gated families have an ``mlp_gate`` that shares hidden neurons
     with ``mlp_in``.
     """
 
     name: str
     blocks: str
     matrices: dict[str, Source] = field(default_factory=dict)
-
-    @property
-    def gated(self) -> bool:
-        return "mlp_gate" in self.matrices
 
 
 _LLAMA_LIKE = {

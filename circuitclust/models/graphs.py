@@ -60,6 +60,11 @@ def hf_model_of(model: nn.Module) -> nn.Module:
     return getattr(model, "original_model", model)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (of the HF model inside a TransformerBridge)."""
+    return next(hf_model_of(model).parameters()).device
+
+
 @dataclass(frozen=True, eq=False)
 class WeightGraph:
     """One weight matrix as a bipartite graph.
@@ -110,18 +115,6 @@ class WeightGraph:
     def n_heads(self) -> int:
         """Heads along the head-dimension side (``n_kv_heads`` for K/V under grouped-query attention)."""
         return self._n_kv_heads if self.kind in ("attn_k", "attn_v") else self._n_heads
-
-    def head_view(self) -> torch.Tensor:
-        """Head-level graph: units on the head side are heads, edge = L2 norm of the head's block.
-
-        Returns ``[n_in, n_heads]`` for Q/K/V and ``[n_heads, n_out]`` for O. Raises for MLP graphs.
-        """
-        w = self.weight
-        if self.kind in ("attn_q", "attn_k", "attn_v"):
-            return w.reshape(w.shape[0], self.n_heads, self._d_head).norm(dim=-1)
-        if self.kind == "attn_o":
-            return w.reshape(self.n_heads, self._d_head, w.shape[1]).norm(dim=1)
-        raise OptionError(f"{self.name} is an MLP matrix; head_view is only defined for attention")
 
     def __repr__(self) -> str:
         return f"WeightGraph({self.name!r}, {self.kind}, {self.in_space}->{self.out_space}, {self.shape})"

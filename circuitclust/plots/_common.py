@@ -80,12 +80,3 @@ def node_hover(node: Mapping[str, Any] | Any) -> str:
             s += f" ({node['size']} units)"
         return s
     return node_label(node)
-
-
-def empty_figure(title: str, message: str, height: int = 250) -> go.Figure:
-    """A figure that says why there is nothing to plot (used instead of raising inside a report)."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return base_layout(fig, title, height)

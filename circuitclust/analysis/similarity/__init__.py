@@ -9,8 +9,14 @@ Modules, one job each: :mod:`.representations` (hooks, prompts, sampled token po
 from .compare import COMPARE_SCHEMA, compare_similarity
 from .groups import LayerGroups, bootstrap_groups, find_groups
 from .layers import SCHEMA, LayerSimilarity, check_similarity_options, layer_similarity
-from .representations import (HOOK_SHORTCUTS, collect_representations, load_prompts, resolve_hooks,
-                              sample_positions, tokenize_prompts)
+from .representations import (
+                              HOOK_SHORTCUTS,
+                              collect_representations,
+                              load_prompts,
+                              resolve_hooks,
+                              sample_positions,
+                              tokenize_prompts,
+)
 
 __all__ = ["LayerSimilarity", "LayerGroups", "layer_similarity", "compare_similarity", "check_similarity_options",
            "find_groups", "bootstrap_groups", "resolve_hooks", "load_prompts", "tokenize_prompts",

@@ -14,6 +14,7 @@ import torch
 
 from ...core.distances import MIN_POINTS
 from ...errors import CircuitclustError, DataError, OptionError, check_int
+from ...models.graphs import model_device
 from ..interventions import cache_activations
 
 HOOK_SHORTCUTS = {
@@ -63,13 +64,6 @@ def load_prompts(prompts: str | Sequence[str], split: str = "train") -> tuple[li
     if not texts:
         raise DataError(f"no non-empty prompts in {source}")
     return texts, source
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model always has parameters
-        return torch.device("cpu")
 
 
 def tokenize_prompts(tokenizer, texts: Sequence[str], max_tokens: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +121,7 @@ def collect_representations(model, tokens: torch.Tensor, positions: torch.Tensor
     """
     from tqdm.auto import tqdm
 
-    device = _model_device(model)
+    device = model_device(model)
     prompts = torch.unique(positions[:, 0])
     out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     for s in tqdm(range(0, len(prompts), batch_size), desc="activations", disable=not progress, leave=False):
