@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .analysis.finetune import FinetuneConfig
+from .analysis.interventions import Ablation
 from .analysis.finetune import finetune as _finetune
 from .core.partition import ModelPartition
 from .errors import check_choice, check_int, resolve_device
@@ -173,7 +174,7 @@ class PatchOptions:
     model is co-clustered here), ``seed``, ``device``."""
 
     metric: str = "logit_diff"
-    method: str = "mean"
+    method: Ablation | str = Ablation.MEAN
     threshold: float = 0.8
     batch_size: int = 8
     max_rows: int = 64
@@ -187,6 +188,7 @@ class PatchOptions:
     def __post_init__(self) -> None:
         from .analysis.patch_run import check_patch_options
 
+        object.__setattr__(self, "method", Ablation.parse(self.method))
         check_patch_options(metric=self.metric, method=self.method, threshold=self.threshold,
                             batch_size=self.batch_size, n_boot=self.n_boot, max_rows=self.max_rows)
         check_int("k", self.k, 2)

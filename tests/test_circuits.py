@@ -8,6 +8,7 @@ from _planted import PLANTED_1, PLANTED_2, planted_model, planted_prompts, plant
 from circuitclust.analysis.attribution import attribution_patching
 from circuitclust.analysis.circuits import geometric_sizes, search_smallest, task_circuits
 from circuitclust.analysis.interventions import mean_activations
+from circuitclust.analysis.scores import Scores
 from circuitclust.analysis.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import CircuitclustError
@@ -45,7 +46,7 @@ def test_finds_planted_circuit(planted, task, planted_set):
     truth = planted_units(layout, planted_set)
     # attribution puts this task's planted neurons first
     assert set(scores.abs().argsort(descending=True)[:len(truth)].tolist()) == truth
-    c = task_circuits(m, p, layout, scores, ref, threshold=0.8)
+    c = task_circuits(m, p, layout, Scores(scores, layout), ref, threshold=0.8)
     assert c["circuit_size"] is not None and set(c["units"]) <= truth
     curve = dict(c["faithfulness_curve"])
     assert curve[c["circuit_size"]] >= 0.8 and curve[layout.n_units] == pytest.approx(1.0, abs=1e-4)
@@ -59,4 +60,4 @@ def test_bad_threshold(planted):
     m, layout = planted
     p = planted_prompts(1, n=2)
     with pytest.raises(CircuitclustError, match="threshold"):
-        task_circuits(m, p, layout, torch.zeros(layout.n_units), {}, threshold=1.5)
+        task_circuits(m, p, layout, Scores(torch.zeros(layout.n_units), layout), {}, threshold=1.5)

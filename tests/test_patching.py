@@ -100,7 +100,7 @@ def test_attribution_agreement_and_errors(planted):
     m = load_model("tiny-gpt2", device="cpu")
     layout = unit_layout(m, ModelPartition.blocks(weight_graphs(m), 4))
     agree = attribution_agreement(m, encode_task(m, capital_rows()), layout)
-    assert agree["attribution"].shape == (len(layout.nodes),)
+    assert agree["attribution"].values.shape == (len(layout.nodes),) and agree["attribution"].level == "node"
     assert agree["spearman"] > 0.8
     m, layout = planted
     with pytest.raises(CircuitclustError, match="no tasks"):

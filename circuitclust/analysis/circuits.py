@@ -19,10 +19,11 @@ from typing import Callable
 
 import torch
 
-from ..errors import CircuitclustError
-from .interventions import ablation_sweep
+from ..errors import CircuitclustError, PartitionMismatchError
+from .interventions import Ablation, ablation_sweep
 from .metrics import check_metric
 from .prompts import TaskPrompts
+from .scores import Scores
 from .units import UnitLayout
 
 
@@ -75,7 +76,7 @@ class Faithfulness:
     def __post_init__(self) -> None:
         self.metric = check_metric(self.metric, self.prompts)
         empty = torch.ones(1, self.layout.n_dims, dtype=torch.bool)
-        r = ablation_sweep(self.model, self.prompts, self.layout, empty, "mean", self.metric, self.reference,
+        r = ablation_sweep(self.model, self.prompts, self.layout, empty, Ablation.MEAN, self.metric, self.reference,
                            self.batch_size, max_rows=self.max_rows)
         self.full = float(r["clean"].mean())
         self.empty = float(r["ablated"].mean())
@@ -87,7 +88,7 @@ class Faithfulness:
         return abs(self.full - self.empty) > 1e-6 * max(1.0, abs(self.full))
 
     def __call__(self, keep: torch.Tensor) -> list[float]:
-        r = ablation_sweep(self.model, self.prompts, self.layout, ~keep, "mean", self.metric, self.reference,
+        r = ablation_sweep(self.model, self.prompts, self.layout, ~keep, Ablation.MEAN, self.metric, self.reference,
                            self.batch_size, clean=False, max_rows=self.max_rows)
         self.n_evals += keep.shape[0]
         return ((r["ablated"].mean(1) - self.empty) / (self.full - self.empty)).tolist()
@@ -100,14 +101,14 @@ def _top_mask(order: torch.Tensor, sizes: list[int], n: int) -> torch.Tensor:
     return rank[None, :] < torch.tensor(sizes)[:, None]
 
 
-def find_circuit(faith: Faithfulness, unit_scores: torch.Tensor, threshold: float = 0.8) -> dict:
-    """Unit-level circuit of one task. ``unit_scores`` ``[n_units]`` attribution (any sign; ranked by
-    absolute value). Returns a JSON-ready dict: ``faithfulness_curve`` [[n_units, frac]], ``circuit_size``
+def find_circuit(faith: Faithfulness, scores: Scores, threshold: float = 0.8) -> dict:
+    """Unit-level circuit of one task, units ranked by unit-level ``scores`` (any sign; by absolute value).
+    Returns a JSON-ready dict: ``faithfulness_curve`` [[n_units, frac]], ``circuit_size``
     (None if never reached), ``fraction``, ``n_units_total``, ``share_largest_cluster``,
     ``clusters_touched``, ``units`` (global unit ids of the circuit, by rank)."""
     layout = faith.layout
     n = layout.n_units
-    order = unit_scores.abs().argsort(descending=True, stable=True).cpu()
+    order = scores.order()
     if not faith.defined:
         return {"faithfulness_curve": [], "circuit_size": None, "fraction": None, "n_units_total": n,
                 "share_largest_cluster": None, "clusters_touched": None, "units": [],
@@ -126,13 +127,13 @@ def find_circuit(faith: Faithfulness, unit_scores: torch.Tensor, threshold: floa
     return out
 
 
-def find_cluster_circuit(faith: Faithfulness, node_scores: torch.Tensor, threshold: float = 0.8) -> dict:
-    """Cluster-level circuit: the smallest set of (layer, part, cluster) nodes, ranked by ``|node_scores|``
-    ``[n_nodes]``, keeping ``threshold`` of the metric. Returns ``cluster_faithfulness_curve``,
+def find_cluster_circuit(faith: Faithfulness, scores: Scores, threshold: float = 0.8) -> dict:
+    """Cluster-level circuit: the smallest set of (layer, part, cluster) nodes, ranked by ``scores`` (node
+    level, or unit level summed per node), keeping ``threshold`` of the metric. Returns ``cluster_faithfulness_curve``,
     ``cluster_circuit_size``, ``cluster_circuit_fraction``, ``cluster_circuit`` (node dicts by rank)."""
     layout = faith.layout
     s = len(layout.nodes)
-    order = node_scores.abs().argsort(descending=True, stable=True).cpu()
+    order = scores.to_nodes().order()
     if not faith.defined:
         return {"cluster_faithfulness_curve": [], "cluster_circuit_size": None, "cluster_circuit_fraction": None,
                 "cluster_circuit": []}
@@ -143,17 +144,19 @@ def find_cluster_circuit(faith: Faithfulness, node_scores: torch.Tensor, thresho
             "cluster_circuit": [] if size is None else [layout.nodes[i].as_dict() for i in order[:size].tolist()]}
 
 
-def task_circuits(model, prompts: TaskPrompts, layout: UnitLayout, unit_scores: torch.Tensor,
+def task_circuits(model, prompts: TaskPrompts, layout: UnitLayout, scores: Scores,
                   reference: dict, metric: str = "logit_diff", threshold: float = 0.8,
                   batch_size: int = 16, max_rows: int = 64) -> dict:
-    """Unit-level and cluster-level circuits of one task (node scores = sums of unit scores per node).
+    """Unit-level and cluster-level circuits of one task, ranked by unit-level ``scores`` (node scores =
+    sums of unit scores per node).
     Returns the merged dicts of :func:`find_circuit` and :func:`find_cluster_circuit` plus ``full_metric``,
     ``empty_metric`` and ``n_ablation_evals``."""
     if not 0 < threshold <= 1:
         raise CircuitclustError(f"threshold must be in (0, 1], got {threshold}")
+    if scores.layout is not layout or scores.level != "unit":
+        raise PartitionMismatchError("task_circuits needs unit-level scores of the same layout")
     faith = Faithfulness(model, prompts, layout, metric, reference, batch_size, max_rows)
-    node_scores = torch.zeros(len(layout.nodes)).index_add_(0, layout.node_of_unit().cpu(), unit_scores.cpu())
-    out = find_circuit(faith, unit_scores, threshold)
-    out.update(find_cluster_circuit(faith, node_scores, threshold))
+    out = find_circuit(faith, scores, threshold)
+    out.update(find_cluster_circuit(faith, scores, threshold))
     out.update(full_metric=faith.full, empty_metric=faith.empty, n_ablation_evals=faith.n_evals)
     return out

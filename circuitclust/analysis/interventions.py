@@ -23,17 +23,33 @@ requested hook fired.
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Callable, Iterable
 
 import torch
 
-from ..errors import CircuitclustError
+from ..errors import CircuitclustError, check_choice
 from ..models.graphs import model_device
 from .metrics import logits_at, task_metric, top1_correct
 from .prompts import TaskPrompts
 from .units import UnitLayout
 
-METHODS = ("zero", "mean", "resample")
+class Ablation(str, Enum):
+    """How an ablated dim is replaced (the one ablation type of interventions, patching and circuits). A
+    ``str`` enum: ``Ablation.MEAN == "mean"``, and it is written to JSON as its value."""
+
+    ZERO = "zero"
+    MEAN = "mean"
+    RESAMPLE = "resample"
+
+    @classmethod
+    def parse(cls, value: "Ablation | str", name: str = "method") -> "Ablation":
+        """``value`` as an :class:`Ablation`; :class:`~circuitclust.errors.OptionError` naming ``name``
+        otherwise."""
+        return cls(check_choice(name, value, [a.value for a in cls]))
+
+
+METHODS = tuple(a.value for a in Ablation)
 
 
 def flat(act: torch.Tensor) -> torch.Tensor:
@@ -132,8 +148,7 @@ def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[
     activations of the paired corrupted prompts, row-aligned with the batch. Hooks with no True dim are
     skipped.
     """
-    if method not in METHODS:
-        raise CircuitclustError(f"unknown ablation '{method}': use one of {', '.join(METHODS)}")
+    method = Ablation.parse(method)
     if method == "mean" and reference is None:
         raise CircuitclustError("mean ablation needs reference activations (mean_activations)")
     if method == "resample" and corrupted is None:
@@ -191,6 +206,7 @@ def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.
     unembedded) always take one set per forward. ``full_logits=True`` unembeds every position of prompt
     tasks too (the slow reference path; same values).
     """
+    method = Ablation.parse(method)
     dev = model_device(model)
     sets = sets.to(dev)
     if method == "mean" and reference is None:

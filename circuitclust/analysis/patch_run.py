@@ -38,7 +38,7 @@ import torch
 from ..core.partition import ModelPartition
 from ..errors import OptionError, check_choice, check_float, check_int
 from .circuits import task_circuits
-from .interventions import METHODS, ablation_sweep, node_masks
+from .interventions import Ablation, ablation_sweep, node_masks
 from .metrics import METRICS
 from .patching import attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
 from .prompts import TaskPrompts
@@ -49,7 +49,7 @@ def check_patch_options(*, metric: str = "logit_diff", method: str = "mean", thr
                         batch_size: int = 8, n_boot: int = 1000, max_rows: int = 64, prefix: str = "") -> None:
     """Validate :func:`analyse_model`'s options (``prefix="--"`` names them as CLI options)."""
     check_choice(f"{prefix}metric", metric, [m for m in METRICS if m != "neg_loss"])
-    check_choice(f"{prefix}method", method, METHODS)
+    Ablation.parse(method, f"{prefix}method")
     check_float(f"{prefix}threshold", threshold, 0.0, 1.0, open_min=True)
     check_int(f"{prefix}batch{'-' if prefix else '_'}size", batch_size, 1)
     check_int(f"{prefix}n{'-' if prefix else '_'}boot", n_boot, 10)
@@ -69,6 +69,7 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
     """
     check_patch_options(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
                         max_rows=max_rows)
+    method = Ablation.parse(method)
     layout = unit_layout(model, partition)
     torch.manual_seed(seed)
     em = effect_matrix(model, tasks, layout, method, metric, "layer", batch_size, n_boot, seed, progress, max_rows)
@@ -86,7 +87,7 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
             exact = {"clean": te.clean, "ablated": te.clean[None, :] - te.drops}
         else:
             t0 = time.perf_counter()
-            exact = ablation_sweep(model, p, layout, node_masks(layout), "resample", metric, batch_size=batch_size,
+            exact = ablation_sweep(model, p, layout, node_masks(layout), Ablation.RESAMPLE, metric, batch_size=batch_size,
                                    max_rows=max_rows)
             circ["timing_s"]["exact_patching"] += time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -28,6 +28,7 @@ from .attribution import attribution_patching
 from .interventions import ablation_sweep, cluster_masks, mean_activations, node_masks
 from .metrics import check_metric
 from .prompts import TaskPrompts
+from .scores import Scores
 from .units import UnitLayout
 
 
@@ -186,7 +187,9 @@ def attribution_agreement(model, prompts: TaskPrompts, layout: UnitLayout, metri
 
     ``exact``: an :func:`~.interventions.ablation_sweep` result with ``method="resample"`` over
     ``node_masks(layout)`` to reuse; computed when ``None``. Returns ``{"spearman", "attribution" [S] (mean
-    estimated metric change), "exact" [S] (mean exact change), "unit_attribution_mean" [n_units]}``.
+    estimated metric change), "exact" [S] (mean exact change), "unit_attribution_mean" and
+    "unit_attribution_corrupted" (unit-level :class:`~.scores.Scores` against the mean and the corrupted
+    reference), "reference"}``.
     """
     if prompts.corrupted is None:
         raise CircuitclustError(f"'{prompts.name}' has no corrupted prompts: attribution patching needs them")
@@ -197,7 +200,8 @@ def attribution_agreement(model, prompts: TaskPrompts, layout: UnitLayout, metri
         exact = ablation_sweep(model, prompts, layout, node_masks(layout), "resample", metric, batch_size=batch_size,
                                max_rows=max_rows)
     change = (exact["ablated"] - exact["clean"][None, :]).mean(1)
-    return {"spearman": spearman(est, change), "attribution": est, "exact": change,
-            "unit_attribution_mean": layout.dims_to_units(att["mean"]).mean(0),
-            "unit_attribution_corrupted": layout.dims_to_units(att["corrupted"]).mean(0),
+    return {"spearman": spearman(est, change), "attribution": Scores(est, layout, "node", "attribution"),
+            "exact": Scores(change, layout, "node", "exact"),
+            "unit_attribution_mean": Scores(layout.dims_to_units(att["mean"]).mean(0), layout),
+            "unit_attribution_corrupted": Scores(layout.dims_to_units(att["corrupted"]).mean(0), layout),
             "reference": ref}

@@ -26,7 +26,7 @@ def patch(
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task names or .jsonl paths (default: all bundled tasks)"),
     k: int = typer.Option(_D.k, "--k", help="clusters per layer when co-clustering here"),
     metric: str = typer.Option(_D.metric, help="logit_diff or logprob"),
-    method: str = typer.Option(_D.method, help="cluster ablation for the effect matrix: zero, mean or resample"),
+    method: str = typer.Option(_D.method.value, help="cluster ablation for the effect matrix: zero, mean or resample"),
     threshold: float = typer.Option(_D.threshold, help="fraction of the task metric a circuit must keep"),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="prompts per batch"),
     max_rows: int = typer.Option(_D.max_rows, "--max-rows", help="rows per forward pass: ablation sets x prompts stacked (raise on a GPU)"),
