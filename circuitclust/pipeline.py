@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .analysis.finetune import FinetuneConfig
-from .analysis.interventions import Ablation
 from .analysis.finetune import finetune as _finetune
+from .analysis.interventions import Ablation
+from .analysis.patch_run import ModelPatching
+from .analysis.similarity import LayerSimilarity
 from .core.partition import ModelPartition
 from .errors import check_choice, check_int, resolve_device
 from .models.graphs import matrix_kinds
@@ -207,8 +209,8 @@ class PatchResult:
     partition: ModelPartition
     partition_source: str
     tasks: list[str]
-    base: dict[str, Any]
-    other: dict[str, Any] | None = None
+    base: ModelPatching
+    other: ModelPatching | None = None
     comparison: dict[str, Any] | None = None
     compare_model: str | None = None
     wall_s: float = 0.0
@@ -322,8 +324,8 @@ class SimilarityResult:
     """Layer similarity of one model (``base``, a ``LayerSimilarity``) and, with a second model, its own
     (``other``) and the ``comparison``."""
 
-    base: Any
-    other: Any | None = None
+    base: LayerSimilarity
+    other: LayerSimilarity | None = None
     comparison: dict[str, Any] | None = None
 
     def save(self, folder: str | Path) -> Path:

@@ -103,12 +103,12 @@ def write_clusterability(folder: str | Path, doc: dict[str, Any]) -> Path:
 
 
 def write_patch_results(out: str | Path, result: dict) -> list[Path]:
-    """Write effects/specialisation/circuits JSON + CSV twins of one patching result (the dict that
-    ``circuitclust.analysis.patch_run.analyse_model`` returns) into ``out``, each file atomically. Returns
-    the written paths."""
+    """Write effects/specialisation/circuits JSON + CSV twins of one patching result (the
+    ``ModelPatching`` that ``circuitclust.analysis.patch_run.analyse_model`` returns) into ``out``, each file
+    atomically. Returns the written paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    eff, spec, circ = result["effects"], result["specialisation"], result["circuits"]
+    eff, spec, circ = result.effects, result.specialisation, result.circuits
     write_json(out / "effects.json", eff)
     rows = [[n["layer"], n["part"], n["cluster"], n["size"], t, eff["effect"][i][j], eff["ci_low"][i][j],
              eff["ci_high"][i][j]] for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]

@@ -12,8 +12,14 @@ from circuitclust.analysis.patch_run import analyse_model, compare
 from circuitclust.cli.main import app
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import weight_graphs
-from circuitclust.runfiles import (load_circuits, load_effects, load_specialisation, save_partition, write_comparison,
-                                   write_patch_results)
+from circuitclust.runfiles import (
+    load_circuits,
+    load_effects,
+    load_specialisation,
+    save_partition,
+    write_comparison,
+    write_patch_results,
+)
 
 
 @pytest.mark.slow  # ~15 s idle, ~50 s on the shared 2-core machine
@@ -40,9 +46,9 @@ def test_files_schemas_and_self_comparison(tmp_path):
     one = analyse_model(m, mp, tasks, n_boot=100, model_name="planted", max_rows=1)
     for key in ("effect", "ci_low", "ci_high"):
         flat = lambda rows: [v for row in rows for v in row]  # noqa: E731
-        assert flat(one["effects"][key]) == pytest.approx(flat(res["effects"][key]), abs=1e-4)
-    for t, c in res["circuits"]["tasks"].items():
-        assert one["circuits"]["tasks"][t]["circuit_size"] == c["circuit_size"]
+        assert flat(one.effects[key]) == pytest.approx(flat(res.effects[key]), abs=1e-4)
+    for t, c in res.circuits["tasks"].items():
+        assert one.circuits["tasks"][t]["circuit_size"] == c["circuit_size"]
 
 
 def _task_files(tmp_path):

@@ -31,6 +31,7 @@ results into a run folder (JSON with a top-level ``schema``; CSV twins for the t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ from ..errors import OptionError, check_choice, check_float, check_int
 from .circuits import task_circuits
 from .interventions import Ablation, ablation_sweep, node_masks
 from .metrics import METRICS
-from .patching import attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
+from .patching import EffectMatrix, attribution_agreement, bootstrap_mean, effect_matrix, specialisation_summary
 from .prompts import TaskPrompts
 from .units import unit_layout
 
@@ -56,16 +57,27 @@ def check_patch_options(*, metric: str = "logit_diff", method: str = "mean", thr
     check_int(f"{prefix}max{'-' if prefix else '_'}rows", max_rows, 1)
 
 
+@dataclass
+class ModelPatching:
+    """The patching analysis of one model: the JSON-ready ``effects``, ``specialisation`` and ``circuits``
+    documents (schemas in the module docstring), the :class:`~.patching.EffectMatrix` behind them and the
+    bootstrap model specialisation scores (``score_boot`` ``[n_boot]`` or None), kept for paired comparisons."""
+
+    effects: dict[str, Any]
+    specialisation: dict[str, Any]
+    circuits: dict[str, Any]
+    effect_matrix: EffectMatrix
+    score_boot: torch.Tensor | None = None
+
+
 def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *, metric: str = "logit_diff",
-                  method: str = "mean", threshold: float = 0.8, batch_size: int = 8, n_boot: int = 1000,
-                  seed: int = 0, circuits: bool = True, progress: bool = False, model_name: str = "model",
-                  max_rows: int = 64) -> dict:
+                  method: Ablation | str = Ablation.MEAN, threshold: float = 0.8, batch_size: int = 8,
+                  n_boot: int = 1000, seed: int = 0, circuits: bool = True, progress: bool = False,
+                  model_name: str = "model", max_rows: int = 64) -> ModelPatching:
     """Effects, specialisation, attribution agreement and circuits of one model on ``tasks``.
 
     ``max_rows``: prompt rows per forward pass (ablation sets are stacked up to it; raise it on a GPU).
-    Returns ``{"effects", "specialisation", "circuits"}`` JSON-ready dicts (schemas in the module docstring)
-    plus ``"_em"`` (the :class:`~.patching.EffectMatrix`) and ``"_boot"`` (bootstrap model scores) for
-    comparisons.
+    Returns a :class:`ModelPatching`.
     """
     check_patch_options(metric=metric, method=method, threshold=threshold, batch_size=batch_size, n_boot=n_boot,
                         max_rows=max_rows)
@@ -104,13 +116,13 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
                "n_prompts": em.info["n_prompts"], "nodes": em.nodes, "effect": em.effect.tolist(),
                "ci_low": em.ci_low.tolist(), "ci_high": em.ci_high.tolist(), "baseline": em.baseline}
     spec = {"schema": "circuitclust.specialisation/1", "model": model_name, **spec}
-    return {"effects": effects, "specialisation": spec, "circuits": circ, "_em": em, "_boot": boot}
+    return ModelPatching(effects, spec, circ, em, boot)
 
 
-def compare(base: dict, other: dict, n_boot: int = 1000, seed: int = 0) -> dict:
+def compare(base: ModelPatching, other: ModelPatching, n_boot: int = 1000, seed: int = 0) -> dict:
     """Differences other - base of two :func:`analyse_model` results on the same tasks and partition,
     with paired bootstrap CIs over prompts. Returns the ``comparison.json`` dict."""
-    eb, eo = base["_em"], other["_em"]
+    eb, eo = base.effect_matrix, other.effect_matrix
     if eb.tasks != eo.tasks or len(eb.nodes) != len(eo.nodes):
         raise OptionError("compare needs the same tasks and partition definition for both models")
     diff, lo, hi = [], [], []
@@ -119,23 +131,23 @@ def compare(base: dict, other: dict, n_boot: int = 1000, seed: int = 0) -> dict:
         diff.append(m)
         lo.append(a)
         hi.append(b)
-    spec = {"base": base["specialisation"]["model_score"], "other": other["specialisation"]["model_score"]}
-    if base["_boot"] is not None and other["_boot"] is not None:  # same seeds: paired resamples
-        d = other["_boot"] - base["_boot"]
+    spec = {"base": base.specialisation["model_score"], "other": other.specialisation["model_score"]}
+    if base.score_boot is not None and other.score_boot is not None:  # same seeds: paired resamples
+        d = other.score_boot - base.score_boot
         spec["diff"] = spec["other"] - spec["base"]
         spec["diff_ci"] = torch.quantile(d, torch.tensor([0.025, 0.975])).tolist()
     circ = {}
-    for t in base["circuits"]["tasks"]:
-        cb, co = base["circuits"]["tasks"][t], other["circuits"]["tasks"].get(t, {})
+    for t in base.circuits["tasks"]:
+        cb, co = base.circuits["tasks"][t], other.circuits["tasks"].get(t, {})
         fb, fo = cb.get("fraction"), co.get("fraction")
         circ[t] = {"base_size": cb.get("circuit_size"), "other_size": co.get("circuit_size"),
                    "base_fraction": fb, "other_fraction": fo,
                    "fraction_diff": None if fb is None or fo is None else fo - fb,
                    "base_cluster_size": cb.get("cluster_circuit_size"),
                    "other_cluster_size": co.get("cluster_circuit_size")}
-    return {"schema": "circuitclust.comparison/1", "base": base["effects"]["model"],
-            "other": other["effects"]["model"], "metric": eb.metric, "method": eb.method, "tasks": eb.tasks,
+    return {"schema": "circuitclust.comparison/1", "base": base.effects["model"],
+            "other": other.effects["model"], "metric": eb.metric, "method": eb.method, "tasks": eb.tasks,
             "nodes": eb.nodes, "effect_diff": torch.stack(diff, 1).tolist(), "ci_low": torch.stack(lo, 1).tolist(),
             "ci_high": torch.stack(hi, 1).tolist(), "specialisation": spec, "circuits": circ,
-            "attribution_spearman": {"base": base["circuits"]["attribution_spearman"],
-                                     "other": other["circuits"]["attribution_spearman"]}}
+            "attribution_spearman": {"base": base.circuits["attribution_spearman"],
+                                     "other": other.circuits["attribution_spearman"]}}

@@ -86,7 +86,7 @@ def patch(
 
 
 def _print_summary(res: dict, echo, format_table) -> None:
-    eff, spec, circ = res["effects"], res["specialisation"], res["circuits"]
+    eff, spec, circ = res.effects, res.specialisation, res.circuits
     rows = []
     for t in eff["tasks"]:
         j = eff["tasks"].index(t)
