@@ -60,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from circuitclust.analysis.clustering import _oriented, _weights, tied_groups
+    from circuitclust.analysis.clustering.stacks import _oriented, _weights, tied_groups
     from circuitclust.core.cocluster import SVD_N_ITER, SVD_TOL, informative_vectors, scaled_embedding, trivial_pair
     from circuitclust.core.kmeans import kmeans
     from circuitclust.core.measures import clusterability
