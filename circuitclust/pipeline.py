@@ -102,6 +102,12 @@ class ClusterResult:
     def mean_chance(self) -> float:
         return sum(r["chance"] for r in self.graphs) / len(self.graphs)
 
+    @property
+    def mean_normalised(self) -> float:
+        """Mean ``(C - chance) / (1 - chance)`` over the graphs where it is defined (NaN if none)."""
+        vals = [r["clusterability_norm"] for r in self.graphs if r.get("clusterability_norm") is not None]
+        return sum(vals) / len(vals) if vals else float("nan")
+
     def save(self, folder: str | Path) -> Path:
         """Write ``partition.json``/``.safetensors`` and ``clusterability.json``/``.csv`` into ``folder``."""
         from .runfiles import save_partition, write_clusterability

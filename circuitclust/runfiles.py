@@ -86,7 +86,7 @@ def remove_run_folder(out: str | Path, *, option: str = "--out") -> None:
 # ------------------------------------------------------------------------------------------------ writers
 CLUSTERABILITY_SCHEMA = "circuitclust.clusterability/1"
 CLUSTERABILITY_CSV = ["name", "layer", "kind", "shape", "k", "row_sizes", "col_sizes", "clusterability", "chance",
-                      "shuffle_mean", "shuffle_std", "z", "p"]
+                      "clusterability_norm", "shuffle_mean", "shuffle_std", "z", "p", "p_floor", "q"]
 
 
 def _cell(v: Any) -> Any:

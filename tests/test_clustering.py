@@ -112,3 +112,25 @@ def test_cli_cluster_writes_run_folder(tmp_path):
     assert (tmp_path / "partition.json").is_file() and (tmp_path / "partition.safetensors").is_file()
     bad = CliRunner().invoke(app, ["cluster", "tiny-gpt2", "--k", "1", "--out", str(tmp_path / "x"), "--device", "cpu"])
     assert bad.exit_code == 2 and "k=1" in bad.output
+
+
+def test_planted_graphs_pass_the_shuffle_null_after_fdr_and_iid_ones_do_not():
+    # layer 0's MLP gets four planted blocks (off-block weights shrunk 20x); the other layers stay i.i.d.
+    from circuitclust.models import load_hf
+
+    hf, _, _ = load_hf("tiny-gpt2")
+    with torch.no_grad():
+        for g in weight_graphs(hf, parts=("mlp",), layers=[0]):
+            rows = torch.arange(g.shape[0]) * 4 // g.shape[0]
+            cols = torch.arange(g.shape[1]) * 4 // g.shape[1]
+            off = (rows[:, None] != cols[None, :]).float()
+            g.weight.mul_(1 - 0.95 * off)
+    mp = partition_model(hf, k=4, parts=("mlp",), seed=0)
+    rows = {r["name"]: r for r in score_model(hf, mp, shuffles=99, seed=0)}
+    planted = [rows[n] for n in rows if n.startswith("blocks.0.")]
+    iid = [rows[n] for n in rows if not n.startswith("blocks.0.")]
+    assert all(r["p"] <= 0.01 and r["p_floor"] == pytest.approx(0.01) for r in planted)
+    assert all(r["q"] <= 0.05 for r in planted)
+    assert all(r["clusterability_norm"] > 0.8 for r in planted)
+    assert all(r["q"] > 0.05 for r in iid)
+    assert all(abs(r["clusterability_norm"]) < 0.2 for r in iid)

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,28 @@ def test_zero_degree_nodes_are_dropped():
     lab = spectral_clustering(net, 2, seed=0)
     assert (lab[8:] == -1).all() and (lab[:8] >= 0).all()
     assert np.isfinite(ncut(net, lab, 2))
+
+
+def test_normalised_clusterability_is_0_at_chance_and_1_block_diagonal():
+    from circuitclust.core.measures import normalised_clusterability
+
+    blocks = torch.arange(8) // 2  # 4 equal clusters of 2
+    diag = torch.zeros(8, 8)
+    diag[blocks[:, None] == blocks[None, :]] = 1.0
+    chance = chance_level(blocks, blocks, 4)
+    assert float(normalised_clusterability(clusterability(diag, blocks, blocks), chance)) == pytest.approx(1.0)
+    flat = torch.ones(8, 8)  # every entry the same: C equals its chance level exactly
+    assert float(normalised_clusterability(clusterability(flat, blocks, blocks), chance)) == pytest.approx(0.0, abs=1e-12)
+    assert float(normalised_clusterability(0.1, 0.25)) == pytest.approx(-0.2)  # below chance is negative
+    assert math.isnan(float(normalised_clusterability(1.0, 1.0)))  # one cluster holds everything
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    from circuitclust.core.measures import benjamini_hochberg
+
+    p = [0.01, 0.04, 0.03, 0.20, float("nan")]
+    q = benjamini_hochberg(p).tolist()
+    # m = 4 non-NaN tests; sorted 0.01, 0.03, 0.04, 0.20 -> 0.04, 0.0533, 0.0533, 0.20 after the running min
+    assert q[:4] == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.20])
+    assert math.isnan(q[4])
+    assert benjamini_hochberg([]).numel() == 0

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..core.measures import normalised_clusterability
 from ..core.partition import ModelPartition
 from ..data import corpus_texts, other_domain, token_blocks
 from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
@@ -461,9 +462,11 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     cfg, d, acc = r.cfg, r.d, r.acc
     task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
     per = r.closs.clusterability()
+    norm = normalised_clusterability(torch.tensor(list(per.values())), torch.tensor(list(r.closs.chance().values())))
     rec = {"step": step, "tokens": step * r.tokens_per_step,
            "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
            "mean_clusterability": mean_of(per), "chance": r.chance, "clusterability": per,
+           "mean_clusterability_norm": float(norm.nanmean()),
            "heldout_ppl": {name: heldout_perplexity(r.hf, b, cfg.batch_size, d, r.autocast)
                            for name, b in r.eval_blocks.items()},
            "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,

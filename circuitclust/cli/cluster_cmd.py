@@ -53,14 +53,21 @@ def cluster(
         res = run(model, options, progress=True)
         res.timings["threads"] = torch.get_num_threads()
         res.save(staging)
+    def cell(v):
+        return "-" if v is None else v
+
     table = [(r["name"], f"{r['shape'][0]}x{r['shape'][1]}", r["k"], "/".join(map(str, r["col_sizes"])),
-              r["clusterability"], r["chance"],
-              "-" if r["shuffle_mean"] is None else r["shuffle_mean"],
-              "-" if r["z"] is None else r["z"], "-" if r["p"] is None else r["p"]) for r in res.graphs]
-    echo(format_table(["graph", "shape", "k", "col sizes", "clusterability", "chance", "shuffle mean", "z", "p"],
-                      table))
-    echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f} over "
-         f"{len(res.graphs)} graphs")
+              r["clusterability"], r["chance"], cell(r["clusterability_norm"]), cell(r["shuffle_mean"]),
+              cell(r["z"]), cell(r["p"]), cell(r["q"])) for r in res.graphs]
+    echo(format_table(["graph", "shape", "k", "col sizes", "C", "chance", "C norm", "shuffle mean", "z", "p",
+                       "q (BH)"], table))
+    echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f} "
+         f"(normalised {res.mean_normalised:.4f}) over {len(res.graphs)} graphs")
+    if options.shuffles:
+        significant = sum(1 for r in res.graphs if r["q"] is not None and r["q"] <= 0.05)
+        echo(f"shuffle null: {options.shuffles} shuffles per graph, so the smallest possible p is "
+             f"{1 / (options.shuffles + 1):.3g}; {significant} of {len(res.graphs)} graphs at q <= 0.05 "
+             "(Benjamini-Hochberg across graphs)")
     nc = res.ncut
     if nc is not None:
         extra = "" if nc["shuffle_mean"] is None else f" vs shuffles {nc['shuffle_mean']:.4f} (z {nc['z']:.2f}, p {nc['p']:.3f})"

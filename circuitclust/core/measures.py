@@ -6,8 +6,12 @@
   ``sum_i |R_i| |C_i| / (n_in n_out)`` (``1/k`` for equal blocks).
 - :func:`ncut`: normalised cut of an undirected graph (Filan et al. 2021), on a
   :class:`~circuitclust.core.network.NetworkGraph`.
+- :func:`normalised_clusterability`: ``(C - chance) / (1 - chance)``, 0 at chance and 1 when block-diagonal,
+  so partitions with different cluster sizes (different chance levels) can be compared.
 - :func:`null_stats`: a value against the values of a null distribution (e.g. the clusterability of
-  entry-shuffled, re-clustered matrices): z-score and ``p = (r + 1) / (n + 1)``.
+  entry-shuffled, re-clustered matrices): z-score and ``p = (r + 1) / (n + 1)``, whose floor is
+  ``1 / (n + 1)``.
+- :func:`benjamini_hochberg`: false-discovery-rate adjusted p-values (q-values) across several tests.
 """
 from __future__ import annotations
 
@@ -40,6 +44,38 @@ def chance_level(row_labels: torch.Tensor, col_labels: torch.Tensor, k: int | No
     r = torch.nn.functional.one_hot(row_labels, k).sum(-2).double()
     c = torch.nn.functional.one_hot(col_labels, k).sum(-2).double()
     return (r * c).sum(-1) / (row_labels.shape[-1] * col_labels.shape[-1])
+
+
+def normalised_clusterability(value: torch.Tensor | float, chance: torch.Tensor | float) -> torch.Tensor:
+    """``(C - chance) / (1 - chance)`` elementwise: 0 at the chance level of the partition's cluster sizes,
+    1 when every weight lies inside a cluster, negative below chance. NaN where ``chance`` is 1 (one
+    cluster holds every entry: nothing can be off-cluster, so C says nothing)."""
+    value = torch.as_tensor(value, dtype=torch.float64)
+    chance = torch.as_tensor(chance, dtype=torch.float64)
+    room = 1.0 - chance
+    return torch.where(room > 0, (value - chance) / room.clamp_min(torch.finfo(room.dtype).tiny),
+                       torch.full_like(room, float("nan")))
+
+
+def benjamini_hochberg(p_values: torch.Tensor | list[float]) -> torch.Tensor:
+    """Benjamini-Hochberg adjusted p-values (q-values) ``[m]`` of ``m`` p-values, in the input order: reject
+    every test with ``q <= alpha`` to control the false discovery rate at ``alpha``. NaN p-values are left
+    out of ``m`` and stay NaN."""
+    p = torch.as_tensor(p_values, dtype=torch.float64).flatten()
+    q = torch.full_like(p, float("nan"))
+    ok = ~torch.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    vals = p[ok]
+    order = torch.argsort(vals)
+    scaled = vals[order] * m / torch.arange(1, m + 1, dtype=torch.float64)
+    # the running minimum from the largest p down makes the q-values monotone in p
+    adjusted = torch.flip(torch.cummin(torch.flip(scaled, [0]), 0).values, [0]).clamp(max=1.0)
+    out = torch.empty_like(vals)
+    out[order] = adjusted
+    q[ok] = out
+    return q
 
 
 def ncut(graph: NetworkGraph, labels: torch.Tensor, k: int | None = None) -> float:

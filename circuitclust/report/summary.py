@@ -45,8 +45,15 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
         g = d["graphs"]
         c, ch = _mean([x.get("clusterability") for x in g]), _mean([x.get("chance") for x in g])
         sm, ss = _mean([x.get("shuffle_mean") for x in g]), _mean([x.get("shuffle_std") for x in g])
+        norm = _mean([x.get("clusterability_norm") for x in g])
         text = f"mean {fmt(c, 3)} over {len(g)} graphs (chance {fmt(ch, 3)}"
-        text += f", shuffled {fmt(sm, 3)} ± {fmt(ss, 2)})" if sm is not None else ", no shuffle null)"
+        text += f", normalised {fmt(norm, 3)}" if norm is not None else ""
+        text += f", shuffled {fmt(sm, 3)} ± {fmt(ss, 2)}" if sm is not None else ", no shuffle null"
+        qs = [x.get("q") for x in g if x.get("q") is not None]
+        if qs:
+            floor = _mean([x.get("p_floor") for x in g])
+            text += f"; {sum(q <= 0.05 for q in qs)}/{len(qs)} graphs at BH q ≤ 0.05, p floor {fmt(floor, 2)}"
+        text += ")"
         add("clusterability", by_name[name], text)
         if d.get("ncut"):
             n = d["ncut"]
@@ -57,8 +64,11 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
         first, last = rows_m[0], rows_m[-1]
         add("fine-tuning clusterability", by_name[name],
             f"{fmt(first.get('mean_clusterability'), 3)} → {fmt(last.get('mean_clusterability'), 3)} "
-            f"(chance {fmt(last.get('chance'), 3)}; step {first.get('step')} → {last.get('step')}, "
-            f"lambda {fmt(last.get('lam'), 3)})")
+            f"(chance {fmt(last.get('chance'), 3)}"
+            + (f", normalised {fmt(first.get('mean_clusterability_norm'), 3)} → "
+               f"{fmt(last.get('mean_clusterability_norm'), 3)}" if "mean_clusterability_norm" in last else "")
+            + f"; step {first.get('step')} → {last.get('step')}, lambda {fmt(last.get('lam'), 3)}"
+            + ("; stopped by the time cap" if last.get("time_budget_hit") else "") + ")")
         doms = list((last.get("heldout_ppl") or {}).keys())
         if doms:
             add("held-out perplexity", by_name[name], "; ".join(

@@ -3,12 +3,13 @@ null of entry-shuffled, re-clustered weights.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ...core.measures import chance_level, clusterability, null_stats
+from ...core.measures import benjamini_hochberg, chance_level, clusterability, normalised_clusterability, null_stats
 from ...core.partition import ModelPartition
 from ...errors import PartitionMismatchError, check_int
 from ...models import weight_graphs
@@ -71,8 +72,10 @@ def score_model(
     """Score every graph of ``partition`` on ``model``'s current weights.
 
     Returns one dict per graph: ``name, layer, kind, shape [n_in, n_out], k, row_sizes, col_sizes,
-    clusterability, chance`` and, with ``shuffles > 0``, the shuffle null of the same partitioning
-    procedure (``shuffle_mean, shuffle_std, z, p``; otherwise ``None``). Raises
+    clusterability, chance, clusterability_norm`` (``(C - chance) / (1 - chance)``, None when chance is 1)
+    and, with ``shuffles > 0``, the shuffle null of the same partitioning procedure (``shuffle_mean,
+    shuffle_std, z, p``, ``p_floor = 1 / (shuffles + 1)`` and ``q``, the Benjamini-Hochberg adjusted p over
+    the graphs scored together; otherwise ``None``). Raises
     :class:`~circuitclust.errors.PartitionMismatchError` if the partition does not fit the model.
     """
     check_int("shuffles", shuffles, 0)
@@ -102,12 +105,17 @@ def score_model(
         r, c = p.row_labels.to(dev), p.col_labels.to(dev)
         value = float(clusterability(w[g.name], r, c))
         row_sizes, col_sizes = p.sizes()
+        chance = float(chance_level(r, c, p.k))
+        norm = float(normalised_clusterability(value, chance))
         row = {"name": g.name, "layer": g.layer, "kind": g.kind, "shape": list(g.shape), "k": p.k,
-               "row_sizes": row_sizes, "col_sizes": col_sizes, "clusterability": value,
-               "chance": float(chance_level(r, c, p.k)),
-               "shuffle_mean": None, "shuffle_std": None, "z": None, "p": None}
+               "row_sizes": row_sizes, "col_sizes": col_sizes, "clusterability": value, "chance": chance,
+               "clusterability_norm": None if math.isnan(norm) else norm,
+               "shuffle_mean": None, "shuffle_std": None, "z": None, "p": None, "p_floor": None, "q": None}
         if g.name in nulls:
             st = null_stats(value, nulls[g.name])
-            row.update(shuffle_mean=st.mean, shuffle_std=st.std, z=st.z, p=st.p)
+            row.update(shuffle_mean=st.mean, shuffle_std=st.std, z=st.z, p=st.p, p_floor=1.0 / (shuffles + 1))
         rows.append(row)
+    if nulls:
+        for row, q in zip(rows, benjamini_hochberg([r["p"] for r in rows]).tolist()):
+            row["q"] = q
     return rows
