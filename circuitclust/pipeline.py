@@ -24,7 +24,7 @@ from .analysis.interventions import Ablation
 from .analysis.patch_run import ModelPatching
 from .analysis.similarity import LayerSimilarity
 from .core.partition import ModelPartition
-from .errors import check_choice, check_int, resolve_device
+from .errors import check_choice, check_float, check_int, resolve_device
 from .models.graphs import matrix_kinds
 
 
@@ -48,7 +48,9 @@ class ClusterOptions:
 
     ``k`` clusters per graph; ``parts``: ``"mlp"``, ``"attn"`` or matrix kinds; ``method``: ``spectral``
     (co-clustering of |W|, or W^2 with ``power=2``) or ``blocks`` (equal contiguous blocks); ``shuffles``:
-    entry-shuffled re-clusterings per graph for the null; ``ncut``: also the whole-network n-cut (with
+    entry-shuffled re-clusterings per graph for the null; ``balance`` (spectral, in [0, 1]): every cluster keeps
+    at least ``balance * n / k`` units on each side of each graph (0: none, so a cluster can be empty on
+    one side and its chance level high); ``ncut``: also the whole-network n-cut (with
     ``ncut_shuffles``, default ``shuffles``); ``svd``/``n_init``: the co-clusterer's SVD method and k-means
     restarts; ``device``: where the partitioner runs (default: CUDA when available).
     """
@@ -61,6 +63,7 @@ class ClusterOptions:
     seed: int = 0
     svd: str = "auto"
     n_init: int = 10
+    balance: float = 0.0
     ncut: bool = False
     ncut_shuffles: int | None = None
     device: str | None = None
@@ -75,6 +78,7 @@ class ClusterOptions:
         check_choice("power", self.power, (1, 2))
         check_int("shuffles", self.shuffles, 0)
         check_int("n_init", self.n_init, 1)
+        check_float("balance", self.balance, 0.0, 1.0)
         check_choice("svd", self.svd, ("auto", "exact", "randomized"))
         if self.ncut_shuffles is not None:
             check_int("ncut_shuffles", self.ncut_shuffles, 0)
@@ -149,7 +153,7 @@ def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool
     with torch.no_grad():
         t = time.perf_counter()
         mp = partition_model(m, k=o.k, parts=o.parts, method=o.method, seed=o.seed, device=dev, power=o.power,
-                             svd=o.svd, n_init=o.n_init, progress=progress)
+                             svd=o.svd, n_init=o.n_init, balance=o.balance, progress=progress)
         timings["partition_s"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
         rows = score_model(m, mp, shuffles=o.shuffles, seed=o.seed, device=dev, progress=progress)

@@ -134,3 +134,25 @@ def test_planted_graphs_pass_the_shuffle_null_after_fdr_and_iid_ones_do_not():
     assert all(r["clusterability_norm"] > 0.8 for r in planted)
     assert all(r["q"] > 0.05 for r in iid)
     assert all(abs(r["clusterability_norm"]) < 0.2 for r in iid)
+
+
+def test_balanced_spectral_partition_leaves_no_cluster_empty_on_any_side():
+    from circuitclust.models import load_hf
+
+    hf, _, _ = load_hf("tiny-gemma")
+    with torch.no_grad():  # a degenerate layer: one residual dimension carries almost all the mass
+        for g in weight_graphs(hf, parts=("mlp",), layers=[1]):
+            g.weight.mul_(0.01)
+            g.weight[:, 0].mul_(1000.0)
+    balanced = partition_model(hf, k=4, parts=("mlp",), seed=0, balance=0.5)
+    assert balanced.provenance["cocluster"]["balance"] == 0.5
+    for g in weight_graphs(hf, parts=("mlp",)):
+        rows, cols = balanced[g.name].sizes()
+        assert min(rows) >= int(0.5 * g.shape[0] / 4) and min(cols) >= int(0.5 * g.shape[1] / 4), (g.name, rows, cols)
+    # the shuffle null re-clusters with the same balanced procedure
+    scored = score_model(hf, balanced, shuffles=2, seed=0)
+    assert all(r["shuffle_mean"] is not None and r["clusterability_norm"] is not None for r in scored)
+    # without balance the degenerate layer leaves a cluster empty on the residual side of mlp.in
+    plain = partition_model(hf, k=4, parts=("mlp",), seed=0)
+    assert "balance" not in plain.provenance["cocluster"]
+    assert min(plain["blocks.1.mlp.in"].sizes()[0]) == 0

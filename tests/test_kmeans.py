@@ -3,6 +3,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from circuitclust.core.kmeans import kmeans, kmeans_plusplus
+from circuitclust.errors import OptionError
 
 
 def _blobs(n_per=50, k=4, d=3, spread=0.05, seed=0):
@@ -70,3 +71,32 @@ def test_plusplus_picks_distinct_points():
 def test_bad_k():
     with pytest.raises(ValueError):
         kmeans(torch.randn(3, 2), 4)
+
+
+def test_rebalance_fills_every_cluster_at_least_cost_and_keeps_balanced_labels():
+    from circuitclust.core.kmeans import rebalance
+
+    g = torch.Generator().manual_seed(0)
+    # degenerate input: every point in cluster 0 except three; clusters 2 and 3 empty
+    x = torch.randn(2, 40, 3, generator=g)
+    centers = torch.randn(2, 4, 3, generator=g)
+    labels = torch.zeros(2, 40, dtype=torch.long)
+    labels[:, :3] = 1
+    out = rebalance(x, labels, centers, min_size=5)
+    counts = torch.nn.functional.one_hot(out, 4).sum(1)
+    assert bool((counts >= 5).all()), counts
+    # only as many points move as the deficits need (1 -> needs 2 more, 2 and 3 need 5 each)
+    assert int((out != labels).sum()) == 2 * 12
+    # each moved point was among the cheapest candidates for its new cluster
+    d = torch.cdist(x, centers).square()
+    for b in range(2):
+        for c in (2, 3):
+            moved = (out[b] == c) & (labels[b] != c)
+            cost = d[b, :, c] - d[b, torch.arange(40), labels[b]]
+            stay = (out[b] == labels[b]) & (labels[b] == 0)
+            assert float(cost[moved].max()) <= float(cost[stay].min()) + 1e-6
+    # already balanced labels come back unchanged; impossible sizes are refused
+    ok = torch.arange(40).repeat(2, 1) % 4
+    assert torch.equal(rebalance(x, ok, centers, min_size=10), ok)
+    with pytest.raises(OptionError):
+        rebalance(x, ok, centers, min_size=11)

@@ -28,6 +28,8 @@ def cluster(
     device: str = typer.Option(_D.device, help="cpu, cuda, cuda:1 ... (default: CUDA if available)"),
     method: str = typer.Option(_D.method, help="spectral (co-clustering) or blocks (equal contiguous blocks)"),
     power: int = typer.Option(_D.power, help="cluster |W| (1) or W^2 (2)"),
+    balance: float = typer.Option(_D.balance, help="spectral: every cluster keeps at least this share of n/k units "
+                                                   "on each side of each graph (0 = k-means as it is; 0.5 = half)"),
     ncut: bool = typer.Option(_D.ncut, "--ncut/--no-ncut", help="also spectral-cluster the whole-network graph (all units, |w| edges) and report its n-cut (slow on big models)"),
     threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice; 1 is faster on an oversubscribed machine)"),
     ncut_shuffles: int = typer.Option(_D.ncut_shuffles, help="shuffles for the n-cut null (default: --shuffles)"),
@@ -44,7 +46,8 @@ def cluster(
 
     # Every option is checked before the model loads and before any progress bar starts.
     options = ClusterOptions(k=k, parts=tuple(p.strip() for p in parts.split(",") if p.strip()), method=method,
-                             power=power, shuffles=shuffles, seed=seed, ncut=ncut, ncut_shuffles=ncut_shuffles,
+                             power=power, balance=balance, shuffles=shuffles, seed=seed, ncut=ncut,
+                             ncut_shuffles=ncut_shuffles,
                              device=device)
     if threads is not None:
         torch.set_num_threads(check_int("threads", threads, 1))

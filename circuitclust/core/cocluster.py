@@ -16,10 +16,12 @@ non-isolated units than ``k``, raises :class:`~circuitclust.errors.CircuitclustE
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from ..errors import CircuitclustError, OptionError
-from .kmeans import kmeans
+from ..errors import CircuitclustError, OptionError, check_float
+from .kmeans import kmeans, rebalance
 from .partition import Partition
 from .normalised_graph import NormalisedGraph
 from .svd import block_lanczos_svd, exact_svd, resolve_method
@@ -126,17 +128,24 @@ def cocluster_labels(
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
     svd_tol: float = SVD_TOL,
+    balance: float = 0.0,
+    col_groups: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Co-cluster a batch of same-shape matrices ``weights`` ``[B, n_in, n_out]`` in one computation.
 
     Returns ``(row_labels [B, n_in], col_labels [B, n_out])`` int64 in ``[0, k)`` on the compute device.
-    See :func:`cocluster` for the options.
+    ``balance`` in ``[0, 1]``: every cluster keeps at least ``floor(balance * n / k)`` (and at least one) of
+    the ``n`` rows, and likewise of the columns of each of ``col_groups`` (sizes of consecutive column blocks,
+    e.g. the residual sides of graphs stacked side by side; default one block), by a least-cost repair of the
+    k-means assignment on the spectral embedding (:func:`~.kmeans.rebalance`); 0 keeps k-means' labels.
+    See :func:`cocluster` for the other options.
     """
     if weights.dim() == 2:
         weights = weights[None]
     _check(weights, k)
     if power not in (1, 2):
         raise OptionError(f"power must be 1 (|W|) or 2 (W^2), got {power}", option="power")
+    check_float("balance", balance, 0.0, 1.0)
     dev = torch.device(device) if device is not None else weights.device
     dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
     graph = NormalisedGraph(weights.detach().to(dev), power, dtype=dtype)
@@ -155,7 +164,19 @@ def cocluster_labels(
     z, active = bipartite_embedding(graph, nv, svd=svd, n_iter=n_iter, oversample=oversample, generator=generator,
                                     svd_tol=svd_tol, keep_trivial=False)
     res = kmeans(z, k, n_init=n_init, generator=generator, sample_weight=active.to(z.dtype))
-    return res.labels[:, :n_in], res.labels[:, n_in:]
+    rows, cols = res.labels[:, :n_in], res.labels[:, n_in:]
+    if balance > 0:
+        groups = list(col_groups) if col_groups is not None else [n_out]
+        if sum(groups) != n_out or min(groups) < k:
+            raise OptionError(f"col_groups {groups} must add up to the {n_out} columns, each block >= k={k}")
+        rows = rebalance(z[:, :n_in], rows, res.centers, max(1, int(balance * n_in / k)))
+        parts, start = [], n_in
+        for size in groups:
+            parts.append(rebalance(z[:, start:start + size], res.labels[:, start:start + size], res.centers,
+                                   max(1, int(balance * size / k))))
+            start += size
+        cols = torch.cat(parts, 1)
+    return rows, cols
 
 
 def cocluster_batch(weights: torch.Tensor, k: int, *, seed: int = 0, n_init: int = 10, power: int = 1,

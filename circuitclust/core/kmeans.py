@@ -242,3 +242,40 @@ def kmeans(
     if squeeze:
         return KMeansResult(labels[0], centers[0], inertia[0], it1 + it2)
     return KMeansResult(labels, centers, inertia, it1 + it2)
+
+
+def rebalance(x: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, min_size: int) -> torch.Tensor:
+    """Labels ``[B, n]`` in which every one of the ``k`` clusters holds at least ``min_size`` points, moving as
+    little squared distance as the greedy repair can: for the most under-filled cluster of each batch member,
+    the points of clusters with members to spare whose move there costs least (distance to its centre minus
+    distance to their own) are moved, one cluster per round, at most ``k`` rounds.
+
+    ``x`` ``[B, n, d]`` points, ``labels`` ``[B, n]`` their clusters in ``[0, k)``, ``centers`` ``[B, k, d]``.
+    ``min_size * k`` must not exceed ``n`` (then every deficit can be met from the surplus of the others).
+    Returns new labels; points are never moved out of a cluster that would then fall below ``min_size``."""
+    B, n, _ = x.shape
+    k = centers.shape[1]
+    if min_size * k > n:
+        raise OptionError(f"cannot give each of {k} clusters {min_size} of {n} points")
+    labels = labels.clone()
+    dist = torch.cdist(x.float(), centers.float()).square()  # [B, n, k]
+    rows = torch.arange(B, device=x.device)
+    for _ in range(k):
+        counts = torch.nn.functional.one_hot(labels, k).sum(1)  # [B, k]
+        deficit = (min_size - counts).clamp_min(0)
+        if int(deficit.max()) == 0:
+            break
+        target = deficit.argmax(1)  # [B]: the cluster to fill in this round
+        need = deficit[rows, target]  # [B]
+        spare = (counts - min_size).clamp_min(0)  # [B, k]
+        cost = dist[rows, :, target] - dist.gather(2, labels[..., None])[..., 0]  # [B, n]
+        eligible = (labels != target[:, None]) & (spare.gather(1, labels) > 0)
+        order = torch.where(eligible, cost, torch.full_like(cost, float("inf"))).argsort(dim=1, stable=True)
+        donor = labels.gather(1, order)  # [B, n] in move order
+        onehot = torch.nn.functional.one_hot(donor, k)
+        rank_in_donor = (onehot.cumsum(1) * onehot).sum(-1) - 1  # how many earlier candidates share the donor
+        ok = eligible.gather(1, order) & (rank_in_donor < spare.gather(1, donor))
+        take = ok & (ok.cumsum(1) <= need[:, None])
+        moved = torch.where(take, target[:, None].expand(-1, n), donor)
+        labels.scatter_(1, order, moved)
+    return labels

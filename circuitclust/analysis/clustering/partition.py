@@ -9,9 +9,9 @@ from torch import nn
 
 from ...core.partition import ModelPartition
 from ...core.svd import resolve_method
-from ...errors import OptionError, PartitionMismatchError, check_choice, check_int
+from ...errors import OptionError, PartitionMismatchError, check_choice, check_float, check_int
 from ...models import hf_model_of, weight_graphs
-from .stacks import _bar, _cluster_stacks, _oriented, _split_cols, _weights, tied_groups
+from .stacks import _bar, _cluster_stacks, _oriented, _resid_sizes, _split_cols, _weights, tied_groups
 
 
 def model_id(model: nn.Module) -> str:
@@ -57,6 +57,7 @@ def partition_model(
     *,
     svd: str = "auto",
     n_init: int = 10,
+    balance: float = 0.0,
     layers: Iterable[int] | None = None,
     progress: bool = False,
 ) -> ModelPartition:
@@ -64,8 +65,11 @@ def partition_model(
     ``k`` clusters with tied hidden spaces (see the module docstring).
 
     ``method``: ``"spectral"`` (Dhillon co-clustering of each stacked hidden space, ``power`` 1 = |W|,
-    2 = W^2) or ``"blocks"`` (equal contiguous blocks). ``device`` defaults to the model's. Returns a
-    :class:`ModelPartition` whose provenance records model, method, k, seed, power, svd, n_init and parts.
+    2 = W^2) or ``"blocks"`` (equal contiguous blocks). ``balance`` (spectral, in ``[0, 1]``): every cluster
+    keeps at least ``balance * n / k`` of the hidden units and of each graph's residual units (0: k-means'
+    assignment as it is; spectral clusters can be empty on one side). ``device`` defaults to the model's.
+    Returns a :class:`ModelPartition` whose provenance records model, method, k, seed, parts and (spectral)
+    the co-clustering options under ``cocluster``.
     """
     check_choice("method", method, METHODS)
     check_choice("power", power, (1, 2))
@@ -84,8 +88,11 @@ def partition_model(
     w = _weights(graphs, dev)
     stacks = [torch.cat([_oriented(g, w[g.name]) for g in members], 1) for members in groups.values()]
     opts = {"power": power, "svd": svd, "n_init": n_init}
+    if balance:
+        opts["balance"] = check_float("balance", balance, 0.0, 1.0)
     bar = _bar(len(stacks), "partition", progress)
-    labels = _cluster_stacks(stacks, k, seed, opts, progress=bar)
+    labels = _cluster_stacks(stacks, k, seed, opts, progress=bar,
+                             col_groups=[_resid_sizes(members) for members in groups.values()])
     if bar is not None:
         bar.close()
     space_labels, resid = {}, {}
@@ -95,4 +102,4 @@ def partition_model(
     svd_used = sorted({resolve_method(svd, *s.shape, k) for s in stacks})
     return ModelPartition.from_space_labels(
         graphs, k, space_labels, resid, method="spectral", power=power, svd=",".join(svd_used), n_init=n_init,
-        cocluster={"power": power, "svd": svd, "n_init": n_init}, **prov)
+        cocluster=opts, **prov)

@@ -14,7 +14,8 @@ from ...core.partition import ModelPartition
 from ...errors import PartitionMismatchError, check_int
 from ...models import weight_graphs
 from .partition import check_architecture
-from .stacks import _bar, _chunks, _cluster_stacks, _oriented, _seed_for, _split_cols, _tied_side, _weights, tied_groups
+from .stacks import (_bar, _chunks, _cluster_stacks, _oriented, _resid_sizes, _seed_for, _split_cols, _tied_side,
+                     _weights, tied_groups)
 
 
 def _legacy_cocluster_options(prov: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _shuffle_null(members: Sequence, w: dict[str, torch.Tensor], partition: Mode
             stack = torch.cat([_oriented(g, shuffled[g.name]) for g in members], 2)
             opts = prov.get("cocluster") or _legacy_cocluster_options(prov)
             ((rows, cols),) = _cluster_stacks([stack], partition.k, seed + 7919 * (sl.start + 1), opts,
-                                              key="shuffle" + space)
+                                              key="shuffle" + space, col_groups=[_resid_sizes(members)])
             res = _split_cols(members, cols)
             labs = {g.name: (res[g.name], rows) if _tied_side(g) == "out" else (rows, res[g.name])
                     for g in members}

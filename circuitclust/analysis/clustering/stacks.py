@@ -53,8 +53,7 @@ def _oriented(g, w: torch.Tensor) -> torch.Tensor:
 
 def _split_cols(members: Sequence, cols: torch.Tensor) -> dict[str, torch.Tensor]:
     """Split stacked column labels ``[..., sum n_resid]`` back into each member's residual labels."""
-    sizes = [g.shape[1] if _tied_side(g) == "in" else g.shape[0] for g in members]
-    return {g.name: c for g, c in zip(members, cols.split(sizes, dim=-1))}
+    return {g.name: c for g, c in zip(members, cols.split(list(_resid_sizes(members)), dim=-1))}
 
 
 def _chunks(n: int, per_item: int) -> list[slice]:
@@ -67,21 +66,30 @@ def _seed_for(seed: int, key: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(key.encode())) % 2**62
 
 
+def _resid_sizes(members: Sequence) -> tuple[int, ...]:
+    """The residual-side width of each member graph, in stacking order (the stack's column blocks)."""
+    return tuple(g.shape[1] if _tied_side(g) == "in" else g.shape[0] for g in members)
+
+
 def _cluster_stacks(stacks: list[torch.Tensor], k: int, seed: int, options: dict[str, Any], key: str = "",
-                    progress=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                    progress=None, col_groups: Sequence[tuple[int, ...]] | None = None
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Co-cluster each ``[n_hidden, n_cols]`` stack (or ``[S, n_hidden, n_cols]`` batch of them), batching
-    same shapes. Returns ``(row_labels, col_labels)`` per stack, shaped like the stack's leading dims."""
+    same shapes. ``col_groups``: each stack's column blocks (its member graphs' residual widths), which a
+    ``balance`` option balances one by one. Returns ``(row_labels, col_labels)`` per stack, shaped like the
+    stack's leading dims."""
     out: list = [None] * len(stacks)
     by_shape: dict[tuple, list[int]] = {}
     for i, s in enumerate(stacks):
-        by_shape.setdefault(tuple(s.shape[-2:]), []).append(i)
-    for shape, idx in by_shape.items():
+        groups = tuple(col_groups[i]) if col_groups is not None else (s.shape[-1],)
+        by_shape.setdefault((tuple(s.shape[-2:]), groups), []).append(i)
+    for (shape, groups), idx in by_shape.items():
         flat = [s.reshape(-1, *shape) for s in (stacks[i] for i in idx)]
         counts = [f.shape[0] for f in flat]
         big = torch.cat(flat) if len(flat) > 1 else flat[0]
         rows, cols = [], []
         for j, sl in enumerate(_chunks(big.shape[0], shape[0] * shape[1])):
-            r, c = cocluster_labels(big[sl], k, seed=_seed_for(seed, f"{key}{shape}{j}"), **options)
+            r, c = cocluster_labels(big[sl], k, seed=_seed_for(seed, f"{key}{shape}{j}"), col_groups=groups, **options)
             rows.append(r)
             cols.append(c)
             if progress is not None:
