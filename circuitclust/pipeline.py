@@ -300,7 +300,8 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
 @dataclass(frozen=True)
 class SimilarityOptions:
     """How to compare layers (validated on creation): ``n`` token positions sampled with ``seed`` from the
-    corpus ``split``; ``metric`` (euclidean | cosine); GW ``solver`` (exact | entropic | entropic-pgd) and the
+    corpus ``split`` (held-out by default, so a fine-tuned model is not compared on its training text);
+    ``metric`` (euclidean | cosine); GW ``solver`` (exact | entropic | entropic-pgd) and the
     exact solver's ``starts``; ``hooks`` (resid_post by default); ``n_groups`` layer groups (None: best
     silhouette), ``contiguous`` groups or free; ``n_boot`` bootstrap resamples; ``batch_size``; ``device``."""
 
@@ -308,7 +309,7 @@ class SimilarityOptions:
     metric: str = "euclidean"
     solver: str = "exact"
     seed: int = 0
-    split: str = "train"
+    split: str = "heldout"
     hooks: str | None = None
     n_groups: int | None = None
     contiguous: bool = True

@@ -117,3 +117,11 @@ def test_benjamini_hochberg_matches_the_step_up_rule():
     assert q[:4] == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.20])
     assert math.isnan(q[4])
     assert benjamini_hochberg([]).numel() == 0
+
+
+def test_intervals_say_how_they_were_made():
+    from circuitclust.core.measures import interval_method
+
+    full = interval_method(1000)
+    assert full == {"level": 0.95, "method": "percentile bootstrap over prompts", "n_boot": 1000}
+    assert "indicative" in interval_method(5, "token positions")["note"]

@@ -378,8 +378,8 @@ def test_cli_similarity(tmp_path):
     corpus = tmp_path / "texts.txt"
     corpus.write_text("\n".join(TEXTS) + "\n")
     out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["similarity", "tiny-pythia", "--data", str(corpus), "--n", "16", "--out", str(out),
-                                   "--compare", "tiny-pythia", "--device", "cpu", "--boot", "2",
+    res = CliRunner().invoke(app, ["similarity", "tiny-pythia", "--data", str(corpus), "--split", "train", "--n", "16",
+                                   "--out", str(out), "--compare", "tiny-pythia", "--device", "cpu", "--boot", "2",
                                    "--starts", "product,entropic"])
     assert res.exit_code == 0, res.output
     assert "bootstrap (2)" in res.output and "cut frequency" in res.output and "entropic" in res.output

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from ..core.measures import interval_method
 from ..core.partition import ModelPartition
 from ..errors import OptionError, check_choice, check_float, check_int
 from .circuits import task_circuits
@@ -112,10 +113,12 @@ def analyse_model(model, partition: ModelPartition, tasks: list[TaskPrompts], *,
     rhos = [v for v in circ["attribution_spearman_per_task"].values() if v == v]
     circ["attribution_spearman"] = sum(rhos) / len(rhos) if rhos else None
     effects = {"schema": "circuitclust.effects/1", "model": model_name, "k": partition.k, "metric": metric,
-               "method": method, "scope": "layer", "seed": seed, "n_boot": n_boot, "tasks": em.tasks,
+               "method": method, "scope": "layer", "seed": seed, "n_boot": n_boot,
+               "interval": interval_method(n_boot), "tasks": em.tasks,
                "n_prompts": em.info["n_prompts"], "nodes": em.nodes, "effect": em.effect.tolist(),
                "ci_low": em.ci_low.tolist(), "ci_high": em.ci_high.tolist(), "baseline": em.baseline}
-    spec = {"schema": "circuitclust.specialisation/1", "model": model_name, **spec}
+    spec = {"schema": "circuitclust.specialisation/1", "model": model_name, "interval": interval_method(n_boot),
+            **spec}
     return ModelPatching(effects, spec, circ, em, boot)
 
 
@@ -145,7 +148,8 @@ def compare(base: ModelPatching, other: ModelPatching, n_boot: int = 1000, seed:
                    "fraction_diff": None if fb is None or fo is None else fo - fb,
                    "base_cluster_size": cb.get("cluster_circuit_size"),
                    "other_cluster_size": co.get("cluster_circuit_size")}
-    return {"schema": "circuitclust.comparison/1", "base": base.effects["model"],
+    return {"schema": "circuitclust.comparison/1", "interval": interval_method(n_boot, "prompts (paired)"),
+            "base": base.effects["model"],
             "other": other.effects["model"], "metric": eb.metric, "method": eb.method, "tasks": eb.tasks,
             "nodes": eb.nodes, "effect_diff": torch.stack(diff, 1).tolist(), "ci_low": torch.stack(lo, 1).tolist(),
             "ci_high": torch.stack(hi, 1).tolist(), "specialisation": spec, "circuits": circ,

@@ -101,4 +101,6 @@ def _print_summary(res: dict, echo, format_table) -> None:
                        "attr. spearman"], rows))
     if spec.get("model_score") is not None:
         lo, hi = spec["model_score_ci"]
-        echo(f"specialisation (model): {spec['model_score']:.4g} [{lo:.4g}, {hi:.4g}]")
+        iv = spec.get("interval", {})
+        echo(f"specialisation (model): {spec['model_score']:.4g} [{lo:.4g}, {hi:.4g}] "
+             f"({iv.get('method', 'bootstrap')}, {iv.get('n_boot')} resamples)" + (f"; note: {iv['note']}" if "note" in iv else ""))

@@ -27,7 +27,7 @@ def _summary(sim) -> str:
 def similarity(
     model: str = typer.Argument(..., help="model spec or fine-tuning RUN_DIR (gemma-3-270m, tiny-gpt2, an HF folder, ...)"),
     data: str = typer.Option("wiki", help="corpus name (wiki, chemistry) or a .jsonl/.txt path"),
-    split: str = typer.Option("train", help="corpus split: train or heldout"),
+    split: str = typer.Option("heldout", help="corpus split: heldout (text no fine-tuning saw) or train"),
     n: int = typer.Option(256, help="number of token positions sampled"),
     solver: str = typer.Option("exact", help="exact (POT conditional gradient) | entropic (batched proximal) | entropic-pgd"),
     metric: str = typer.Option("euclidean", help="euclidean | cosine"),
@@ -71,6 +71,9 @@ def similarity(
         echo(f"groups: {g.n_groups} (boundaries at layers {g.boundaries}), silhouette {g.silhouette:.3f}")
         if g.stability:
             lo, hi = g.stability["ari_ci"]
+            note = g.stability["interval"].get("note")
+            if note:
+                echo(f"note: {note}")
             echo(f"bootstrap ({g.stability['n_boot']}): ARI to full-sample groups {g.stability['ari_mean']:.3f} "
                  f"[{lo:.3f}, {hi:.3f}]")
             freq = g.stability["boundary_freq"]

@@ -122,3 +122,10 @@ def null_stats(value: float, null: torch.Tensor | list[float], higher_is_better:
     return NullStats(float(value), null.tolist(), mean, std, z, (r + 1) / (n + 1))
 
 
+def interval_method(n_boot: int, over: str = "prompts") -> dict:
+    """How the 95% intervals of a result were made, stored beside them: a percentile bootstrap over ``over``
+    with ``n_boot`` resamples; below 1000 resamples the interval is marked as indicative only."""
+    out = {"level": 0.95, "method": f"percentile bootstrap over {over}", "n_boot": int(n_boot)}
+    if n_boot < 1000:
+        out["note"] = f"only {n_boot} resamples (< 1000): the interval's ends are indicative, not a reliable 95% CI"
+    return out

@@ -107,9 +107,12 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
                                                                                 data["effects"] or None))
         sections.append(sec)
     if data["similarity"]:
+        inputs = "; ".join(f"{name}: {(d.get('provenance') or {}).get('prompts', 'unknown')} "
+                           f"(corpus:split), n = {d.get('n')} positions"
+                           for name, d in data["similarity"].items())
         sec = _Section("Layer similarity", "Gromov-Wasserstein distances between the representations of every "
                        "pair of layers, with linear CKA on the same inputs as a baseline; boxes mark the layer "
-                       f"groups. From: {files_of('similarity')}.")
+                       f"groups. Inputs: {inputs}. From: {files_of('similarity')}.")
         b.add(sec, "layer similarity", lambda: plots.layer_similarity_heatmaps(data["similarity"]))
         sections.append(sec)
 

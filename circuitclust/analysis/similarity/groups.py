@@ -10,6 +10,7 @@ import torch
 
 from ...core.gw import EXACT_STARTS, gw_matrix
 from ...core.layer_groups import choose_n_groups, cluster_layers, group_boundaries, silhouette
+from ...core.measures import interval_method
 
 
 @dataclass
@@ -101,7 +102,8 @@ def bootstrap_groups(layer_dists: torch.Tensor, groups: LayerGroups, *, n_boot: 
     stack = torch.stack(gws)
     q = torch.tensor([0.025, 0.975], dtype=stack.dtype)
     lo, hi = torch.quantile(stack, q, dim=0)
-    stability = {"n_boot": n_boot, "seed": seed, "solver": solver, "ari_mean": float(a.mean()),
+    stability = {"n_boot": n_boot, "seed": seed, "solver": solver, "interval": interval_method(n_boot, "token positions"),
+                 "ari_mean": float(a.mean()),
                  "ari_ci": torch.quantile(a, q.double()).tolist(), "boundary_freq": (cuts / n_boot).tolist(),
                  "coassign": (coassign / n_boot).tolist()}
     return stability, (lo, hi)
