@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--models", nargs="+", default=["gpt2", "EleutherAI/pythia-70m"])
     ap.add_argument("--data", default="wiki")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--steps", type=int, default=50, help="fine-tuning optimizer steps per model")
+    ap.add_argument("--minutes", type=float, default=30.0, help="safety cap on each fine-tuning's wall time")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="further DemoOptions fields, e.g. k=8 max_prompts=16 (see circuitclust/demo.py)")
     args = ap.parse_args(argv)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[model] = {"error": str(e)}
             continue
         t0 = time.perf_counter()
-        run_demo(DemoOptions(model=model, data=args.data, minutes=args.minutes, **extra), run)
+        run_demo(DemoOptions(model=model, data=args.data, steps=args.steps, minutes=args.minutes, **extra), run)
         results[model] = {**summarise(run), "seconds": round(time.perf_counter() - t0, 1), "run": str(run)}
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"command": " ".join(["python", "analyses/pretrained.py", *(argv or sys.argv[1:])]), "data": args.data,

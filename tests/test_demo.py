@@ -8,7 +8,7 @@ from circuitclust.cli.main import app
 
 def test_demo_runs_every_step_and_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(app, ["demo", "--model", "tiny-gpt2", "--out", str(out), "--minutes", "0.2",
+    res = CliRunner().invoke(app, ["demo", "--model", "tiny-gpt2", "--out", str(out), "--steps", "6",
                                    "--max-prompts", "4", "--tasks", "country_capital,element_symbol",
                                    "--similarity-n", "32", "--shuffles", "1", "--device", "cpu"])
     assert res.exit_code == 0, res.output[-3000:]
@@ -22,6 +22,8 @@ def test_demo_runs_every_step_and_writes_the_report(tmp_path):
     html = (out / "report.html").read_text()
     assert "cluster_base" in html and "finetune" in html and "<script src=\"http" not in html
     assert "report:" in res.output
+    last = json.loads((out / "finetune" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 6 and "time_budget_hit" not in last  # defined by steps; the time cap did not bite
 
 
 def test_demo_rejects_a_bad_budget(tmp_path):

@@ -172,3 +172,15 @@ def test_new_run_refuses_an_existing_run_and_overwrite_replaces_it(tmp_path):
     cfg = FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "r"), steps=1, eval_every=1, **SMALL)
     finetune(cfg, overwrite=True, progress=False, train_texts=TEXTS, eval_texts=EVAL)
     assert not (tmp_path / "r" / "stale.txt").exists() and [m["step"] for m in metrics(tmp_path / "r")] == [0, 1]
+
+
+def test_a_fixed_step_run_is_bit_identical_across_invocations(tmp_path):
+    # what the demo relies on: steps, not wall time, define the run, so two runs give the same numbers
+    a = run(tmp_path / "a", steps=5, eval_every=5, distill=0.5, partition="spectral")
+    b = run(tmp_path / "b", steps=5, eval_every=5, distill=0.5, partition="spectral")
+    pa, pb = params(tmp_path / "a" / "final"), params(tmp_path / "b" / "final")
+    assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
+    for ra, rb in zip(metrics(tmp_path / "a"), metrics(tmp_path / "b")):
+        ra.pop("tokens_per_s"), rb.pop("tokens_per_s")  # a wall-time rate, the only field that may differ
+        assert ra == rb
+    assert a["mean_clusterability"] == b["mean_clusterability"]

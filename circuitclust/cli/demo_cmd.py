@@ -16,7 +16,9 @@ _D = DemoOptions()  # the defaults live in the options object
 @one_line_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for every step's results and report.html"),
-    minutes: float = typer.Option(_D.minutes, "--minutes", help="rough wall-time budget; fine-tuning gets ~40% of it"),
+    steps: int = typer.Option(_D.steps, "--steps", help="fine-tuning optimizer steps (the run is defined by steps, not time)"),
+    minutes: float = typer.Option(_D.minutes, "--minutes", help="safety cap on the fine-tuning's wall time, in minutes "
+                                                                "(the run says so if it bites)"),
     model: str = typer.Option(_D.model, "--model", help="model spec (the embedded Gemma by default)"),
     data: str = typer.Option(_D.data, "--data", help="fine-tuning and similarity corpus: wiki | chemistry | a .jsonl/.txt file"),
     k: int = typer.Option(_D.k, "--k", help="clusters per layer"),
@@ -35,7 +37,7 @@ def demo(
     """Partition, score, fine-tune, re-score, patch, compare layers and write the HTML report for MODEL."""
     from ..demo import run_demo
 
-    options = DemoOptions(model=model, data=data, minutes=minutes, k=k, lam=lam, distill=distill, shuffles=shuffles,
+    options = DemoOptions(model=model, data=data, steps=steps, minutes=minutes, k=k, lam=lam, distill=distill, shuffles=shuffles,
                           max_prompts=max_prompts, tasks=tasks, similarity_n=similarity_n, seq_len=seq_len, seed=seed,
                           device=device)
     run_demo(options, out, overwrite=overwrite, echo=echo)
