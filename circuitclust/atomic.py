@@ -36,10 +36,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path: str | Path) -> None:
-    """Delete the temporary siblings of ``path`` left by processes that no longer run."""
+    """Delete the temporary siblings of ``path`` left by processes that no longer run; an old folder that a
+    killed :func:`atomic_folder` had moved aside before its new one landed is put back first."""
     path = Path(path)
     if not path.parent.is_dir():
         return
+    for p in path.parent.glob(f".{path.name}.old{PARTIAL}*"):
+        pid = p.name.rsplit(PARTIAL, 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)) and not path.exists():
+            os.replace(p, path)  # killed between moving the old folder aside and moving the new one in
     leftovers = [*path.parent.glob(f".{path.name}{PARTIAL}*"), *path.parent.glob(f".{path.name}.old{PARTIAL}*")]
     for p in leftovers:
         pid = p.name.rsplit(PARTIAL, 1)[-1]
@@ -115,7 +120,8 @@ def append_jsonl(path: str | Path, record: dict) -> Path:
 @contextlib.contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on a clean exit it replaces the folder ``path`` (the old one, if any,
-    is removed only once the new one is in place), on an exception it is deleted."""
+    is removed only once the new one is in place), on an exception it is deleted. A kill between the two
+    renames leaves the old folder aside under a hidden name, and the next call puts it back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path)

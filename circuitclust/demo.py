@@ -81,17 +81,19 @@ def run_demo(options: DemoOptions, out: str | Path, *, overwrite: bool = False,
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every demo step into the folder ``out`` (new or empty, or a previous demo run with ``overwrite``);
     ``echo`` receives a line per step. Returns the demo log (also written to ``out/demo_log.json``)."""
-    from .runfiles import check_output_folder, remove_run_folder
+    from .runfiles import MARKER, check_output_folder, mark_run_folder, remove_run_folder
 
     out = Path(out)
     options.check_inputs()
-    if overwrite:
+    if overwrite and out.exists():
         remove_run_folder(out)
     check_output_folder(out)
+    mark_run_folder(out, "demo")
     try:
         return _run_steps(options, out, echo)
     except BaseException:
-        if out.is_dir() and not any(out.iterdir()):  # nothing was written: leave no empty folder behind
+        if [p.name for p in out.iterdir()] == [MARKER]:  # no step wrote anything: leave no folder behind
+            (out / MARKER).unlink()
             out.rmdir()
         raise
 
@@ -117,7 +119,7 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
     cluster_opts = ClusterOptions(k=o.k, parts=("mlp",), shuffles=o.shuffles, seed=o.seed, device=o.device)
 
     def cluster_step(spec: str, folder: Path) -> None:
-        with new_run_folder(folder) as staging:
+        with new_run_folder(folder, kind="cluster") as staging:
             res = cluster(spec, cluster_opts, progress=True)
             res.save(staging)
         echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f}")
@@ -130,12 +132,12 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
     sim_opts = SimilarityOptions(n=o.similarity_n, seed=o.seed, device=o.device)
 
     def patch_step() -> None:
-        with new_run_folder(out / "patch") as staging:
+        with new_run_folder(out / "patch", kind="patch") as staging:
             patch(o.model, o.task_names, partition=load_partition(ft), options=patch_opts, compare=str(ft),
                   progress=True).save(staging)
 
     def similarity_step() -> None:
-        with new_run_folder(out / "similarity") as staging:
+        with new_run_folder(out / "similarity", kind="similarity") as staging:
             similarity(o.model, o.data, sim_opts, compare=str(ft), progress=True).save(staging)
 
     step("cluster_base", lambda: cluster_step(o.model, out / "cluster_base"),
@@ -147,7 +149,7 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
     step("similarity", similarity_step, {"data": o.data, "options": asdict(sim_opts)})
     step("report", lambda: build_report(out, out=out / "report.html"), {})
     total = time.perf_counter() - t0
-    doc = {"model": o.model, "data": o.data, "steps": o.steps, "minutes_cap": o.minutes, "options": asdict(o),
+    doc = {"model": o.model, "data": o.data, "finetune_steps": o.steps, "minutes_cap": o.minutes, "options": asdict(o),
            "seconds": round(total, 1), "steps": log}
     write_demo_log(out, doc)
     echo(f"\ndemo finished in {total / 60:.1f} min; report: {(out / 'report.html').resolve()}")

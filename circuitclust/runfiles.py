@@ -34,27 +34,50 @@ RUN_FILES: dict[str, str | None] = {
 }
 
 
-# Files that mark a folder as circuitclust's own (besides RUN_FILES): --overwrite only ever replaces such a folder.
-OWN_FILES = ("demo_log.json", "report.html", "comparison.json", "similarity_compare.json", "partition.safetensors",
-             "trainer_state.pt")
+# Every run folder circuitclust writes carries this marker at its top; --overwrite only ever replaces a folder
+# that has it (or, written before the marker existed, a top-level run file with a circuitclust schema).
+MARKER = ".circuitclust-run"
+MARKER_SCHEMA = "circuitclust.run/1"
+FINETUNE_CONFIG_PREFIX = "circuitclust.finetune_config/"
+
+
+def mark_run_folder(folder: str | Path, kind: str) -> Path:
+    """Write the marker that makes ``folder`` a circuitclust run folder of ``kind`` (cluster, patch, ...)."""
+    return write_json(Path(folder) / MARKER, {"schema": MARKER_SCHEMA, "kind": kind}, indent=None)
 
 
 def is_run_folder(path: str | Path) -> bool:
-    """True if ``path`` is a folder holding a circuitclust run file (at its top or one level down)."""
+    """True if ``path`` is a folder that circuitclust wrote: it holds the run marker, or a top-level run file
+    whose schema string is circuitclust's. Nothing below the top level counts, so a folder that merely
+    contains run folders is not one."""
     path = Path(path)
     if not path.is_dir():
         return False
-    names = (*RUN_FILES, *OWN_FILES)
-    return any(next(path.glob(pattern), None) is not None for name in names for pattern in (name, f"*/{name}"))
+    if (path / MARKER).is_file():
+        return True
+    prefixes = {name: prefix for name, prefix in RUN_FILES.items() if prefix} | {"run_config.json": FINETUNE_CONFIG_PREFIX}
+    for name, prefix in prefixes.items():
+        try:
+            doc = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith(prefix):
+            return True
+    return False
 
 
 def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out") -> Path:
     """Check that ``out`` may receive a new run: absent, empty, or (with ``overwrite``) a circuitclust run
-    folder. Raises :class:`RunFolderError` with what to do otherwise. Returns ``out`` as a Path."""
+    folder; never the working folder or one above it. Raises :class:`RunFolderError` with what to do
+    otherwise. Returns ``out`` as a Path."""
     out = Path(out)
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise RunFolderError(f"{option} {out} is the current folder or one above it: give a new sub-folder for "
+                             "the run, e.g. runs/NAME")
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{option} {out} is a file: give a folder path for the run")
-    if out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+    if out.is_dir() and any(out.iterdir()):
         if not is_run_folder(out):
             raise RunFolderError(f"{option} {out} is a folder holding other files: choose a new or empty folder "
                                  "(--overwrite only replaces a circuitclust run folder)")
@@ -65,12 +88,14 @@ def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str
 
 
 @contextlib.contextmanager
-def new_run_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out") -> Iterator[Path]:
+def new_run_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out",
+                   kind: str = "run") -> Iterator[Path]:
     """Claim ``out`` for a new run (see :func:`check_output_folder`) and yield an empty staging folder to
     write into; when the block ends without an exception the staging folder replaces ``out`` in one rename
     (an old run there is deleted only then), otherwise it is deleted and ``out`` is left as it was."""
     out = check_output_folder(out, overwrite=overwrite, option=option)
     with atomic_folder(out) as staging:
+        mark_run_folder(staging, kind)
         yield staging
 
 
@@ -426,9 +451,8 @@ def model_folder(path: str | Path) -> Path | None:
         return path
     if (path / "final" / "config.json").is_file():
         return path / "final"
-    ckpts = sorted((p for p in path.glob("checkpoints/step-*") if (p / "config.json").is_file()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
+    steps = checkpoint_steps(path)
+    return checkpoint_folder(path, steps[-1]) if steps else None
 
 
 @dataclass

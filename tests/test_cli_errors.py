@@ -67,6 +67,11 @@ def files(tmp_path_factory):
     (d / "lonely.json").write_text((d / "gpt2part.json").read_text())
     (d / "wrongkind.json").write_text(json.dumps({"schema": "circuitclust.clusterability/1", "graphs": []}))
     (d / "wrongkind.safetensors").write_bytes(raw)
+    (d / "hidden_only" / ".git").mkdir(parents=True)
+    (d / "hidden_only" / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (d / "parent_of_runs" / "proj").mkdir(parents=True)  # holds run files one level down, and notes of its own
+    (d / "parent_of_runs" / "proj" / "report.html").write_text("<html></html>")
+    (d / "parent_of_runs" / "notes.txt").write_text("mine")
     (d / "run_broken").mkdir()
     (d / "run_broken" / "clusterability.json").write_text('{"schema": "circuitclust.clusterability/1", "gr')
     return d
@@ -158,6 +163,13 @@ CASES = [
     ("out-holds-other-files", ["similarity", TINY, "--out", "{d}/other_files"], ["holding other files"]),
     ("out-holds-other-files-overwrite", ["cluster", TINY, "--out", "{d}/other_files", "--overwrite"],
      ["holding other files"]),
+    ("out-holds-hidden-files", ["cluster", TINY, "--out", "{d}/hidden_only"], ["holding other files"]),
+    ("out-holds-run-folders-overwrite", ["cluster", TINY, "--out", "{d}/parent_of_runs", "--overwrite"],
+     ["holding other files"]),
+    ("out-is-working-folder", ["cluster", TINY, "--out", "."], ["current folder"]),
+    ("out-is-parent-folder", ["similarity", TINY, "--out", ".."], ["current folder"]),
+    ("demo-overwrite-foreign", ["demo", "--model", TINY, "--out", "{d}/parent_of_runs", "--overwrite"],
+     ["holding other files"]),
     ("report-missing", ["report", "{d}/nope"], ["not a folder"]),
     ("report-empty", ["report", "{d}/empty"], ["holds none of"]),
     ("report-unreadable", ["report", "{d}/run_broken", "-o", "{o}.html"], ["can be read"]),
@@ -176,12 +188,16 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_error_line(case, files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # "--out ." and "--out .." point into this test's own folders
     _, args, needles = case
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, [a.format(d=files, o=out) for a in args])
     assert_one_line_error(code, err, *needles)
     assert not out.exists() and not Path(f"{out}.html").exists()  # nothing half-written
     assert not any(p.name.startswith(".out") for p in tmp_path.iterdir())  # no staging folder left
+    # folders that are not circuitclust runs are never touched, --overwrite or not
+    assert (files / "parent_of_runs" / "notes.txt").is_file() and (files / "hidden_only" / ".git" / "HEAD").is_file()
+    assert (files / "other_files" / "thesis.tex").is_file()
 
 
 def test_rerun_refuses_then_overwrites(files, tmp_path, capsys):
@@ -195,7 +211,7 @@ def test_rerun_refuses_then_overwrites(files, tmp_path, capsys):
     code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--k", "2", "--out", out, "--overwrite"])
     assert code == 0, err
     assert json.loads((out / "clusterability.json").read_text())["k"] == 2
-    assert sorted(p.name for p in out.iterdir()) == ["clusterability.csv", "clusterability.json",
+    assert sorted(p.name for p in out.iterdir()) == [".circuitclust-run", "clusterability.csv", "clusterability.json",
                                                      "partition.json", "partition.safetensors"]
     code, _, err = run_cli(capsys, ["finetune", TINY, "--out", out])
     assert_one_line_error(code, err, "already holds a run", "--resume")

@@ -48,6 +48,7 @@ from ..runfiles import (
     is_run_folder,
     load_checkpoint_state,
     load_partition,
+    mark_run_folder,
     prune_checkpoints,
     remove_run_folder,
     save_model_folder,
@@ -242,22 +243,26 @@ def _load_config(out: Path, cfg: FinetuneConfig) -> FinetuneConfig:
     return FinetuneConfig(**merged)
 
 
-def _claim_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """A new run needs a new or empty folder (or ``overwrite`` of an old run); ``resume`` needs a run
-    folder (or a new or empty one, which starts the run)."""
+def _check_folder(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` may take this run; True when an old run there must be deleted first (``overwrite``).
+    A new run needs a new or empty folder (or ``overwrite`` of an old run); ``resume`` needs a fine-tuning
+    run folder (or a new or empty one, which starts the run). Only reads: every process checks alike."""
     if resume and overwrite:
         raise OptionError("--resume continues the run in --out and --overwrite deletes it: pass only one")
-    if overwrite and is_run_folder(out):
-        remove_run_folder(out)
-    elif resume and is_run_folder(out):
+    run_here = is_run_folder(out)
+    if run_here and overwrite:
+        check_output_folder(out, overwrite=True)
+        return True
+    if run_here and resume:
         if not (out / "run_config.json").is_file():
             raise RunFolderError(f"{out} holds no fine-tuning run to resume (no run_config.json): pass "
                                  "--overwrite to start one there, or choose a new --out")
-        return
-    elif is_run_folder(out):
+        return False
+    if run_here:
         raise RunFolderError(f"{out} already holds a run: pass --resume to continue it, --overwrite to replace "
                              "it, or choose a new --out")
     check_output_folder(out, overwrite=False)
+    return False
 
 
 def _trainable(hf, cfg: FinetuneConfig, closs: ClusterabilityLoss) -> list[torch.nn.Parameter]:
@@ -333,8 +338,10 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     out = Path(cfg.out)
     check_spec(cfg.model)
     d = _setup_dist(cfg.device)
-    if d.rank == 0:
-        _claim_folder(out, resume, overwrite)
+    delete_old = _check_folder(out, resume, overwrite)  # every process, so all fail alike on a bad folder
+    d.barrier()
+    if delete_old and d.rank == 0:
+        remove_run_folder(out)
     d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)
@@ -398,6 +405,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     if d.rank == 0:
         if not ckpt:
             trim_metrics(out, None)  # a run killed before its first checkpoint starts over
+            mark_run_folder(out, "finetune")
             write_finetune_config(out, asdict(cfg), seed=cfg.seed, model=cfg.model, world_size=d.world,
                                   device=str(d.device), torch=torch.__version__, train_blocks=len(train_blocks),
                                   eval_blocks={k: len(v) for k, v in eval_blocks.items()})

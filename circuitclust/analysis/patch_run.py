@@ -48,14 +48,14 @@ from .units import unit_layout
 
 
 def check_patch_options(*, metric: str = "logit_diff", method: str = "mean", threshold: float = 0.8,
-                        batch_size: int = 8, n_boot: int = 1000, max_rows: int = 64, prefix: str = "") -> None:
-    """Validate :func:`analyse_model`'s options (``prefix="--"`` names them as CLI options)."""
-    check_choice(f"{prefix}metric", metric, [m for m in METRICS if m != "neg_loss"])
-    Ablation.parse(method, f"{prefix}method")
-    check_float(f"{prefix}threshold", threshold, 0.0, 1.0, open_min=True)
-    check_int(f"{prefix}batch{'-' if prefix else '_'}size", batch_size, 1)
-    check_int(f"{prefix}n{'-' if prefix else '_'}boot", n_boot, 10)
-    check_int(f"{prefix}max{'-' if prefix else '_'}rows", max_rows, 1)
+                        batch_size: int = 8, n_boot: int = 1000, max_rows: int = 64) -> None:
+    """Validate :func:`analyse_model`'s options; :class:`OptionError` names the parameter."""
+    check_choice("metric", metric, [m for m in METRICS if m != "neg_loss"])
+    Ablation.parse(method, "method")
+    check_float("threshold", threshold, 0.0, 1.0, open_min=True)
+    check_int("batch_size", batch_size, 1)
+    check_int("n_boot", n_boot, 10)
+    check_int("max_rows", max_rows, 1)
 
 
 @dataclass

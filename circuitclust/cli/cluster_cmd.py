@@ -52,7 +52,7 @@ def cluster(
     if threads is not None:
         torch.set_num_threads(check_int("threads", threads, 1))
     check_spec(model)
-    with new_run_folder(out, overwrite=overwrite) as staging:
+    with new_run_folder(out, overwrite=overwrite, kind="cluster") as staging:
         res = run(model, options, progress=True)
         res.timings["threads"] = torch.get_num_threads()
         res.save(staging)

@@ -55,7 +55,7 @@ def error_exit_code(e: BaseException) -> tuple[str, int] | None:
     if isinstance(e, OSError):
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         return f"{e.strerror or e}{where}", 2
-    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+    if isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))):
         return ("out of memory: use a smaller --batch-size / --max-rows / --n, or a machine with more memory", 2)
     if isinstance(e, Exception):
         first = (str(e).strip().splitlines() or [""])[0]

@@ -68,7 +68,7 @@ def patch(
         for p in prompts:
             echo(f"task {p.name}: {len(p)} prompts ({p.dropped} pairs dropped for unequal token lengths)")
 
-    with new_run_folder(out, overwrite=overwrite) as staging:
+    with new_run_folder(out, overwrite=overwrite, kind="patch") as staging:
         result = run(model, names, partition=given, options=options, compare=compare, progress=True,
                      on_tasks=show)
         if given is not None:

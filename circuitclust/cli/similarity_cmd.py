@@ -61,7 +61,7 @@ def similarity(
     for spec in (model, compare) if compare else (model,):
         check_spec(spec)
     load_corpus(data, split)  # a missing or malformed corpus fails before a model loads
-    with new_run_folder(out, overwrite=overwrite) as staging:
+    with new_run_folder(out, overwrite=overwrite, kind="similarity") as staging:
         result = run(model, data, options, compare=compare, progress=True)
         result.save(staging)
     sim, cmp = result.base, result.comparison

@@ -127,22 +127,18 @@ def _provenance(model, model_name, *, n, seed, solver, metric, normalize, epsilo
 
 def check_similarity_options(*, n: int = 256, metric: str = "euclidean", solver: str = "exact", batch_size: int = 8,
                              max_tokens: int = 128, normalize: str = "mean", epsilon: float = 1e-2,
-                             split: str = "train", n_boot: int = 0, starts: Sequence[str] = EXACT_STARTS,
-                             prefix: str = "") -> None:
-    """Validate :func:`layer_similarity`'s options (``prefix="--"`` names them as CLI options)."""
-    def opt(name: str) -> str:
-        return prefix + (name.replace("_", "-") if prefix else name)
-
-    _check_n(opt("n"), n)
-    check_choice(opt("metric"), metric, ("euclidean", "cosine"))
-    check_choice(opt("solver"), solver, SOLVERS)
-    check_int(opt("batch_size"), batch_size, 1)
-    check_int(opt("max_tokens"), max_tokens, 2)
-    check_choice(opt("normalize"), normalize, NORMALIZE)
-    check_float(opt("epsilon"), epsilon, 0.0, open_min=True)
-    check_choice(opt("split"), split, ("train", "heldout"))
-    check_int(opt("n_boot"), n_boot, 0)
-    check_choices(opt("starts"), list(starts), START_KINDS)
+                             split: str = "train", n_boot: int = 0, starts: Sequence[str] = EXACT_STARTS) -> None:
+    """Validate :func:`layer_similarity`'s options; :class:`OptionError` names the parameter."""
+    _check_n("n", n)
+    check_choice("metric", metric, ("euclidean", "cosine"))
+    check_choice("solver", solver, SOLVERS)
+    check_int("batch_size", batch_size, 1)
+    check_int("max_tokens", max_tokens, 2)
+    check_choice("normalize", normalize, NORMALIZE)
+    check_float("epsilon", epsilon, 0.0, open_min=True)
+    check_choice("split", split, ("train", "heldout"))
+    check_int("n_boot", n_boot, 0)
+    check_choices("starts", list(starts), START_KINDS)
 
 
 def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequence[str] | None = None,
