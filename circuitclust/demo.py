@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import check_float, check_int, resolve_device
-
+from .errors import OptionError, check_float, check_int, resolve_device
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,9 @@ class DemoOptions:
         check_int("max_prompts", self.max_prompts, 1)
         check_int("similarity_n", self.similarity_n, 4)
         check_int("seq_len", self.seq_len, 2)
+        if not self.task_names:
+            raise OptionError("tasks is empty: give recall task names (e.g. country_capital) or 'all'",
+                              option="tasks")
         resolve_device(self.device)
 
     @property
@@ -86,7 +88,7 @@ def run_demo(options: DemoOptions, out: str | Path, *, overwrite: bool = False,
     out = Path(out)
     options.check_inputs()
     if overwrite and out.exists():
-        remove_run_folder(out)
+        remove_run_folder(out, kind="demo")
     check_output_folder(out)
     mark_run_folder(out, "demo")
     try:

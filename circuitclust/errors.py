@@ -91,6 +91,13 @@ def check_float(name: str, value: object, minimum: float | None = None, maximum:
     return value
 
 
+def check_threads(threads: object) -> int:
+    """A CPU thread count between 1 and 4x the machine's cores (more only exhausts memory and processes)."""
+    import os
+
+    return check_int("threads", threads, 1, 4 * (os.cpu_count() or 1))
+
+
 def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     """``value`` if it is one of ``choices``; :class:`OptionError` listing them otherwise."""
     choices = list(choices)

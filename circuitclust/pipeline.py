@@ -24,7 +24,7 @@ from .analysis.interventions import Ablation
 from .analysis.patch_run import ModelPatching
 from .analysis.similarity import LayerSimilarity
 from .core.partition import ModelPartition
-from .errors import check_choice, check_float, check_int, resolve_device
+from .errors import OptionError, check_choice, check_float, check_int, resolve_device
 from .models.graphs import matrix_kinds
 
 
@@ -278,6 +278,8 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
         partition, source = default_partition(m, k=o.k, seed=o.seed), f"co-clustered here (k={o.k})"
     unit_layout(m, partition)  # fail fast on a partition made for another model
     names = [t if isinstance(t, (str, Path)) else f"task{i}" for i, t in enumerate(tasks)]
+    if len({str(n) for n in names}) != len(names):
+        raise OptionError(f"tasks {', '.join(map(str, names))}: a task is listed twice", option="tasks")
     encoded = [encode_task(m, t, max_prompts=o.max_prompts) for t in tasks]
     if on_tasks is not None:
         on_tasks(encoded)
@@ -327,6 +329,9 @@ class SimilarityOptions:
                                  split=self.split, n_boot=self.n_boot, starts=self.starts)
         if self.n_groups is not None:
             check_int("n_groups", self.n_groups, 2)
+        if self.hooks is not None and not [h for h in str(self.hooks).split(",") if h.strip()]:
+            raise OptionError("hooks is empty: give resid_post, resid_pre, mlp_out, attn_out or hook names",
+                              option="hooks")
         resolve_device(self.device)
 
 

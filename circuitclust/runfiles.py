@@ -66,11 +66,24 @@ def is_run_folder(path: str | Path) -> bool:
     return False
 
 
-def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out") -> Path:
+def _run_kind(path: Path) -> str | None:
+    try:
+        return json.loads((path / MARKER).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str = "--out",
+                        kind: str | None = None) -> Path:
     """Check that ``out`` may receive a new run: absent, empty, or (with ``overwrite``) a circuitclust run
-    folder; never the working folder or one above it. Raises :class:`RunFolderError` with what to do
-    otherwise. Returns ``out`` as a Path."""
-    out = Path(out)
+    folder of the same ``kind`` (a ``cluster`` run never replaces a fine-tuning run); never the working folder
+    or one above it. ``~`` is expanded and a link to a folder stands for that folder. Raises
+    :class:`RunFolderError` with what to do otherwise. Returns the folder to write as a Path."""
+    out = Path(out).expanduser()
+    if out.is_symlink():
+        if not out.exists():
+            raise RunFolderError(f"{option} {out} is a broken link: remove it or give another folder")
+        out = out.resolve()
     here = Path.cwd().resolve()
     if out.resolve() == here or out.resolve() in here.parents:
         raise RunFolderError(f"{option} {out} is the current folder or one above it: give a new sub-folder for "
@@ -84,6 +97,10 @@ def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str
         if not overwrite:
             raise RunFolderError(f"{option} {out} already holds a run: pass --overwrite to replace it, or choose "
                                  "a new folder")
+        there = _run_kind(out)
+        if kind is not None and there is not None and there != kind:
+            raise RunFolderError(f"{option} {out} holds a {there} run, which a {kind} run does not replace: choose "
+                                 "another folder")
     return out
 
 
@@ -93,16 +110,16 @@ def new_run_folder(out: str | Path, *, overwrite: bool = False, option: str = "-
     """Claim ``out`` for a new run (see :func:`check_output_folder`) and yield an empty staging folder to
     write into; when the block ends without an exception the staging folder replaces ``out`` in one rename
     (an old run there is deleted only then), otherwise it is deleted and ``out`` is left as it was."""
-    out = check_output_folder(out, overwrite=overwrite, option=option)
+    out = check_output_folder(out, overwrite=overwrite, option=option, kind=kind)
     with atomic_folder(out) as staging:
         mark_run_folder(staging, kind)
         yield staging
 
 
-def remove_run_folder(out: str | Path, *, option: str = "--out") -> None:
-    """Delete a circuitclust run folder (for ``--overwrite`` of a command that writes in place, such as
-    fine-tuning); refuses a folder that is not one."""
-    out = check_output_folder(out, overwrite=True, option=option)
+def remove_run_folder(out: str | Path, *, option: str = "--out", kind: str | None = None) -> None:
+    """Delete a circuitclust run folder of ``kind`` (for ``--overwrite`` of a command that writes in place,
+    such as fine-tuning); refuses a folder that is not one."""
+    out = check_output_folder(out, overwrite=True, option=option, kind=kind)
     if out.is_dir():
         shutil.rmtree(out)
     remove_stale_partials(out)
@@ -241,7 +258,12 @@ def load_metrics(path: str | Path) -> list[dict[str, Any]]:
     chance, clusterability per graph, heldout_ppl per domain, optional kl, tokens_per_s), in file order.
     Blank lines are skipped; a truncated last line (a run killed mid-write) is dropped."""
     path = _file(path, "metrics.jsonl")
-    rows, lines = [], path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path} as text ({type(e).__name__}): it is damaged; re-run the step "
+                        "that writes it") from None
+    rows = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -396,7 +418,7 @@ def trim_metrics(folder: str | Path, last_step: int | None) -> None:
     if last_step is None:
         path.unlink(missing_ok=True)
     elif path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
+        keep = [json.dumps(r) for r in load_metrics(path) if isinstance(r, dict) and r.get("step", 0) <= last_step]
         write_text(path, "".join(ln + "\n" for ln in keep))
 
 

@@ -72,6 +72,18 @@ def files(tmp_path_factory):
     (d / "parent_of_runs" / "proj").mkdir(parents=True)  # holds run files one level down, and notes of its own
     (d / "parent_of_runs" / "proj" / "report.html").write_text("<html></html>")
     (d / "parent_of_runs" / "notes.txt").write_text("mine")
+    (d / "x.gguf").mkdir()
+    (d / "dangling").symlink_to(d / "nowhere")
+    (d / "a_cluster_run").mkdir()
+    (d / "a_cluster_run" / ".circuitclust-run").write_text(json.dumps({"schema": "circuitclust.run/1", "kind": "cluster"}))
+    (d / "a_cluster_run" / "clusterability.json").write_text(json.dumps({"schema": "circuitclust.clusterability/1",
+                                                                         "graphs": []}))
+    (d / "ft_garbage").mkdir()
+    (d / "ft_garbage" / "metrics.jsonl").write_bytes(bytes(range(256)) * 4)
+    from circuitclust.models import build_tiny
+
+    hf, _ = build_tiny("tiny-gpt2")
+    hf.save_pretrained(d / "no_tokenizer")  # weights and config, but no tokenizer files
     (d / "run_broken").mkdir()
     (d / "run_broken" / "clusterability.json").write_text('{"schema": "circuitclust.clusterability/1", "gr')
     return d
@@ -134,6 +146,20 @@ CASES = [
     ("demo-minutes", ["demo", "--model", TINY, "--minutes", "0", "--out", "{o}"], ["--minutes=0"]),
     ("demo-k", ["demo", "--model", TINY, "--k", "1", "--out", "{o}"], ["--k=1"]),
     ("demo-model", ["demo", "--model", "no-such-model", "--out", "{o}"], ["no-such-model"]),
+    ("demo-no-tasks", ["demo", "--model", TINY, "--tasks", " , ", "--out", "{o}"], ["--tasks is empty"]),
+    ("cluster-threads-huge", ["cluster", TINY, "--threads", "100000", "--out", "{o}"], ["--threads=100000"]),
+    ("patch-n-boot-huge", ["patch", TINY, "--n-boot", "1000000000", "--out", "{o}"], ["--n-boot=1000000000"]),
+    ("patch-task-twice", ["patch", TINY, "--tasks", "country_capital,country_capital", "--out", "{o}"],
+     ["listed twice"]),
+    ("similarity-no-hooks", ["similarity", TINY, "--hooks", " , ", "--out", "{o}"], ["--hooks is empty"]),
+    ("empty-model-spec", ["graphs", ""], ["model spec is empty"]),
+    ("gguf-folder", ["graphs", "{d}/x.gguf"], ["is a folder, not a GGUF file"]),
+    ("model-without-tokenizer", ["tasks", "{d}/no_tokenizer"], ["holds no tokenizer"]),
+    ("out-broken-link", ["cluster", TINY, "--out", "{d}/dangling"], ["broken link"]),
+    ("out-other-kind", ["similarity", TINY, "--out", "{d}/a_cluster_run", "--overwrite"], ["holds a cluster run"]),
+    ("report-metrics-garbage", ["report", "{d}/ft_garbage", "-o", "{o}.html"], ["can be read", "metrics.jsonl"]),
+    ("report-out-under-a-file", ["report", "{d}/a_cluster_run", "-o", "{d}/a_file/r.html", "--no-weights"],
+     ["a file stands where a folder is needed"]),
     # devices
     ("device-name", ["cluster", TINY, "--device", "foo", "--out", "{o}"], ["not a device name"]),
     ("device-cuda", ["cluster", TINY, "--device", "cuda:7", "--out", "{o}"], ["cuda:7"]),
@@ -287,6 +313,17 @@ def test_killed_commands_leave_whole_files_and_rerun_as_documented(tmp_path):
     _run_files_intact(out)
     again = subprocess.run(cli + cluster, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and again.stderr.startswith("error: ") and "--overwrite" in again.stderr
+    # SIGTERM stops a command like Ctrl-C: a clean line, exit 128 + 15, its staging folder removed
+    proc = subprocess.Popen(cli + ["cluster", TINY, "--shuffles", "5000", "--out", str(tmp_path / "t")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(tmp_path.glob(".t.partial-*")) and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.replace("\r", "\n").splitlines()[-1] == "interrupted by signal 15", err
+    assert not (tmp_path / "t").exists() and not list(tmp_path.glob(".t.partial-*"))
 
     # finetune: kill while it trains, resume, and compare with an uninterrupted run
     ft = ["finetune", TINY, "--steps", "600", "--eval-every", "20", "--batch-size", "2", "--seq-len", "32",

@@ -240,7 +240,15 @@ def _load_config(out: Path, cfg: FinetuneConfig) -> FinetuneConfig:
         raise RunFolderError(f"{path} is damaged ({type(e).__name__}): it cannot be resumed; pass --overwrite "
                              "to start the run again") from None
     merged["steps"], merged["device"] = cfg.steps, cfg.device
-    return FinetuneConfig(**merged)
+    resumed = FinetuneConfig(**merged)
+    # options given for this call (not left at their defaults) that the stored run overrides
+    ignored = [f"{f.name}={getattr(cfg, f.name)!r} (the run has {getattr(resumed, f.name)!r})"
+               for f in fields(FinetuneConfig)
+               if f.name not in ("out", "steps", "device") and getattr(cfg, f.name) != getattr(resumed, f.name)
+               and getattr(cfg, f.name) != f.default]
+    if ignored and int(os.environ.get("RANK", "0")) == 0:
+        print(f"finetune: resuming {out} with its own options; ignoring {', '.join(ignored)}", flush=True)
+    return resumed
 
 
 def _check_folder(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -251,7 +259,7 @@ def _check_folder(out: Path, resume: bool, overwrite: bool) -> bool:
         raise OptionError("--resume continues the run in --out and --overwrite deletes it: pass only one")
     run_here = is_run_folder(out)
     if run_here and overwrite:
-        check_output_folder(out, overwrite=True)
+        check_output_folder(out, overwrite=True, kind="finetune")
         return True
     if run_here and resume:
         if not (out / "run_config.json").is_file():
@@ -341,7 +349,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     delete_old = _check_folder(out, resume, overwrite)  # every process, so all fail alike on a bad folder
     d.barrier()
     if delete_old and d.rank == 0:
-        remove_run_folder(out)
+        remove_run_folder(out, kind="finetune")
     d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)

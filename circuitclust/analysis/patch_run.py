@@ -54,7 +54,7 @@ def check_patch_options(*, metric: str = "logit_diff", method: str = "mean", thr
     Ablation.parse(method, "method")
     check_float("threshold", threshold, 0.0, 1.0, open_min=True)
     check_int("batch_size", batch_size, 1)
-    check_int("n_boot", n_boot, 10)
+    check_int("n_boot", n_boot, 10, 100_000)
     check_int("max_rows", max_rows, 1)
 
 

@@ -39,7 +39,7 @@ def cluster(
     and vs shuffled weights."""
     import torch
 
-    from ..errors import check_int
+    from ..errors import check_threads
     from ..models.loading import check_spec
     from ..pipeline import cluster as run
     from ..runfiles import new_run_folder
@@ -50,7 +50,7 @@ def cluster(
                              ncut_shuffles=ncut_shuffles,
                              device=device)
     if threads is not None:
-        torch.set_num_threads(check_int("threads", threads, 1))
+        torch.set_num_threads(check_threads(threads))
     check_spec(model)
     with new_run_folder(out, overwrite=overwrite, kind="cluster") as staging:
         res = run(model, options, progress=True)

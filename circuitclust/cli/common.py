@@ -20,15 +20,40 @@ def click_exceptions():
     return exceptions
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP turned into an exception, so that cleanups (staging folders) run as for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class LineTrackingStream:
+    """A text stream that remembers the last character written to it (progress bars end lines with ``\r``),
+    so that an error message can start on a line of its own, in a terminal and in a captured log alike."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.last_char = "\n"
+
+    def write(self, text: str) -> int:
+        if text:
+            self.last_char = text[-1]
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def _close_progress_bars() -> None:
-    """Close every open tqdm bar and end its line, so that a message printed next is a line of its own (in a
-    terminal and in a captured log alike)."""
+    """Close every open tqdm bar and end the current line unless it is already ended."""
     from tqdm import tqdm
 
     bars = list(getattr(tqdm, "_instances", ()))
     for bar in bars:
         bar.close()
-    if any(not bar.disable for bar in bars):
+    last = getattr(sys.stderr, "last_char", None)
+    if (last is not None and last != "\n") or (last is None and any(not bar.disable for bar in bars)):
         sys.stderr.write("\n")
         sys.stderr.flush()
 
@@ -52,10 +77,16 @@ def error_exit_code(e: BaseException) -> tuple[str, int] | None:
         return e.cli_message(), 2
     if isinstance(e, CircuitclustError):
         return str(e), 2
+    if isinstance(e, (NotADirectoryError, FileExistsError)):
+        return (f"cannot write {e.filename}: a file stands where a folder is needed ({e.strerror}); give a path "
+                "whose parent folders are folders", 2)
+    if isinstance(e, PermissionError):
+        return f"permission denied: {e.filename}: choose a folder you can write to", 2
     if isinstance(e, OSError):
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         return f"{e.strerror or e}{where}", 2
-    if isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))):
+    if isinstance(e, (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))) or (
+            isinstance(e, RuntimeError) and "can't allocate memory" in str(e)):
         return ("out of memory: use a smaller --batch-size / --max-rows / --n, or a machine with more memory", 2)
     if isinstance(e, Exception):
         first = (str(e).strip().splitlines() or [""])[0]
@@ -71,10 +102,11 @@ def one_line_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             _close_progress_bars()
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+            signum = getattr(e, "signum", 2)
+            typer.echo("interrupted" if signum == 2 else f"interrupted by signal {signum}", err=True)
+            raise typer.Exit(128 + signum) from None
         except (typer.Exit, typer.Abort, click_exceptions().ClickException):
             raise
         except Exception as e:

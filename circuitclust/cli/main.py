@@ -26,33 +26,56 @@ from . import (
 
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: run ``app``, printing usage mistakes (unknown option, bad value, missing
-    argument) as one ``error: ...`` line with exit status 2 instead of click's boxed message."""
+    argument) as one ``error: ...`` line with exit status 2 instead of click's boxed message. SIGTERM and
+    SIGHUP stop a command like Ctrl-C does, so its staging folder is removed."""
     import os
+    import signal
     import sys
 
-    from typer.main import get_command
+    from .common import Interrupted, LineTrackingStream
 
-    from .common import click_exceptions, print_error
+    def stop(signum, frame):
+        raise Interrupted(signum)
 
+    saved_stderr = sys.stderr
+    saved_handlers = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            saved_handlers[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread: keep the default handlers
+        pass
+    sys.stderr = LineTrackingStream(sys.stderr)
     # Library warnings (tokenizer lengths, config defaults) would clutter the one-line errors and tables;
     # the user's own environment variables win.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
-    cx = click_exceptions()
-    command = get_command(app)
     try:
-        code = command.main(args=argv, prog_name="circuitclust", standalone_mode=False)
+        sys.exit(_run(argv))
+    finally:
+        sys.stderr = saved_stderr
+        for sig, handler in saved_handlers.items():
+            signal.signal(sig, handler)
+
+
+def _run(argv: list[str] | None) -> int:
+    from typer.main import get_command
+
+    from .common import click_exceptions, print_error
+
+    cx = click_exceptions()
+    try:
+        code = get_command(app).main(args=argv, prog_name="circuitclust", standalone_mode=False)
     except cx.UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `circuitclust` or `circuitclust CMD`: the help
             e.show()
-            sys.exit(e.exit_code)
+            return e.exit_code
         sub = e.ctx.command_path if e.ctx is not None else "circuitclust"
         print_error(f"{e.format_message()} (see '{sub} --help')")
-        sys.exit(2)
-    except cx.Abort:
+        return 2
+    except typer.Abort:
         print_error("aborted")
-        sys.exit(1)
+        return 1
     except cx.ClickException as e:
         print_error(e.format_message())
-        sys.exit(e.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return e.exit_code
+    return code if isinstance(code, int) else 0

@@ -44,7 +44,7 @@ def patch(
     import torch
 
     from ..data import list_tasks, load_task
-    from ..errors import DataError, check_int
+    from ..errors import DataError, OptionError, check_threads
     from ..models.loading import check_spec
     from ..pipeline import patch as run
     from ..runfiles import load_partition, new_run_folder
@@ -54,12 +54,14 @@ def patch(
                            max_rows=max_rows, max_prompts=max_prompts, n_boot=n_boot, seed=seed, circuits=circuits,
                            k=k, device=device)
     if threads is not None:
-        torch.set_num_threads(check_int("threads", threads, 1))
+        torch.set_num_threads(check_threads(threads))
     for spec in (model, compare) if compare else (model,):
         check_spec(spec)
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list_tasks()
     if not names:
         raise DataError("no tasks given: pass --tasks with task names or .jsonl files")
+    if len(set(names)) != len(names):
+        raise OptionError(f"--tasks {tasks}: a task is listed twice")
     for t in names:
         load_task(t)
     given = load_partition(partition) if partition is not None else None

@@ -108,6 +108,7 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
             raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
         folder = resolve_folder(path)
         check_supported(_read_config(folder))
+        _check_tokenizer_files(folder)
         try:
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation="eager")
             tok = _load_tokenizer(folder)
@@ -125,10 +126,15 @@ def check_spec(spec: str) -> None:
     name is known, the file or folder exists and holds a supported architecture, a hub name is cached or
     the hub is reachable. Raises :class:`ModelNotAvailableError` (or :class:`UnsupportedModelError`)."""
     spec = str(spec)
+    if not spec.strip():
+        raise ModelNotAvailableError(f"the model spec is empty: give {EMBEDDED_NAME}, {', '.join(TINY_CONFIGS)}, a "
+                                     "folder, a .gguf file or a hub name")
     if spec in TINY_CONFIGS or spec in (EMBEDDED_NAME, "embedded"):
         return
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
+        if path.is_dir():
+            raise ModelNotAvailableError(f"{path} is a folder, not a GGUF file: pass the .gguf file itself")
         if not path.is_file():
             raise ModelNotAvailableError(f"GGUF file {path} does not exist")
         with open(path, "rb") as f:
@@ -138,7 +144,9 @@ def check_spec(spec: str) -> None:
     if path.exists():
         if not path.is_dir():
             raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
-        check_supported(_read_config(resolve_folder(path)))
+        folder = resolve_folder(path)
+        check_supported(_read_config(folder))
+        _check_tokenizer_files(folder)
         return
     if spec.startswith((".", "/", "~")):
         raise ModelNotAvailableError(f"model folder {spec} does not exist")
@@ -151,6 +159,16 @@ def check_spec(spec: str) -> None:
                                      f"{', '.join(TINY_CONFIGS)}, a folder, a .gguf file or a hub name") from None
     if not isinstance(cached, str) and not hub_reachable():
         raise ModelNotAvailableError(_not_cached(spec))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    # Without them transformers silently builds an empty tokenizer, and every later error blames the data.
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelNotAvailableError(f"{folder} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save it "
+                                     "beside the model with tokenizer.save_pretrained(folder)")
 
 
 def _not_cached(name: str) -> str:

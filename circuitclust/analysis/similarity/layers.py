@@ -137,7 +137,7 @@ def check_similarity_options(*, n: int = 256, metric: str = "euclidean", solver:
     check_choice("normalize", normalize, NORMALIZE)
     check_float("epsilon", epsilon, 0.0, open_min=True)
     check_choice("split", split, ("train", "heldout"))
-    check_int("n_boot", n_boot, 0)
+    check_int("n_boot", n_boot, 0, 100_000)
     check_choices("starts", list(starts), START_KINDS)
 
 

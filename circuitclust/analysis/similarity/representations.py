@@ -33,6 +33,9 @@ def resolve_hooks(model, hooks: str | Sequence[str] | None = None) -> list[str]:
         hooks = ["resid_post"]
     elif isinstance(hooks, str):
         hooks = [h.strip() for h in hooks.split(",") if h.strip()]
+    if not hooks:
+        raise OptionError(f"hooks is empty: give {', '.join(HOOK_SHORTCUTS)} or hook names such as "
+                          "blocks.0.hook_resid_post", option="hooks")
     names: list[str] = []
     for h in hooks:
         if h in HOOK_SHORTCUTS:
