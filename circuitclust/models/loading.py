@@ -91,34 +91,52 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
         return model.to(dtype), tok, _BRIDGE_NAMES[spec]
     if spec in (EMBEDDED_NAME, "embedded"):
         spec = str(ensure_embedded())
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelNotAvailableError(f"GGUF file {path} does not exist")
+    local = _check_local(spec)
+    if local is None:
+        return _load_hub(spec, dtype)
+    if local.is_file():  # a .gguf file; folders are HF model folders
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype,
+            model = AutoModelForCausalLM.from_pretrained(str(local.parent), gguf_file=local.name, dtype=dtype,
                                                          attn_implementation="eager")
-            tok = _load_tokenizer_gguf(path)
+            tok = _load_tokenizer_gguf(local)
         except Exception as e:  # transformers raises many types for a bad GGUF
-            raise ModelNotAvailableError(f"cannot read {path} as a GGUF model: {_first_line(e)}") from e
+            raise ModelNotAvailableError(f"cannot read {local} as a GGUF model: {_first_line(e)}") from e
         check_supported(model.config)
         return model, tok, spec
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype, attn_implementation="eager")
+        tok = _load_tokenizer(local)
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a damaged folder
+        raise ModelNotAvailableError(f"cannot load the HF model in {local} ({type(e).__name__}: "
+                                     f"{_first_line(e)}): pass a complete save_pretrained folder") from e
+    return model, tok, str(local)
+
+
+def _check_local(spec: str) -> Path | None:
+    """For a spec naming a local file or folder: the checked ``.gguf`` file or HF model folder (its
+    architecture supported, its tokenizer files present); None for a hub name. Reads no weights; raises
+    :class:`ModelNotAvailableError` with what to do."""
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if path.is_dir():
+            raise ModelNotAvailableError(f"{path} is a folder, not a GGUF file: pass the .gguf file itself")
+        if not path.is_file():
+            raise ModelNotAvailableError(f"GGUF file {path} does not exist")
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ModelNotAvailableError(f"cannot read {path} as a GGUF model: it is not a GGUF file (wrong "
+                                             "magic bytes)")
+        return path
     if path.exists():
         if not path.is_dir():
             raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
         folder = resolve_folder(path)
         check_supported(_read_config(folder))
         _check_tokenizer_files(folder)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation="eager")
-            tok = _load_tokenizer(folder)
-        except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a damaged folder
-            raise ModelNotAvailableError(f"cannot load the HF model in {folder} ({type(e).__name__}: "
-                                         f"{_first_line(e)}): pass a complete save_pretrained folder") from e
-        return model, tok, str(folder)
+        return folder
     if spec.startswith((".", "/", "~")):
         raise ModelNotAvailableError(f"model folder {spec} does not exist")
-    return _load_hub(spec, dtype)
+    return None
 
 
 def check_spec(spec: str) -> None:
@@ -131,25 +149,8 @@ def check_spec(spec: str) -> None:
                                      "folder, a .gguf file or a hub name")
     if spec in TINY_CONFIGS or spec in (EMBEDDED_NAME, "embedded"):
         return
-    path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        if path.is_dir():
-            raise ModelNotAvailableError(f"{path} is a folder, not a GGUF file: pass the .gguf file itself")
-        if not path.is_file():
-            raise ModelNotAvailableError(f"GGUF file {path} does not exist")
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise ModelNotAvailableError(f"{path} is not a GGUF file (wrong magic bytes)")
+    if _check_local(spec) is not None:
         return
-    if path.exists():
-        if not path.is_dir():
-            raise ModelNotAvailableError(f"{path} is a file: pass an HF model folder, a .gguf file or a hub name")
-        folder = resolve_folder(path)
-        check_supported(_read_config(folder))
-        _check_tokenizer_files(folder)
-        return
-    if spec.startswith((".", "/", "~")):
-        raise ModelNotAvailableError(f"model folder {spec} does not exist")
     from huggingface_hub import try_to_load_from_cache
 
     try:
