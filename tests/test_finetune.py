@@ -184,3 +184,68 @@ def test_a_fixed_step_run_is_bit_identical_across_invocations(tmp_path):
         ra.pop("tokens_per_s"), rb.pop("tokens_per_s")  # a wall-time rate, the only field that may differ
         assert ra == rb
     assert a["mean_clusterability"] == b["mean_clusterability"]
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    """tiny-gpt2 trained on TEXTS (task loss only), so that perplexity on them means something to lose."""
+    root = tmp_path_factory.mktemp("trained")
+    finetune(FinetuneConfig(model="tiny-gpt2", out=str(root / "base"), lam=0.0, lr=3e-3, steps=60, eval_every=60,
+                            batch_size=2, seq_len=32, eval_blocks=2, dropout=False),
+             progress=False, train_texts=TEXTS, eval_texts={"wiki": TEXTS})
+    return root / "base" / "final"
+
+
+def test_budget_controller_keeps_a_run_inside_a_budget_that_plain_training_exceeds(tmp_path, trained_tiny):
+    # the same strong off-cluster decay with and without a 20% perplexity budget; held-out = the last texts
+    kw = dict(lr=1e-3, lam=300.0, steps=30, eval_every=10, train="regularised", regulariser="decay",
+              batch_size=2, seq_len=32, eval_blocks=2, dropout=False)
+    evals = {"wiki": TEXTS[-6:]}
+    finetune(FinetuneConfig(model=str(trained_tiny), out=str(tmp_path / "plain"), **kw), progress=False,
+             train_texts=TEXTS, eval_texts=evals)
+    finetune(FinetuneConfig(model=str(trained_tiny), out=str(tmp_path / "budget"), max_ppl_increase=0.2,
+                            budget_every=2, budget_blocks=2, dual_lr=1.0, **kw),
+             progress=False, train_texts=TEXTS, eval_texts=evals)
+    plain, budget = metrics(tmp_path / "plain")[1:], metrics(tmp_path / "budget")[1:]
+    assert all(r["heldout_ppl_increase"]["wiki"] > 0.2 for r in plain)  # plain training is over budget throughout
+    assert all(r["heldout_ppl_increase"]["wiki"] <= 0.2 and r["budget"]["held"] for r in budget)
+    assert all(r["budget"]["control_ppl_increase"]["wiki"] <= 0.2 for r in budget)
+    # inside the budget, yet lambda was not simply switched off: clusterability still rose far above chance
+    assert budget[-1]["mean_clusterability"] > 0.8 > 0.25 + 0.3
+    assert budget[-1]["lam"] != kw["lam"] and budget[-1]["budget"]["max_ppl_increase"] == 0.2
+
+
+def test_budget_is_recorded_and_resumes_exactly(tmp_path, trained_tiny):
+    kw = dict(lr=1e-3, lam=50.0, steps=6, eval_every=2, train="regularised", regulariser="decay", batch_size=2,
+              seq_len=32, eval_blocks=2, max_ppl_increase=0.1, budget_every=2, budget_blocks=2, distill=0.5)
+    cfg = FinetuneConfig(model=str(trained_tiny), out=str(tmp_path / "straight"), **kw)
+    finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    killed = FinetuneConfig(model=str(trained_tiny), out=str(tmp_path / "killed"), **kw)
+    finetune(killed, progress=False, train_texts=TEXTS, eval_texts=EVAL, stop_at=3)
+    finetune(killed, resume=True, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    a, b = params(tmp_path / "straight" / "final"), params(tmp_path / "killed" / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for ra, rb in zip(metrics(tmp_path / "straight"), metrics(tmp_path / "killed")):
+        assert ra["lam"] == rb["lam"] and ra.get("budget") == rb.get("budget"), ra["step"]
+    config = json.loads((tmp_path / "straight" / "run_config.json").read_text())
+    assert config["control_blocks"] == {"wiki": 2}  # the tail of the training text, named by --data
+
+
+def test_decay_regulariser_shrinks_only_off_cluster_weights(tmp_path):
+    out = tmp_path / "r"
+    run(out, steps=2, eval_every=2, lam=100.0, lr=1e-3, regulariser="decay", train="regularised",
+        graphs=("mlp_in", "mlp_out"))
+    m = metrics(out)
+    assert m[-1]["mean_clusterability"] > m[0]["mean_clusterability"] + 0.05
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(max_ppl_increase=0.1, lam=0.0), "lam > 0"),
+    (dict(regulariser="prox"), "regulariser"),
+    (dict(balance=1.5), "balance"),
+    (dict(max_kl=-1.0), "max_kl"),
+    (dict(budget_every=0), "budget_every"),
+])
+def test_budget_options_are_validated(tmp_path, bad, match):
+    with pytest.raises(CircuitclustError, match=match):
+        FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "r"), **bad)

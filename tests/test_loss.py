@@ -10,7 +10,7 @@ from _helpers import cluster_masses, clusterability_masks, regularised_parameter
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition
 from circuitclust.analysis.permute import permute_contiguous
 from circuitclust.core import loss as core_loss
-from circuitclust.core.loss import chance_from_masks, clusterability_fused, onehot
+from circuitclust.core.loss import chance_from_masks, clusterability_fused, onehot, shrink_off_cluster_
 from circuitclust.core.measures import clusterability
 from circuitclust.core.partition import ModelPartition
 from circuitclust.models import build_tiny, weight_graphs
@@ -109,6 +109,30 @@ def test_chance_of_equal_blocks_is_one_over_k():
     r = onehot(torch.div(torch.arange(64) * 4, 64, rounding_mode="floor"), 4)
     c = onehot(torch.div(torch.arange(256) * 4, 256, rounding_mode="floor"), 4)
     assert float(chance_from_masks(r, c)) == pytest.approx(0.25)
+
+
+def test_shrink_off_cluster_scales_only_entries_outside_the_blocks_through_a_transposed_view():
+    gen = torch.Generator().manual_seed(0)
+    stored = torch.randn(5, 7, generator=gen)  # nn.Linear layout [n_out, n_in]; the graph reads stored.t()
+    rows, cols = torch.tensor([0, 1, 2, 0, 1, 2, 0]), torch.tensor([2, 2, 1, 0, 0])
+    before = stored.t().clone()
+    shrink_off_cluster_([stored.t()], [onehot(rows, 3)], [onehot(cols, 3)], 0.25)
+    inside = rows[:, None] == cols[None, :]
+    after = stored.t()
+    assert torch.equal(after[inside], before[inside])
+    torch.testing.assert_close(after[~inside], 0.75 * before[~inside])
+    with pytest.raises(ValueError, match="rate"):
+        shrink_off_cluster_([stored.t()], [onehot(rows, 3)], [onehot(cols, 3)], 1.0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decay_shrinks_the_model_parameters_and_raises_clusterability(family):
+    hf, _ = build_tiny(family)
+    loss = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4), graphs=("mlp_in", "mlp_out"))
+    before = loss.clusterability()
+    loss.shrink_off_cluster_(0.5)
+    after = loss.clusterability()
+    assert all(after[n] > before[n] + 0.1 for n in before)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

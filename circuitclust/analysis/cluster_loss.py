@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..core.loss import chance_from_masks, clusterability_fused, onehot
+from ..core.loss import chance_from_masks, clusterability_fused, onehot, shrink_off_cluster_
 from ..core.partition import ModelPartition
 from ..errors import OptionError
 from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
@@ -27,16 +27,16 @@ REDUCTIONS = ("mean", "sum", "none", "entries")
 
 
 def make_partition(model: nn.Module, mode: str, k: int, graphs: Sequence[str] = DEFAULT_GRAPHS,
-                   seed: int = 0) -> ModelPartition:
+                   seed: int = 0, balance: float = 0.0) -> ModelPartition:
     """A fixed partition of ``model``'s graphs of kinds ``graphs``.
 
     ``mode`` "blocks": equal contiguous blocks; "spectral": co-clustering of the current weights (both via
-    :func:`circuitclust.analysis.clustering.partition_model`).
+    :func:`circuitclust.analysis.clustering.partition_model`), ``balance`` as there.
     """
     if mode not in PARTITION_MODES:
         raise OptionError(f"partition mode '{mode}' unknown: use one of {', '.join(PARTITION_MODES)}")
     if mode == "spectral":
-        return partition_model(model, k=k, parts=tuple(graphs), method="spectral", seed=seed)
+        return partition_model(model, k=k, parts=tuple(graphs), method="spectral", seed=seed, balance=balance)
     return partition_model(model, k=k, parts=tuple(graphs), method="blocks", seed=seed)
 
 
@@ -116,6 +116,18 @@ class ClusterabilityLoss(nn.Module):
         if self.reduction == "entries":
             return (enmeshment * self.entries).sum()
         return enmeshment
+
+    @torch.no_grad()
+    def shrink_off_cluster_(self, rate: float) -> None:
+        """Multiply every off-cluster weight of the regularised graphs by ``1 - rate``, in the parameters
+        themselves (see :func:`circuitclust.core.loss.shrink_off_cluster_`)."""
+        weights = [g.weight for g in self._graphs]
+        for g, w in zip(self._graphs, weights):
+            if w.untyped_storage().data_ptr() != g.parameter.untyped_storage().data_ptr():
+                raise OptionError(f"{g.name} is stored fused in a layout whose slices are copies: the decay "
+                                  "regulariser cannot shrink it in place; use --regulariser loss")
+        rows, cols = self._onehots()
+        shrink_off_cluster_(weights, rows, cols, rate)
 
     @torch.no_grad()
     def clusterability(self) -> dict[str, float]:

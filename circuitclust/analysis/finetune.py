@@ -79,7 +79,12 @@ class FinetuneConfig:
     out: str
     data: str = _opt("wiki", "wiki | chemistry | a .jsonl/.txt file | a hub dataset name")
     k: int = _opt(4, "clusters per matrix")
-    lam: float = _opt(20.0, "weight of the clusterability loss (see --loss-reduction)")
+    lam: float = _opt(20.0, "strength of the clusterability regulariser: the loss weight (see --loss-reduction), "
+                            "or with --regulariser decay the decoupled off-cluster decay (rate lr x lam per step)")
+    regulariser: str = _opt("loss", "loss: lam x (1 - C) added to the training loss (the papers' recipe); decay: "
+                                    "every off-cluster weight shrunk by a factor 1 - lr x lam after each optimizer "
+                                    "step, like AdamW's decoupled weight decay (its strength does not depend on "
+                                    "Adam's gradient normalisation)")
     loss_reduction: str = _opt("mean", "mean: lam x mean(1 - C) (lam ~ 20); entries: lam x sum of n_in*n_out*(1 - C), "
                                        "a per-weight lam that transfers across model sizes (~1e-5 to 1e-4)")
     lam_schedule: str = _opt("constant", "constant | linear (ramp over --lam-warmup steps)")
@@ -95,11 +100,22 @@ class FinetuneConfig:
     distill: float = _opt(0.0, "weight of KL(base model || model) per token, keeps capability")
     partition: str = _opt("blocks", "blocks (equal contiguous) | spectral (co-clustering)")
     partition_warmup: int = _opt(0, "task-only steps before a spectral partition is frozen")
+    balance: float = _opt(0.0, "spectral: every cluster keeps at least this share of n/k units on each side "
+                               "(0 = k-means as it is; 0.5 keeps clusters from collapsing)")
     graphs: tuple[str, ...] = _opt(("mlp_in", "mlp_out"),
                                    "regularised matrix kinds, e.g. mlp_in,mlp_gate,mlp_out,attn_o")
     train: str = _opt("all", "trained parameters: all | mlp | regularised")
     permute: bool = _opt(False, "reorder MLP neurons so clusters are contiguous (same function)")
     dropout: bool = _opt(True, "train with dropout (off: deterministic, e.g. for DDP checks)", cli=False)
+    max_ppl_increase: float = _opt(0.0, "capability budget: the largest relative rise of perplexity on held-out "
+                                        "control text (e.g. 0.10); lambda is adapted to stay inside it (0 = off)")
+    max_kl: float = _opt(0.0, "capability budget: the largest mean per-token KL(base || model) on the control text "
+                              "in nats (0 = off); with --max-ppl-increase both must hold")
+    budget_every: int = _opt(10, "steps between the budget's control estimates (lambda updates)")
+    budget_blocks: int = _opt(16, "control sequences per domain: the tail of the training corpus (kept out of "
+                                  "training) and the train split of the other bundled domain")
+    dual_lr: float = _opt(0.5, "step of the budget's dual ascent on log(lambda): lambda is multiplied by "
+                               "exp(dual_lr x slack / budget) at each control estimate")
     eval_every: int = _opt(50, "steps between held-out evaluations")
     max_minutes: float = _opt(0.0, "safety cap: stop cleanly (evaluate, checkpoint, final/) after this many minutes "
                                    "of training and record time_budget_hit (0 = no cap)")
@@ -117,21 +133,32 @@ class FinetuneConfig:
         """Check every option; raises :class:`OptionError` naming the field (the CLI shows it as its option)."""
         check_choice("lam_schedule", self.lam_schedule, ("constant", "linear"))
         check_choice("loss_reduction", self.loss_reduction, ("mean", "entries"))
+        check_choice("regulariser", self.regulariser, ("loss", "decay"))
         check_choice("partition", self.partition, ("blocks", "spectral"))
         check_choice("train", self.train, TRAIN_CHOICES)
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks", "budget_every",
+                     "budget_blocks"):
             check_int(name, getattr(self, name), 1)
         check_int("seq_len", self.seq_len, 2)
         check_int("k", self.k, 2)
         for name in ("lam_warmup", "lr_warmup", "partition_warmup", "save_every", "keep_checkpoints"):
             check_int(name, getattr(self, name), 0)
         check_float("lr", self.lr, 0.0, open_min=True)
-        for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes"):
+        for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes", "max_ppl_increase", "max_kl"):
             check_float(name, getattr(self, name), 0.0)
+        check_float("balance", self.balance, 0.0, 1.0)
+        check_float("dual_lr", self.dual_lr, 0.0, 10.0, open_min=True)
+        if self.budgeted and self.lam <= 0:
+            raise OptionError("a capability budget adapts lambda from its starting value: give --lam > 0")
         matrix_kinds(self.graphs)
         if self.permute and self.partition_warmup > 0:
             raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
         resolve_device(self.device)
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether lambda is adapted to a capability budget."""
+        return self.max_ppl_increase > 0 or self.max_kl > 0
 
 
 def lam_at(cfg: FinetuneConfig, step: int) -> float:
@@ -206,6 +233,25 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     t = F.log_softmax(teacher.float(), dim=-1)
     s = F.log_softmax(student.float(), dim=-1)
     return F.kl_div(s.flatten(0, 1), t.flatten(0, 1), log_target=True, reduction="batchmean")
+
+
+@torch.no_grad()
+def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist,
+               autocast: Callable[[], Any]) -> float:
+    """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    mine = blocks[d.rank:: d.world]
+    for i in range(0, len(mine), batch_size):
+        x = mine[i: i + batch_size].to(d.device)
+        with autocast():
+            s, t = model(input_ids=x).logits, teacher(input_ids=x).logits
+        total += float(_kl(s, t)) * x.shape[0] * x.shape[1]
+        count += x.numel()
+    total, count = d.sum([total, float(count)])
+    model.train(was_training)
+    return total / max(count, 1.0)
 
 
 @torch.no_grad()
@@ -292,7 +338,7 @@ def _trainable(hf, cfg: FinetuneConfig, closs: ClusterabilityLoss) -> list[torch
 def _new_partition(hf, cfg: FinetuneConfig, **provenance: Any) -> ModelPartition:
     """The fixed partition of the regularised matrices: made on the current weights by every process alike
     (deterministic in the seed), so no process has to read another's."""
-    part = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed)
+    part = make_partition(hf, cfg.partition, cfg.k, cfg.graphs, cfg.seed, balance=cfg.balance)
     part.provenance.update(model=cfg.model, seed=cfg.seed, **provenance)
     return part
 
@@ -318,6 +364,10 @@ class _Run:
     acc: dict[str, Any]          # metric accumulators since the last evaluation (saved with checkpoints)
     start: int
     chance: float
+    control_blocks: dict[str, torch.Tensor]  # the budget's control text (empty without a budget)
+    # lambda multiplier of the budget's dual ascent, the base model's control and held-out figures and the
+    # last control estimate (saved with checkpoints)
+    budget: dict[str, Any]
 
     @property
     def tokens_per_step(self) -> int:
@@ -368,7 +418,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     if max_len is not None and cfg.seq_len > max_len:
         raise OptionError(f"--seq-len {cfg.seq_len} is longer than the model's context ({max_len} tokens)")
     teacher = None
-    if cfg.distill > 0:
+    if cfg.distill > 0 or cfg.max_kl > 0:
         teacher = (load_hf(cfg.model)[0] if ckpt else copy.deepcopy(hf)).to(d.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -376,6 +426,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     hf.train(cfg.dropout)
     train_blocks = token_blocks(texts, tok, cfg.seq_len)
     eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
+    train_blocks, control_blocks = _control_split(cfg, tok, train_blocks, own_corpus=train_texts is None)
 
     # The partition is fixed: loaded on resume, made now, or (spectral warm-up) made when the warm-up ends.
     # Until then the loss is unused (lambda is 0) and equal blocks stand in for the clusterability shown.
@@ -398,8 +449,10 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0)
     acc = {"task": 0.0, "kl": 0.0, "n": 0, "tokens_window": 0, "time": 0.0}
+    budget: dict[str, Any] = {"scale": 1.0, "base_control": None, "base_heldout": None, "control": None}
     if ckpt:
         state = load_checkpoint_state(ckpt)
+        budget.update(state.get("budget") or {})
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         acc = state["accumulators"]
@@ -409,17 +462,73 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     if d.on:
         model = torch.nn.parallel.DistributedDataParallel(hf, device_ids=[d.device] if d.device.type == "cuda" else None)
     run = _Run(cfg, d, out, hf, tok, model, teacher, closs, part, params, opt, sched, train_blocks, eval_blocks,
-               acc, start, mean_of(closs.chance()))
+               acc, start, mean_of(closs.chance()), control_blocks, budget)
+    if cfg.budgeted and budget["base_control"] is None:
+        budget["base_control"] = budget["control"] = _control_estimate(run)
     if d.rank == 0:
         if not ckpt:
             trim_metrics(out, None)  # a run killed before its first checkpoint starts over
             mark_run_folder(out, "finetune")
             write_finetune_config(out, asdict(cfg), seed=cfg.seed, model=cfg.model, world_size=d.world,
                                   device=str(d.device), torch=torch.__version__, train_blocks=len(train_blocks),
-                                  eval_blocks={k: len(v) for k, v in eval_blocks.items()})
+                                  eval_blocks={k: len(v) for k, v in eval_blocks.items()},
+                                  control_blocks={k: len(v) for k, v in control_blocks.items()})
         else:
             trim_metrics(out, start)  # drop evaluations logged after the checkpoint we resume from
     return run
+
+
+def _control_split(cfg: FinetuneConfig, tok, train_blocks: torch.Tensor,
+                   own_corpus: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The budget's control text, kept apart from both training and the reported held-out split (so the
+    reported figures are not the ones lambda was tuned on): the last ``budget_blocks`` training blocks, which
+    then leave training, and (bundled corpora) the other domains' train splits, which training never sees.
+    Without a budget: ``train_blocks`` unchanged and no control text."""
+    if not cfg.budgeted:
+        return train_blocks, {}
+    n = cfg.budget_blocks
+    if len(train_blocks) < 2 * n:
+        raise OptionError(f"--budget-blocks {n} leaves too little training text ({len(train_blocks)} blocks): "
+                          "lower --budget-blocks or --seq-len, or give more text")
+    own = cfg.data if cfg.data in ("wiki", "chemistry") else "train tail"
+    control = {own: train_blocks[-n:]}
+    if own_corpus:
+        control.update({dom: token_blocks(corpus_texts(dom, "train"), tok, cfg.seq_len)[:n]
+                        for dom in other_domain(cfg.data)})
+    return train_blocks[:-n], control
+
+
+def _control_estimate(r: _Run) -> dict[str, dict[str, float]]:
+    """Perplexity (and, with a KL budget, ``KL(base || model)``) of the current model on the control text."""
+    est = {"ppl": {name: heldout_perplexity(r.hf, b, r.cfg.batch_size, r.d, r.autocast)
+                   for name, b in r.control_blocks.items()}}
+    if r.cfg.max_kl > 0:
+        est["kl"] = {name: heldout_kl(r.hf, r.teacher, b, r.cfg.batch_size, r.d, r.autocast)
+                     for name, b in r.control_blocks.items()}
+    return est
+
+
+def budget_slack(cfg: FinetuneConfig, est: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> float:
+    """How far inside the budget an estimate is, as a fraction of the budget: ``(limit - used) / limit`` for the
+    tightest active limit (perplexity rise over the worst domain, KL over the worst domain); < 0 = outside."""
+    slack = []
+    if cfg.max_ppl_increase > 0:
+        rise = max(est["ppl"][k] / base["ppl"][k] - 1.0 for k in est["ppl"])
+        slack.append((cfg.max_ppl_increase - rise) / cfg.max_ppl_increase)
+    if cfg.max_kl > 0:
+        slack.append((cfg.max_kl - max(est["kl"].values())) / cfg.max_kl)
+    return min(slack)
+
+
+def _update_lambda(r: _Run) -> None:
+    """Dual ascent on log(lambda): the constraint "capability cost <= budget" has multiplier 1/lambda, so
+    slack raises lambda and overspending lowers it, geometrically (the step is clipped so that one noisy
+    estimate cannot move lambda by more than exp(2 dual_lr))."""
+    est = _control_estimate(r)
+    slack = budget_slack(r.cfg, est, r.budget["base_control"])
+    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(r.cfg.dual_lr * min(max(slack, -2.0), 1.0)),
+                                      1e-4), 1e4))
+    r.budget["control"] = est
 
 
 def _end_warmup(r: _Run, step: int) -> None:
@@ -438,7 +547,7 @@ def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
     mean clusterability the step saw (None when the loss was off)."""
     cfg, d = r.cfg, r.d
     t0 = time.perf_counter()
-    lam = lam_at(cfg, step)
+    lam = lam_at(cfg, step) * r.budget["scale"]
     shown_c = None
     for m in range(cfg.grad_accum):
         first = ((step * cfg.grad_accum + m) * d.world + d.rank) * cfg.batch_size
@@ -455,7 +564,7 @@ def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
                 kl = _kl(logits, t_logits)
                 loss = loss + cfg.distill * kl / cfg.grad_accum
                 r.acc["kl"] += float(kl.detach())
-            if lam > 0 and m == cfg.grad_accum - 1:  # once per optimizer step, in the synced pass
+            if cfg.regulariser == "loss" and lam > 0 and m == cfg.grad_accum - 1:  # once per step, synced pass
                 per_c = r.closs.per_graph()
                 loss = loss + lam * r.closs.reduce(per_c)
                 shown_c = float(per_c.detach().mean())
@@ -465,6 +574,10 @@ def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
     if cfg.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(r.params, cfg.max_grad_norm)
     r.opt.step()
+    if cfg.regulariser == "decay" and lam > 0:  # every process shrinks its replica alike
+        r.closs.shrink_off_cluster_(min(r.sched.get_last_lr()[0] * lam, 0.5))
+        with torch.no_grad():
+            shown_c = float(r.closs.per_graph().mean())
     r.sched.step()
     r.opt.zero_grad(set_to_none=True)
     r.acc["time"] += time.perf_counter() - t0
@@ -479,14 +592,21 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     task, kl, n = d.sum([acc["task"], acc["kl"], float(acc["n"])])
     per = r.closs.clusterability()
     norm = normalised_clusterability(torch.tensor(list(per.values())), torch.tensor(list(r.closs.chance().values())))
-    rec = {"step": step, "tokens": step * r.tokens_per_step,
-           "task_loss": task / n if n else None, "lam": lam_at(cfg, max(step - 1, 0)) if step else 0.0,
+    rec = {"step": step, "tokens": step * r.tokens_per_step, "task_loss": task / n if n else None,
+           "lam": lam_at(cfg, max(step - 1, 0)) * r.budget["scale"] if step else 0.0,
            "mean_clusterability": mean_of(per), "chance": r.chance, "clusterability": per,
            "mean_clusterability_norm": float(norm.nanmean()),
            "heldout_ppl": {name: heldout_perplexity(r.hf, b, cfg.batch_size, d, r.autocast)
                            for name, b in r.eval_blocks.items()},
            "tokens_per_s": acc["tokens_window"] * d.world / acc["time"] if acc["time"] > 0 else None,
            "partition": "ready" if r.part is not None else "warm-up"}
+    if step == 0:
+        r.budget["base_heldout"] = dict(rec["heldout_ppl"])
+    base = r.budget["base_heldout"]
+    if base:  # relative to the base model (step 0), the figure a capability budget is stated in
+        rec["heldout_ppl_increase"] = {k: v / base[k] - 1.0 for k, v in rec["heldout_ppl"].items() if k in base}
+    if cfg.budgeted:
+        rec["budget"] = _budget_record(r, rec)
     if stopped_by_time:  # the safety cap ended the run before --steps
         rec["time_budget_hit"] = True
     if r.teacher is not None:
@@ -495,6 +615,24 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
         append_metrics(r.out, rec)
     acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
     return rec
+
+
+def _budget_record(r: _Run, rec: dict[str, Any]) -> dict[str, Any]:
+    """Whether the budget holds at this evaluation: on the control text (what lambda is steered by) and on the
+    reported held-out text (what the user is promised), for every limit given."""
+    cfg, b = r.cfg, r.budget
+    out: dict[str, Any] = {"max_ppl_increase": cfg.max_ppl_increase or None, "max_kl": cfg.max_kl or None,
+                           "lam_scale": b["scale"]}
+    control = b["control"] or b["base_control"]
+    out["control_slack"] = budget_slack(cfg, control, b["base_control"])
+    out["control_ppl_increase"] = {k: v / b["base_control"]["ppl"][k] - 1.0 for k, v in control["ppl"].items()}
+    if "kl" in control:
+        out["control_kl"] = control["kl"]
+    held = out["control_slack"] >= 0
+    if cfg.max_ppl_increase > 0 and "heldout_ppl_increase" in rec:
+        held = held and max(rec["heldout_ppl_increase"].values()) <= cfg.max_ppl_increase
+    out["held"] = bool(held)
+    return out
 
 
 def _save_checkpoint(r: _Run, step: int) -> None:
@@ -506,7 +644,7 @@ def _save_checkpoint(r: _Run, step: int) -> None:
         rngs = [_rng_state()]
     if r.d.rank == 0:
         state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
-                 "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world}
+                 "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world, "budget": dict(r.budget)}
         save_model_folder(checkpoint_folder(r.out, step), r.hf, r.tok, state)
         prune_checkpoints(r.out, r.cfg.keep_checkpoints)
     r.d.barrier()
@@ -540,6 +678,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
         task, c = _train_step(r, step)
         shown_c = c if c is not None else shown_c
         done = step + 1
+        if cfg.budgeted and done % cfg.budget_every == 0 and done >= cfg.partition_warmup:
+            _update_lambda(r)
         bar.update(1)
         bar.set_postfix(loss=f"{task:.3f}", C=f"{shown_c:.3f}",
                         tok_s=f"{r.acc['tokens_window'] * d.world / max(r.acc['time'], 1e-9):.0f}")
@@ -569,8 +709,11 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
     bar.close()
     if d.rank == 0:
         save_model_folder(r.out / "final", r.hf, r.tok)
+        if last.get("budget") and not last["budget"]["held"]:
+            print(f"finetune: the capability budget did not hold at the end (see 'budget' in {r.out}/metrics.jsonl): "
+                  "lower --lam or --lr, or raise --steps so that lambda has time to adapt", flush=True)
     d.barrier()
     return last
 
 
-__all__ = ["FinetuneConfig", "finetune", "lam_at", "heldout_perplexity"]
+__all__ = ["FinetuneConfig", "budget_slack", "finetune", "heldout_kl", "heldout_perplexity", "lam_at"]

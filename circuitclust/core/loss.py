@@ -128,6 +128,26 @@ def clusterability_fused(weights: list[torch.Tensor] | tuple[torch.Tensor, ...],
     return _FusedClusterability.apply(tuple(row_onehots), tuple(col_onehots), *weights)
 
 
+@torch.no_grad()
+def shrink_off_cluster_(weights: list[torch.Tensor] | tuple[torch.Tensor, ...],
+                        row_onehots: list[torch.Tensor] | tuple[torch.Tensor, ...],
+                        col_onehots: list[torch.Tensor] | tuple[torch.Tensor, ...], rate: float) -> None:
+    """In place: multiply every entry of ``weights[i] [n_in_i, n_out_i]`` that lies outside its cluster block by
+    ``1 - rate``; entries inside stay. ``row_onehots[i] [n_in_i, k]``, ``col_onehots[i] [n_out_i, k]`` as in
+    :func:`clusterability_fused`. The weights must be views of the tensors to change (a copy would be shrunk
+    and dropped).
+
+    This is the proximal step of an L2 penalty on the off-cluster entries, applied outside the optimizer like
+    AdamW's decoupled weight decay: its strength is ``rate`` whatever the gradients' scale, where a loss term's
+    push is rescaled by Adam's normalisation (and saturates once it dominates the task gradient).
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    for w, r, c in zip(weights, row_onehots, col_onehots):
+        inside = (r.to(w.dtype) @ c.to(w.dtype).T)  # [n_in, n_out], 1 inside a cluster block
+        w.mul_(inside.mul_(rate).add_(1.0 - rate))
+
+
 def onehot(labels: torch.Tensor, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``labels [..., n]`` int64 in ``[0, k)`` -> one-hot ``[..., n, k]`` of ``dtype``."""
     return torch.nn.functional.one_hot(labels.long(), k).to(dtype)

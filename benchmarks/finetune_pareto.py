@@ -1,0 +1,142 @@
+"""The fine-tuning Pareto study: held-out perplexity cost against clusterability gained, for fixed budgets of
+optimizer steps and tokens, per recipe and seed.
+
+    HF_HUB_OFFLINE=1 nohup .venv/bin/python benchmarks/finetune_pareto.py run --model gemma-3-270m \
+        --steps 150 --seeds 0,1 --out runs/pareto > runs/pareto.log 2>&1 &
+    .venv/bin/python benchmarks/finetune_pareto.py collect --out runs/pareto --results results/finetune_study
+
+``run`` trains every (recipe, seed) into ``OUT/MODEL/RECIPE/seed-S`` as a normal ``finetune`` run, in the
+order seed-major (every recipe once before any second seed), and is resumable: a finished run is skipped and an
+interrupted one continues from its last checkpoint (the trainer resumes exactly). ``collect`` reads every
+run's ``metrics.jsonl`` (also of unfinished runs) into ``RESULTS/MODEL.json`` (every evaluation: step, tokens,
+C, chance, normalised C, held-out perplexity and its rise on wiki and chemistry, lambda, whether a budget held)
+and prints the table at the step budgets.
+
+Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same data order per seed):
+- ``papers``: the papers' recipe: ``lam * mean(1 - C)`` with lam 20, equal blocks, mlp_in + mlp_out, every
+  parameter trained, no distillation.
+- ``lam0``: the control: the papers' recipe with lam 0 (what fine-tuning on wiki alone does).
+- ``demo-v1``: the demo's previous recipe: per-weight loss (entries) 2e-4, spectral clusters, the three MLP
+  matrices trained, KL to the base model (distill 1).
+- ``budget-P``: the budgeted recipe: decoupled off-cluster decay (lam 40 at start, i.e. 0.4% per step),
+  balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, lambda adapted by dual
+  ascent to keep the control-text perplexity rise within P% (``--budgets``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
+
+MLP3 = ("mlp_in", "mlp_gate", "mlp_out")
+COMMON = dict(lr=1e-4, batch_size=4, seq_len=64, k=4, data="wiki", eval_every=25, eval_blocks=16,
+              keep_checkpoints=1)
+PAPERS = dict(regulariser="loss", loss_reduction="mean", lam=20.0, partition="blocks", graphs=("mlp_in", "mlp_out"),
+              train="all", distill=0.0)
+
+
+def recipes(budgets: list[float]) -> dict[str, dict]:
+    """Recipe name -> FinetuneConfig options (on top of COMMON)."""
+    out = {
+        "papers": PAPERS,
+        "lam0": {**PAPERS, "lam": 0.0},
+        "demo-v1": dict(regulariser="loss", loss_reduction="entries", lam=2e-4, partition="spectral", graphs=MLP3,
+                        train="regularised", distill=1.0),
+    }
+    for b in budgets:
+        out[f"budget-{b * 100:g}"] = dict(regulariser="decay", lam=40.0, partition="spectral", balance=0.5,
+                                          graphs=MLP3, train="regularised", distill=1.0, max_ppl_increase=b,
+                                          budget_every=10)
+    return out
+
+
+def run(a: argparse.Namespace) -> None:
+    table = recipes(a.budgets)
+    names = a.recipes.split(",") if a.recipes else list(table)
+    for seed in a.seeds:
+        for name in names:
+            out = Path(a.out) / a.model / name / f"seed-{seed}"
+            if (out / "final" / "config.json").is_file():
+                print(f"[pareto] {out}: done, skipped", flush=True)
+                continue
+            cfg = FinetuneConfig(model=a.model, out=str(out), steps=a.steps, seed=seed, **{**COMMON, **table[name]})
+            print(f"[pareto] {out}: {a.steps} steps ({time.strftime('%H:%M:%S')})", flush=True)
+            t0 = time.time()
+            finetune(cfg, resume=True, progress=False)
+            print(f"[pareto] {out}: finished in {time.time() - t0:.0f} s", flush=True)
+
+
+def _record(rec: dict, base: dict) -> dict:
+    inc = {d: rec["heldout_ppl"][d] / base["heldout_ppl"][d] - 1.0 for d in rec["heldout_ppl"]}
+    row = {"step": rec["step"], "tokens": rec["tokens"], "C": rec["mean_clusterability"], "chance": rec["chance"],
+           "C_norm": rec.get("mean_clusterability_norm"), "ppl": rec["heldout_ppl"], "ppl_increase": inc,
+           "lam": rec["lam"]}
+    if "budget" in rec:
+        row["budget_held"] = rec["budget"]["held"]
+    return row
+
+
+def collect(a: argparse.Namespace) -> None:
+    root = Path(a.out) / a.model
+    runs = {}
+    for metrics in sorted(root.glob("*/seed-*/metrics.jsonl")):
+        recs = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        if not recs:
+            continue
+        cfg = json.loads((metrics.parent / "run_config.json").read_text())["config"]
+        name = f"{metrics.parent.parent.name}/{metrics.parent.name}"
+        runs[name] = {"recipe": metrics.parent.parent.name, "seed": cfg["seed"], "steps": cfg["steps"],
+                      "finished": (metrics.parent / "final" / "config.json").is_file(),
+                      "config": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device")},
+                      "evaluations": [_record(r, recs[0]) for r in recs]}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    doc = {"schema": "circuitclust.finetune_study/1", "model": a.model,
+           "command": f"benchmarks/finetune_pareto.py run --model {a.model} --out {a.out} (then collect)",
+           "git_commit": commit, "machine": f"{platform.machine()} {platform.processor() or ''} CPU, "
+                                            f"{__import__('os').cpu_count()} cores".strip(),
+           "runs": runs}
+    dest = Path(a.results) / f"{a.model}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(dest)
+    print(f"wrote {dest} ({len(runs)} runs)")
+    print(f"{'run':28} {'step':>5} {'C':>6} {'chance':>6} {'C_norm':>6} {'wiki':>7} {'chem':>7} {'lam':>9}")
+    for name, r in runs.items():
+        for e in r["evaluations"]:
+            if e["step"] % a.every == 0 or e is r["evaluations"][-1]:
+                pi = e["ppl_increase"]
+                print(f"{name:28} {e['step']:5d} {e['C']:6.3f} {e['chance']:6.3f} {e['C_norm']:6.3f} "
+                      f"{100 * pi['wiki']:+6.1f}% {100 * pi['chemistry']:+6.1f}% {e['lam']:9.3g}"
+                      + ("" if "budget_held" not in e else ("  held" if e["budget_held"] else "  OVER")))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--model", default="gemma-3-270m")
+    r.add_argument("--out", default="runs/pareto")
+    r.add_argument("--steps", type=int, default=150)
+    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    r.add_argument("--budgets", type=lambda s: [float(x) for x in s.split(",")], default=[0.10])
+    r.add_argument("--recipes", default="", help="comma-separated subset, in this order (default: all)")
+    c = sub.add_parser("collect")
+    c.add_argument("--model", default="gemma-3-270m")
+    c.add_argument("--out", default="runs/pareto")
+    c.add_argument("--results", default="results/finetune_study")
+    c.add_argument("--every", type=int, default=50, help="print evaluations at multiples of this step")
+    a = ap.parse_args()
+    run(a) if a.cmd == "run" else collect(a)
+
+
+if __name__ == "__main__":
+    main()
