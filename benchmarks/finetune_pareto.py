@@ -8,7 +8,7 @@ optimizer steps and tokens, per recipe and seed.
 ``run`` trains every (recipe, seed) into ``OUT/MODEL/RECIPE/seed-S`` as a normal ``finetune`` run, in the
 order seed-major (every recipe once before any second seed), and is resumable: a finished run is skipped and an
 interrupted one continues from its last checkpoint (the trainer resumes exactly). ``collect`` reads every
-run's ``metrics.jsonl`` (also of unfinished runs) into ``RESULTS/MODEL.json`` (every evaluation: step, tokens,
+run's ``metrics.jsonl`` (also of unfinished runs) into ``RESULTS/MODEL/finetune_study.json`` (every evaluation: step, tokens,
 C, chance, normalised C, held-out perplexity and its rise on wiki and chemistry, lambda, whether a budget held)
 and prints the table at the step budgets.
 
@@ -21,6 +21,8 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
 - ``budget-P``: the budgeted recipe: decoupled off-cluster decay (lam 40 at start, i.e. 0.4% per step),
   balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, lambda adapted by dual
   ascent to keep the control-text perplexity rise within P% (``--budgets``).
+- ``budget-P-gen``: the same, trained (and distilled) on 512 texts of 128 tokens that the base model samples
+  itself from BOS at temperature 1 (generated once, cached) instead of the wiki corpus.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
+from circuitclust.runfiles import write_finetune_study  # noqa: E402
 
 MLP3 = ("mlp_in", "mlp_gate", "mlp_out")
 COMMON = dict(lr=1e-4, batch_size=4, seq_len=64, k=4, data="wiki", eval_every=25, eval_blocks=16,
@@ -52,9 +55,10 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
                         train="regularised", distill=1.0),
     }
     for b in budgets:
-        out[f"budget-{b * 100:g}"] = dict(regulariser="decay", lam=40.0, partition="spectral", balance=0.5,
-                                          graphs=MLP3, train="regularised", distill=1.0, max_ppl_increase=b,
-                                          budget_every=10)
+        new = dict(regulariser="decay", lam=40.0, partition="spectral", balance=0.5, graphs=MLP3, train="regularised",
+                   distill=1.0, max_ppl_increase=b, budget_every=10)
+        out[f"budget-{b * 100:g}"] = new
+        out[f"budget-{b * 100:g}-gen"] = {**new, "data": "generated"}
     return out
 
 
@@ -98,16 +102,12 @@ def collect(a: argparse.Namespace) -> None:
                       "config": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device")},
                       "evaluations": [_record(r, recs[0]) for r in recs]}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    doc = {"schema": "circuitclust.finetune_study/1", "model": a.model,
+    doc = {"model": a.model,
            "command": f"benchmarks/finetune_pareto.py run --model {a.model} --out {a.out} (then collect)",
            "git_commit": commit, "machine": f"{platform.machine()} {platform.processor() or ''} CPU, "
                                             f"{__import__('os').cpu_count()} cores".strip(),
            "runs": runs}
-    dest = Path(a.results) / f"{a.model}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(dest)
+    dest = write_finetune_study(Path(a.results) / a.model, doc)
     print(f"wrote {dest} ({len(runs)} runs)")
     print(f"{'run':28} {'step':>5} {'C':>6} {'chance':>6} {'C_norm':>6} {'wiki':>7} {'chem':>7} {'lam':>9}")
     for name, r in runs.items():

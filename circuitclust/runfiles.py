@@ -29,6 +29,7 @@ RUN_FILES: dict[str, str | None] = {
     "specialisation.json": "circuitclust.specialisation/",
     "circuits.json": "circuitclust.circuits/",
     "similarity.json": "circuitclust.similarity/",
+    "finetune_study.json": "circuitclust.finetune_study/",
     "partition.json": None,  # its own "format" string, checked by ModelPartition.load
     "run_config.json": None,
 }
@@ -404,6 +405,24 @@ def write_finetune_config(folder: str | Path, config: dict[str, Any], **extra: A
     world size, device, versions, data sizes)."""
     return write_json(Path(folder) / "run_config.json", {"schema": FINETUNE_CONFIG_SCHEMA, "config": config,
                                                           **extra})
+
+
+FINETUNE_STUDY_SCHEMA = "circuitclust.finetune_study/1"
+
+
+def write_finetune_study(folder: str | Path, doc: dict[str, Any]) -> Path:
+    """Write ``finetune_study.json``: the evaluations of several fine-tuning runs compared as a Pareto study.
+
+    ``doc``: ``model``, ``command``, ``git_commit``, ``machine`` and ``runs``: ``{run name: {recipe, seed,
+    steps, finished, config, evaluations: [{step, tokens, C, chance, C_norm, ppl: {domain: value},
+    ppl_increase: {domain: ppl / ppl at step 0 - 1}, lam, budget_held?}]}}``.
+    """
+    return write_json(Path(folder) / "finetune_study.json", {"schema": FINETUNE_STUDY_SCHEMA, **doc})
+
+
+def load_finetune_study(path: str | Path) -> dict[str, Any]:
+    """``finetune_study.json`` (see :func:`write_finetune_study`)."""
+    return _load_json(path, "finetune_study.json", ("model", "runs"))
 
 
 def append_metrics(folder: str | Path, record: dict[str, Any]) -> Path:

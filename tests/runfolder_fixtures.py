@@ -90,6 +90,25 @@ def similarity() -> dict:
             "groups": {"boundaries": [2], "labels": [0, 0, 1, 1], "stability": 0.9}}
 
 
+def finetune_study() -> dict:
+    """A finetune_study.json doc: two recipes x two seeds, three evaluations each (steps 0, 50, 100)."""
+    runs = {}
+    for recipe, slope, budget in (("papers", 0.5, None), ("budget-10", 0.2, 0.1)):
+        for seed in (0, 1):
+            ev = []
+            for i, step in enumerate((0, 50, 100)):
+                e = {"step": step, "tokens": step * 256, "C": 0.25 + 0.1 * i, "chance": 0.25,
+                     "C_norm": 0.1 * i / 0.75, "ppl": {"wiki": 20 * (1 + slope * i), "chemistry": 30.0},
+                     "ppl_increase": {"wiki": slope * i, "chemistry": slope * i / 2}, "lam": 20.0}
+                if budget:
+                    e["budget_held"] = slope * i <= budget
+                ev.append(e)
+            runs[f"{recipe}/seed-{seed}"] = {"recipe": recipe, "seed": seed, "steps": 100, "finished": True,
+                                             "config": {"max_ppl_increase": budget or 0.0}, "evaluations": ev}
+    return {"schema": "circuitclust.finetune_study/1", "model": "tiny-gpt2", "command": "test", "git_commit": "x",
+            "machine": "test", "runs": runs}
+
+
 def make_partition(folder: Path, model: str = "tiny-gpt2"):
     """Equal-block partition of the tiny model's MLP graphs, saved as partition.json/.safetensors."""
     from circuitclust.core.partition import ModelPartition, Partition

@@ -135,6 +135,20 @@ def test_training_curves_panels():
     assert len(two.data) == 2 * len(fig.data) and two.data[-1].line.dash == "dash"
 
 
+def test_pareto_front_one_trace_per_run_and_domain_with_budget_lines():
+    doc = F.finetune_study()
+    fig = plots.pareto_front(doc)
+    assert len(fig.data) == 4 * 2  # 4 runs x (wiki, chemistry) panels
+    wiki = [t for t in fig.data if t.xaxis == "x"]
+    first = wiki[0]
+    run = doc["runs"]["papers/seed-0"]
+    assert list(first.x) == [100 * e["ppl_increase"]["wiki"] for e in run["evaluations"]]
+    assert list(first.y) == [e["C_norm"] for e in run["evaluations"]]
+    assert first.marker.symbol != wiki[1].marker.symbol  # seeds told apart by marker
+    assert first.line.color != wiki[2].line.color  # recipes by colour
+    assert sum(1 for s in fig.layout.shapes if s.x0 == 10.0) == 2  # the 10% budget, in both panels
+
+
 # ------------------------------------------------------------------ patching
 
 def test_effect_heatmaps_with_cis_on_hover():

@@ -64,6 +64,17 @@ def test_summary_values(full_report):
     assert "not run" not in text
 
 
+def test_finetune_study_folder_gets_its_pareto_section(tmp_path):
+    from circuitclust.runfiles import load_finetune_study, write_finetune_study
+
+    doc = F.finetune_study()
+    doc.pop("schema")
+    write_finetune_study(tmp_path / "study" / "tiny-gpt2", doc)
+    assert load_finetune_study(tmp_path / "study" / "tiny-gpt2")["runs"].keys() == doc["runs"].keys()
+    html = build_report(tmp_path / "study", out=tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Fine-tuning recipes (Pareto study)" in html and "budget-10" in html
+
+
 def test_partial_folder_says_not_run(tmp_path):
     (tmp_path / "clusterability.json").write_text(json.dumps(F.clusterability()))
     text = build_report(tmp_path, out=tmp_path / "r.html").read_text()

@@ -57,6 +57,7 @@ from ..runfiles import (
     write_finetune_config,
 )
 from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
+from .generated_text import GENERATED, GenerationOptions, generated_texts
 from .lm_batches import batch_indices
 from .permute import permute_contiguous
 
@@ -77,7 +78,10 @@ class FinetuneConfig:
 
     model: str
     out: str
-    data: str = _opt("wiki", "wiki | chemistry | a .jsonl/.txt file | a hub dataset name")
+    data: str = _opt("wiki", "wiki | chemistry | generated (text the base model samples itself, cached) | a "
+                             ".jsonl/.txt file | a hub dataset name")
+    gen_texts: int = _opt(512, "--data generated: texts sampled from the base model (from BOS, temperature 1)")
+    gen_tokens: int = _opt(128, "--data generated: tokens per sampled text")
     k: int = _opt(4, "clusters per matrix")
     lam: float = _opt(20.0, "strength of the clusterability regulariser: the loss weight (see --loss-reduction), "
                             "or with --regulariser decay the decoupled off-cluster decay (rate lr x lam per step)")
@@ -137,9 +141,10 @@ class FinetuneConfig:
         check_choice("partition", self.partition, ("blocks", "spectral"))
         check_choice("train", self.train, TRAIN_CHOICES)
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks", "budget_every",
-                     "budget_blocks"):
+                     "budget_blocks", "gen_texts"):
             check_int(name, getattr(self, name), 1)
         check_int("seq_len", self.seq_len, 2)
+        check_int("gen_tokens", self.gen_tokens, 8)
         check_int("k", self.k, 2)
         for name in ("lam_warmup", "lr_warmup", "partition_warmup", "save_every", "keep_checkpoints"):
             check_int(name, getattr(self, name), 0)
@@ -380,10 +385,16 @@ class _Run:
 
 def _texts(cfg: FinetuneConfig, train_texts, eval_texts) -> tuple[list[str], dict[str, list[str]]]:
     """Training texts, and held-out texts of the training corpus and of the other bundled domain(s)."""
-    texts = train_texts if train_texts is not None else corpus_texts(cfg.data, "train")
+    if train_texts is not None:
+        texts = train_texts
+    elif cfg.data == GENERATED:
+        texts = generated_texts(cfg.model, GenerationOptions(n_texts=cfg.gen_texts, new_tokens=cfg.gen_tokens),
+                                progress=int(os.environ.get("RANK", "0")) == 0, device=cfg.device)
+    else:
+        texts = corpus_texts(cfg.data, "train")
     if eval_texts is None:
-        own = cfg.data if cfg.data in ("wiki", "chemistry") else "heldout"
-        eval_texts = {own: corpus_texts(cfg.data, "heldout")}
+        eval_texts = {} if cfg.data == GENERATED else \
+            {cfg.data if cfg.data in ("wiki", "chemistry") else "heldout": corpus_texts(cfg.data, "heldout")}
         eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
     return texts, eval_texts
 
@@ -490,7 +501,7 @@ def _control_split(cfg: FinetuneConfig, tok, train_blocks: torch.Tensor,
     if len(train_blocks) < 2 * n:
         raise OptionError(f"--budget-blocks {n} leaves too little training text ({len(train_blocks)} blocks): "
                           "lower --budget-blocks or --seq-len, or give more text")
-    own = cfg.data if cfg.data in ("wiki", "chemistry") else "train tail"
+    own = cfg.data if cfg.data in ("wiki", "chemistry", GENERATED) else "train tail"
     control = {own: train_blocks[-n:]}
     if own_corpus:
         control.update({dom: token_blocks(corpus_texts(dom, "train"), tok, cfg.seq_len)[:n]

@@ -60,3 +60,57 @@ def training_curves(data: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Ma
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_xaxes(title_text="step", row=2)
     return fig
+
+
+_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "x", "star")
+
+
+def pareto_front(data: Mapping[str, Any] | Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Capability cost against clusterability for the runs of a fine-tuning study
+    (:func:`circuitclust.runfiles.load_finetune_study`; one parsed file or ``{label: parsed file}``).
+
+    Two panels share the y axis, the normalised clusterability of the regularised matrices; their x axes are
+    the held-out perplexity rise (in %) over the base model on each domain. One colour per recipe, one marker
+    per seed; a line joins a run's evaluations in step order, so each point is a step budget; a run's budget
+    (``max_ppl_increase``) is drawn as a dotted vertical line. Hover shows step, tokens, C and chance.
+    """
+    docs = data if "runs" not in data else {"": data}
+    domains: list[str] = []
+    for doc in docs.values():
+        for run in doc["runs"].values():
+            for e in run["evaluations"]:
+                domains += [d for d in e["ppl_increase"] if d not in domains]
+    domains = domains[:2] or ["wiki"]
+    fig = make_subplots(rows=1, cols=len(domains), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[f"held-out perplexity rise on {d} (%)" for d in domains])
+    recipes: list[str] = []
+    budgets: set[float] = set()
+    for label, doc in docs.items():
+        for name, run in doc["runs"].items():
+            recipe = f"{label}: {run['recipe']}" if label else run["recipe"]
+            if recipe not in recipes:
+                recipes.append(recipe)
+            c = colour(recipes.index(recipe))
+            seed = int(run.get("seed", 0))
+            budget = (run.get("config") or {}).get("max_ppl_increase") or 0
+            if budget:
+                budgets.add(float(budget))
+            ev = run["evaluations"]
+            for col, d in enumerate(domains, start=1):
+                x = [100 * e["ppl_increase"].get(d, float("nan")) for e in ev]
+                y = [e.get("C_norm") for e in ev]
+                custom = [[e["step"], e["tokens"], e["C"], e["chance"]] for e in ev]
+                fig.add_trace(go.Scatter(
+                    x=x, y=y, customdata=custom, mode="lines+markers", legendgroup=recipe,
+                    name=f"{recipe} (seed {seed})", showlegend=col == 1,
+                    line=dict(color=c, width=1), marker=dict(color=c, size=7, symbol=_SYMBOLS[seed % len(_SYMBOLS)]),
+                    hovertemplate=(f"{recipe}, seed {seed}<br>step %{{customdata[0]}} (%{{customdata[1]}} tokens)"
+                                   f"<br>{d} ppl %{{x:+.1f}}%<br>normalised C %{{y:.3f}}<br>C %{{customdata[2]:.3f}}, "
+                                   "chance %{customdata[3]:.3f}<extra></extra>")), row=1, col=col)
+    for b in sorted(budgets):
+        for col in range(1, len(domains) + 1):
+            fig.add_vline(x=100 * b, line=dict(color="grey", dash="dot", width=1), row=1, col=col)
+    base_layout(fig, "Fine-tuning recipes: capability cost vs clusterability", height=520,
+                legend=dict(orientation="h", y=-0.2))
+    fig.update_yaxes(title_text="normalised clusterability (C - chance) / (1 - chance)", row=1, col=1)
+    return fig

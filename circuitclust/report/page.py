@@ -56,6 +56,7 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
                "specialisation": ("specialisation.json", runfiles.load_specialisation),
                "circuits": ("circuits.json", runfiles.load_circuits),
                "similarity": ("similarity.json", runfiles.load_similarity),
+               "finetune_study": ("finetune_study.json", runfiles.load_finetune_study),
                "run_config": ("run_config.json", runfiles.load_run_config)}
     data: dict[str, dict[str, Any]] = {}
     load_notes: list[str] = []
@@ -86,6 +87,14 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
     if data["metrics"]:
         sec = _Section("Fine-tuning", f"Evaluations logged during fine-tuning. From: {files_of('metrics')}.")
         b.add(sec, "training curves", lambda: plots.training_curves(data["metrics"]))
+        sections.append(sec)
+    if data["finetune_study"]:
+        sec = _Section("Fine-tuning recipes (Pareto study)", "Each point is one held-out evaluation of one run "
+                       "(recipe x seed) after a fixed number of optimizer steps: the rise of held-out perplexity "
+                       "over the base model (wiki and chemistry, left and right) against the normalised "
+                       "clusterability (C - chance) / (1 - chance) of the regularised matrices. Up and to the left "
+                       f"is better. From: {files_of('finetune_study')}.")
+        b.add(sec, "pareto front", lambda: plots.pareto_front(data["finetune_study"]))
         sections.append(sec)
     if data["effects"] or data["specialisation"] or data["circuits"]:
         sec = _Section("Cluster patching", "Ablating one cluster at a time (effects with bootstrap CIs over "
