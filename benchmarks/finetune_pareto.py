@@ -18,7 +18,8 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
 - ``lam0``: the control: the papers' recipe with lam 0 (what fine-tuning on wiki alone does).
 - ``demo-v1``: the demo's previous recipe: per-weight loss (entries) 2e-4, spectral clusters, the three MLP
   matrices trained, KL to the base model (distill 1).
-- ``budget-P``: the budgeted recipe: decoupled off-cluster decay (lam 40 at start, i.e. 0.4% per step),
+- ``budget-P``: the budgeted recipe: decoupled off-cluster decay (lam at most 50, i.e. 0.5% per step; it
+  starts at a quarter of that),
   balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, lambda adapted by dual
   ascent to keep the control-text perplexity rise within P% (``--budgets``).
 - ``budget-P-gen``: the same, trained (and distilled) on 512 texts of 128 tokens that the base model samples
@@ -40,7 +41,7 @@ from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E40
 from circuitclust.runfiles import write_finetune_study  # noqa: E402
 
 MLP3 = ("mlp_in", "mlp_gate", "mlp_out")
-COMMON = dict(lr=1e-4, batch_size=4, seq_len=64, k=4, data="wiki", eval_every=25, eval_blocks=16,
+COMMON = dict(lr=1e-4, batch_size=4, seq_len=64, k=4, data="wiki", eval_every=25, eval_blocks=32,
               keep_checkpoints=1)
 PAPERS = dict(regulariser="loss", loss_reduction="mean", lam=20.0, partition="blocks", graphs=("mlp_in", "mlp_out"),
               train="all", distill=0.0)
@@ -55,7 +56,7 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
                         train="regularised", distill=1.0),
     }
     for b in budgets:
-        new = dict(regulariser="decay", lam=40.0, partition="spectral", balance=0.5, graphs=MLP3, train="regularised",
+        new = dict(regulariser="decay", lam=50.0, partition="spectral", balance=0.5, graphs=MLP3, train="regularised",
                    distill=1.0, max_ppl_increase=b, budget_every=10)
         out[f"budget-{b * 100:g}"] = new
         out[f"budget-{b * 100:g}-gen"] = {**new, "data": "generated"}

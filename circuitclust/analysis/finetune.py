@@ -116,10 +116,15 @@ class FinetuneConfig:
     max_kl: float = _opt(0.0, "capability budget: the largest mean per-token KL(base || model) on the control text "
                               "in nats (0 = off); with --max-ppl-increase both must hold")
     budget_every: int = _opt(10, "steps between the budget's control estimates (lambda updates)")
-    budget_blocks: int = _opt(16, "control sequences per domain: the tail of the training corpus (kept out of "
+    budget_blocks: int = _opt(32, "control sequences per domain: the tail of the training corpus (kept out of "
                                   "training) and the train split of the other bundled domain")
-    dual_lr: float = _opt(0.5, "step of the budget's dual ascent on log(lambda): lambda is multiplied by "
-                               "exp(dual_lr x slack / budget) at each control estimate")
+    dual_lr: float = _opt(0.3, "step of the budget's dual ascent on log(lambda): at each control estimate lambda "
+                               "is multiplied by exp(dual_lr x s), s = (target - cost) / budget, 4x faster "
+                               "downwards (s < 0) since damage shows with a lag")
+    budget_target: float = _opt(0.75, "share of the budget the controller steers to, leaving the rest as a "
+                                      "margin for the control estimate's noise")
+    budget_start: float = _opt(0.25, "with a budget, --lam is the largest lambda; the run starts at this share "
+                                     "of it")
     eval_every: int = _opt(50, "steps between held-out evaluations")
     max_minutes: float = _opt(0.0, "safety cap: stop cleanly (evaluate, checkpoint, final/) after this many minutes "
                                    "of training and record time_budget_hit (0 = no cap)")
@@ -153,6 +158,8 @@ class FinetuneConfig:
             check_float(name, getattr(self, name), 0.0)
         check_float("balance", self.balance, 0.0, 1.0)
         check_float("dual_lr", self.dual_lr, 0.0, 10.0, open_min=True)
+        check_float("budget_target", self.budget_target, 0.0, 1.0, open_min=True)
+        check_float("budget_start", self.budget_start, 0.0, 1.0, open_min=True)
         if self.budgeted and self.lam <= 0:
             raise OptionError("a capability budget adapts lambda from its starting value: give --lam > 0")
         matrix_kinds(self.graphs)
@@ -460,7 +467,8 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0)
     acc = {"task": 0.0, "kl": 0.0, "n": 0, "tokens_window": 0, "time": 0.0}
-    budget: dict[str, Any] = {"scale": 1.0, "base_control": None, "base_heldout": None, "control": None}
+    budget: dict[str, Any] = {"scale": cfg.budget_start if cfg.budgeted else 1.0, "base_control": None,
+                              "base_heldout": None, "control": None}
     if ckpt:
         state = load_checkpoint_state(ckpt)
         budget.update(state.get("budget") or {})
@@ -532,13 +540,15 @@ def budget_slack(cfg: FinetuneConfig, est: dict[str, dict[str, float]], base: di
 
 
 def _update_lambda(r: _Run) -> None:
-    """Dual ascent on log(lambda): the constraint "capability cost <= budget" has multiplier 1/lambda, so
-    slack raises lambda and overspending lowers it, geometrically (the step is clipped so that one noisy
-    estimate cannot move lambda by more than exp(2 dual_lr))."""
+    """Dual ascent on log(lambda): the constraint "capability cost <= target share of the budget" has
+    multiplier 1/lambda, so slack raises lambda and overspending lowers it, geometrically. Lambda stays within
+    [1e-3, 1] x --lam, and falls 4x faster than it rises: the cost of a strong regulariser shows only after
+    some steps, so rising slowly and backing off fast keeps the overshoot small."""
+    cfg = r.cfg
     est = _control_estimate(r)
-    slack = budget_slack(r.cfg, est, r.budget["base_control"])
-    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(r.cfg.dual_lr * min(max(slack, -2.0), 1.0)),
-                                      1e-4), 1e4))
+    s = budget_slack(cfg, est, r.budget["base_control"]) - (1.0 - cfg.budget_target)
+    step = cfg.dual_lr * (min(s, 1.0) if s >= 0 else 4.0 * max(s, -2.0))
+    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(step), 1e-3), 1.0))
     r.budget["control"] = est
 
 
