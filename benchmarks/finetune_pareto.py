@@ -18,12 +18,14 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
 - ``lam0``: the control: the papers' recipe with lam 0 (what fine-tuning on wiki alone does).
 - ``demo-v1``: the demo's previous recipe: per-weight loss (entries) 2e-4, spectral clusters, the three MLP
   matrices trained, KL to the base model (distill 1).
-- ``budget-P``: the budgeted recipe: decoupled off-cluster decay (lam at most 50, i.e. 0.5% per step; it
-  starts at a quarter of that),
-  balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, lambda adapted by dual
-  ascent to keep the control-text perplexity rise within P% (``--budgets``).
-- ``budget-P-gen``: the same, trained (and distilled) on 512 texts of 128 tokens that the base model samples
-  itself from BOS at temperature 1 (generated once, cached) instead of the wiki corpus.
+- ``loss-P``: the budgeted recipe: the per-weight loss (entries, lambda at most 4e-4, about 5x the point where
+  its push matches the task gradient; it starts at a quarter of that), balanced spectral clusters (balance
+  0.5), the three MLP matrices trained, distill 1, lambda adapted by dual ascent to keep the control-text
+  perplexity rise within P% (``--budgets``).
+- ``decay-P``: the same with the decoupled off-cluster decay instead of the loss (lambda at most 50, i.e. 0.5%
+  of every off-cluster weight per step).
+- ``...-gen``: trained (and distilled) on 512 texts of 128 tokens that the base model samples itself from BOS
+  at temperature 1 (generated once, cached) instead of the wiki corpus.
 """
 from __future__ import annotations
 
@@ -56,10 +58,13 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
                         train="regularised", distill=1.0),
     }
     for b in budgets:
-        new = dict(regulariser="decay", lam=50.0, partition="spectral", balance=0.5, graphs=MLP3, train="regularised",
-                   distill=1.0, max_ppl_increase=b, budget_every=10)
-        out[f"budget-{b * 100:g}"] = new
-        out[f"budget-{b * 100:g}-gen"] = {**new, "data": "generated"}
+        shared = dict(partition="spectral", balance=0.5, graphs=MLP3, train="regularised", distill=1.0,
+                      max_ppl_increase=b, budget_every=10)
+        decay = dict(regulariser="decay", lam=50.0, **shared)
+        loss = dict(regulariser="loss", loss_reduction="entries", lam=4e-4, **shared)
+        for name, recipe in (("decay", decay), ("loss", loss)):
+            out[f"{name}-{b * 100:g}"] = recipe
+            out[f"{name}-{b * 100:g}-gen"] = {**recipe, "data": "generated"}
     return out
 
 
