@@ -48,7 +48,8 @@ class ClusterOptions:
 
     ``k`` clusters per graph; ``parts``: ``"mlp"``, ``"attn"`` or matrix kinds; ``method``: ``spectral``
     (co-clustering of |W|, or W^2 with ``power=2``) or ``blocks`` (equal contiguous blocks); ``shuffles``:
-    entry-shuffled re-clusterings per graph for the null; ``balance`` (spectral, in [0, 1]): every cluster keeps
+    entry-shuffled re-clusterings per graph for the null (default 99, so p can reach 0.01 and survive the
+    Benjamini-Hochberg correction; 0 skips the null); ``balance`` (spectral, in [0, 1]): every cluster keeps
     at least ``balance * n / k`` units on each side of each graph (0: none, so a cluster can be empty on
     one side and its chance level high); ``ncut``: also the whole-network n-cut (with
     ``ncut_shuffles``, default ``shuffles``); ``svd``/``n_init``: the co-clusterer's SVD method and k-means
@@ -59,7 +60,7 @@ class ClusterOptions:
     parts: tuple[str, ...] = ("mlp", "attn")
     method: str = "spectral"
     power: int = 1
-    shuffles: int = 0
+    shuffles: int = 99
     seed: int = 0
     svd: str = "auto"
     n_init: int = 10

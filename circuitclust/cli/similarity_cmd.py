@@ -38,7 +38,10 @@ def similarity(
                                                    "seeds (replaces --seed)"),
     groups: Optional[int] = typer.Option(None, "--n-groups", "--groups", help="number of layer groups (default: best silhouette)"),
     free: bool = typer.Option(False, "--free", help="allow non-contiguous layer groups"),
-    boot: int = typer.Option(0, "--n-boot", "--boot", help="bootstrap resamples for group stability and GW intervals (0 = none)"),
+    boot: int = typer.Option(0, "--n-boot", "--boot", help="bootstrap resamples for group stability and GW intervals "
+                             "(0 = none; each resample re-solves every layer pair, so 1000, what a 95% CI needs, is "
+                             "a GPU job for a real model; fewer give an indicative 2.5-97.5% range, labelled so; "
+                             "--seeds gives across-seed intervals instead)"),
     starts: str = typer.Option(",".join(EXACT_STARTS),
                                help="exact solver: comma-separated CG starts (product, identity, profile, random, "
                                     "and opt-in entropic = the entropic solver's plan, ~1 s CPU more per pair at "
@@ -86,8 +89,9 @@ def similarity(
             note = g.stability["interval"].get("note")
             if note:
                 echo(f"note: {note}")
+            kind = "95% CI" if g.stability["interval"].get("level") else "2.5-97.5% range, indicative"
             echo(f"bootstrap ({g.stability['n_boot']}): ARI to full-sample groups {g.stability['ari_mean']:.3f} "
-                 f"[{lo:.3f}, {hi:.3f}]")
+                 f"[{lo:.3f}, {hi:.3f}] ({kind})")
             freq = g.stability["boundary_freq"]
             echo("bootstrap cut frequency per gap l|l+1: " + " ".join(f"{l}|{l + 1}:{f:.2f}" for l, f in enumerate(freq)))
     summary = sim.provenance.get("exact_start_summary")

@@ -193,8 +193,13 @@ def shuffle_null(graphs: Sequence, weights: dict[str, torch.Tensor], partition: 
                     progress.update(len(call))
 
     if workers > 1 and len(items) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(work, items))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            for future in [pool.submit(work, item) for item in items]:
+                future.result()
+        finally:
+            # on an error or an interrupt, drop the queued items instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for item in items:
             work(item)
