@@ -11,7 +11,7 @@ before and after) and wall time. ``scripts/results_tables.py`` turns them into t
 Kinds and their cost on the project's 2-core CPU: ``enmeshment_gemma`` (Gemma 3 270M MLP clusterability,
 spectral and balanced, 3 seeds x 99 shuffles, and equal blocks; ~15-30 min), ``attribution_gemma`` (attribution
 vs exact cluster patching on 8 country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma``
-(the recall tasks' accuracy; ~1 min).
+(the recall tasks' accuracy; ~1 min), ``shuffle_null`` (the shuffle-null benchmark; ~5 min on a quiet machine).
 """
 from __future__ import annotations
 
@@ -91,9 +91,13 @@ def _keep_json_csv(folder: Path) -> None:
             p.unlink()
 
 
+#: Shuffles per graph and seed of the enmeshment result (``--shuffles``): 99 lets p reach 0.01.
+SHUFFLES = 99
+
+
 def enmeshment_gemma() -> Path:
     """Claim 1: clusterability of Gemma 3 270M's 54 MLP graphs (k = 4) under the spectral partition, plain and
-    balanced (0.5), 3 seeds x 99 shuffles each, and under equal blocks (deterministic, one seed)."""
+    balanced (0.5), 3 seeds x SHUFFLES shuffles each, and under equal blocks (deterministic, one seed)."""
     import circuitclust as cc
     from circuitclust.models import load_model
 
@@ -102,15 +106,15 @@ def enmeshment_gemma() -> Path:
     seeds = ",".join(map(str, SEEDS))
     commands = []
     for name, balance in (("spectral", 0.0), ("spectral_balanced", 0.5)):
-        opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=99, balance=balance, device="cpu")
+        opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=SHUFFLES, balance=balance, device="cpu")
         cc.cluster_seeds(model, SEEDS, opts).save(out / name)
-        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles 99 --balance {balance} "
-                        f"--seeds {seeds} --device cpu --out {name}")
-    res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), method="blocks", shuffles=99, device="cpu"))
+        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles {SHUFFLES} --balance "
+                        f"{balance} --seeds {seeds} --device cpu --out {name}")
+    res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), method="blocks", shuffles=SHUFFLES, device="cpu"))
     res.model = "gemma-3-270m"
     res.save(out / "blocks")
-    commands.append("circuitclust cluster gemma-3-270m --k 4 --parts mlp --method blocks --shuffles 99 --device cpu "
-                    "--out blocks")
+    commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --method blocks --shuffles {SHUFFLES} "
+                    "--device cpu --out blocks")
     _keep_json_csv(out)
     _manifest(out, commands, SEEDS, t0, l0)
     return out
@@ -162,10 +166,22 @@ def recall_gemma() -> Path:
     return out
 
 
+def shuffle_null() -> Path:
+    """The shuffle-null benchmark (benchmarks/shuffle_null.py): 100 shuffles of Gemma 3 270M's 54 MLP graphs,
+    batched (1 and 2 workers) against the per-shuffle path; timings need a quiet machine (load recorded)."""
+    out, t0, l0 = _fresh("shuffle_null"), time.perf_counter(), load()
+    args = ["--shuffles", "100", "--reference-shuffles", "10", "--workers", "1,2"]
+    subprocess.run([sys.executable, "shuffle_null.py", *args, "--json", str(out / "benchmark.json")], check=True,
+                   cwd=ROOT / "benchmarks", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _manifest(out, ["OMP_NUM_THREADS=1 python benchmarks/shuffle_null.py " + " ".join(args)], [0], t0, l0)
+    return out
+
+
 PRODUCERS: dict[str, Callable[[], Path]] = {
     "enmeshment_gemma": enmeshment_gemma,
     "attribution_gemma": attribution_gemma,
     "recall_gemma": recall_gemma,
+    "shuffle_null": shuffle_null,
 }
 
 
@@ -173,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kinds", nargs="*", help=f"result kinds to regenerate: {', '.join(PRODUCERS)}")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--shuffles", type=int, default=SHUFFLES, help="shuffles per graph and seed (enmeshment_gemma)")
     args = ap.parse_args(argv)
+    globals()["SHUFFLES"] = args.shuffles
     if args.list or not args.kinds:
         print("\n".join(f"{k}: {(f.__doc__ or '').splitlines()[0]}" for k, f in PRODUCERS.items()))
         return
