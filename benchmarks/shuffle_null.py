@@ -56,6 +56,7 @@ def main() -> None:
                     "timed (torch ops run single-threaded in each with OMP_NUM_THREADS=1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
 
     from circuitclust.analysis.clustering import partition_model
@@ -74,6 +75,9 @@ def main() -> None:
           f"{args.balance}; device {dev}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS "
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     print(f"before: {load_average()}")
+    record = {"model": args.model, "parts": args.parts, "k": args.k, "balance": args.balance, "graphs": len(graphs),
+              "stacks": n_stacks, "shuffles": args.shuffles, "seed": args.seed, "device": str(dev),
+              "load_before": load_average(), "batched": []}
 
     reference_shuffle_null(graphs, w, partition, 1, args.seed + 1)  # warm-up (allocator, thread pools)
     ref, ref_wall, ref_cpu = timed(lambda: reference_shuffle_null(graphs, w, partition, args.reference_shuffles, args.seed), dev)
@@ -81,6 +85,9 @@ def main() -> None:
     print(f"per-shuffle path: {args.reference_shuffles} shuffles in {ref_wall:.1f} s wall ({ref_cpu:.1f} s CPU): "
           f"{per_ref:.2f} s per shuffle of all {len(graphs)} graphs, {per_ref * args.shuffles:.0f} s for "
           f"{args.shuffles} (scaled)")
+    record["reference"] = {"shuffles": args.reference_shuffles, "wall_s": ref_wall, "cpu_s": ref_cpu,
+                           "per_shuffle_wall_s": per_ref, "per_shuffle_cpu_s": per_ref_cpu,
+                           "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
     new = None
     for workers in (int(x) for x in args.workers.split(",") if x):
@@ -93,6 +100,10 @@ def main() -> None:
               f"wall ({cpu:.1f} s CPU): {wall / args.shuffles:.3f} s per shuffle; speedup over the per-shuffle "
               f"path x{per_ref * args.shuffles / wall:.1f} wall, x{per_ref_cpu * args.shuffles / cpu:.1f} CPU")
         print(f"  {load_average()}")
+        record["batched"].append({"workers": workers, "wall_s": wall, "cpu_s": cpu,
+                                  "speedup_wall": per_ref * args.shuffles / wall,
+                                  "speedup_cpu": per_ref_cpu * args.shuffles / cpu,
+                                  "load": " ".join(f"{x:.2f}" for x in os.getloadavg())})
 
     # Same null? Per graph, a two-sample Kolmogorov-Smirnov test of the two null samples (the null has heavy
     # right tails, so means in standard errors mislead). Over many graphs a few small p are expected by chance.
@@ -101,9 +112,18 @@ def main() -> None:
     ks = sorted((float(ks_2samp(new[g.name].numpy(), ref[g.name].numpy()).pvalue), g.name) for g in graphs)
     print(f"same null? KS p per graph, batched vs per-shuffle: smallest {ks[0][0]:.3g} ({ks[0][1]}), median "
           f"{ks[len(ks) // 2][0]:.3g}; {sum(p < 0.01 for p, _ in ks)} of {len(ks)} graphs below 0.01")
+    record["ks"] = {"smallest": ks[0][0], "smallest_graph": ks[0][1], "median": ks[len(ks) // 2][0],
+                    "below_0.01": sum(p < 0.01 for p, _ in ks), "graphs": len(ks)}
     means = torch.stack([new[g.name].mean() for g in graphs])
     print(f"batched null: mean clusterability {float(means.mean()):.4f} (per graph {float(means.min()):.4f} to "
           f"{float(means.max()):.4f})")
+    record["null_mean"] = float(means.mean())
+    record["load_after"] = load_average()
+    if args.json is not None:
+        import json
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def cluster(
     balance: float = typer.Option(_D.balance, help="spectral: every cluster keeps at least this share of n/k units "
                                                    "on each side of each graph (0 = k-means as it is; 0.5 = half)"),
     ncut: bool = typer.Option(_D.ncut, "--ncut/--no-ncut", help="also spectral-cluster the whole-network graph (all units, |w| edges) and report its n-cut (slow on big models)"),
-    threads: int = typer.Option(None, help="CPU threads for torch (default: torch's choice; 1 is faster on an oversubscribed machine)"),
+    threads: int = typer.Option(None, help="CPU threads for torch and the shuffle null's workers (default: torch's choice; 1 is faster on an oversubscribed machine)"),
     ncut_shuffles: int = typer.Option(_D.ncut_shuffles, help="shuffles for the n-cut null (default: --shuffles)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out"),
 ) -> None:
