@@ -93,6 +93,8 @@ def _keep_json_csv(folder: Path) -> None:
 
 #: Shuffles per graph and seed of the enmeshment result (``--shuffles``): 99 lets p reach 0.01.
 SHUFFLES = 99
+#: Shuffles of the plain (unbalanced) spectral variant (``--plain-shuffles``; default: as ``--shuffles``).
+PLAIN_SHUFFLES: int | None = None
 
 
 def enmeshment_gemma() -> Path:
@@ -105,10 +107,11 @@ def enmeshment_gemma() -> Path:
     model = load_model("gemma-3-270m", device="cpu")
     seeds = ",".join(map(str, SEEDS))
     commands = []
-    for name, balance in (("spectral", 0.0), ("spectral_balanced", 0.5)):
-        opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=SHUFFLES, balance=balance, device="cpu")
+    plain = SHUFFLES if PLAIN_SHUFFLES is None else PLAIN_SHUFFLES
+    for name, balance, shuffles in (("spectral_balanced", 0.5, SHUFFLES), ("spectral", 0.0, plain)):
+        opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=shuffles, balance=balance, device="cpu")
         cc.cluster_seeds(model, SEEDS, opts).save(out / name)
-        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles {SHUFFLES} --balance "
+        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles {shuffles} --balance "
                         f"{balance} --seeds {seeds} --device cpu --out {name}")
     res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), method="blocks", shuffles=SHUFFLES, device="cpu"))
     res.model = "gemma-3-270m"
@@ -190,8 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("kinds", nargs="*", help=f"result kinds to regenerate: {', '.join(PRODUCERS)}")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--shuffles", type=int, default=SHUFFLES, help="shuffles per graph and seed (enmeshment_gemma)")
+    ap.add_argument("--plain-shuffles", type=int, default=None,
+                    help="shuffles of the unbalanced spectral variant (default: --shuffles)")
     args = ap.parse_args(argv)
     globals()["SHUFFLES"] = args.shuffles
+    globals()["PLAIN_SHUFFLES"] = args.plain_shuffles
     if args.list or not args.kinds:
         print("\n".join(f"{k}: {(f.__doc__ or '').splitlines()[0]}" for k, f in PRODUCERS.items()))
         return

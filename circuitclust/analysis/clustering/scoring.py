@@ -4,6 +4,7 @@ null of entry-shuffled, re-clustered weights.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
