@@ -73,14 +73,16 @@ def main() -> None:
     n_stacks = len(tied_groups(graphs))
     print(f"{args.model} {args.parts}: {len(graphs)} graphs in {n_stacks} tied stacks, k {args.k}, balance "
           f"{args.balance}; device {dev}, torch threads {torch.get_num_threads()}, OMP_NUM_THREADS "
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}")
     print(f"before: {load_average()}")
     record = {"model": args.model, "parts": args.parts, "k": args.k, "balance": args.balance, "graphs": len(graphs),
               "stacks": n_stacks, "shuffles": args.shuffles, "seed": args.seed, "device": str(dev),
               "load_before": load_average(), "batched": []}
 
     reference_shuffle_null(graphs, w, partition, 1, args.seed + 1)  # warm-up (allocator, thread pools)
-    ref, ref_wall, ref_cpu = timed(lambda: reference_shuffle_null(graphs, w, partition, args.reference_shuffles, args.seed), dev)
+    ref, ref_wall, ref_cpu = timed(lambda: reference_shuffle_null(graphs, w, partition, args.reference_shuffles,
+                                                                  args.seed), dev)
     per_ref, per_ref_cpu = ref_wall / args.reference_shuffles, ref_cpu / args.reference_shuffles
     print(f"per-shuffle path: {args.reference_shuffles} shuffles in {ref_wall:.1f} s wall ({ref_cpu:.1f} s CPU): "
           f"{per_ref:.2f} s per shuffle of all {len(graphs)} graphs, {per_ref * args.shuffles:.0f} s for "

@@ -30,7 +30,8 @@ class DemoOptions:
     ``tasks``: comma-separated recall tasks for patching, or ``all``; exact cluster ablation costs one forward
     pass per (layer, cluster) per batch, and the embedded model's 262k-token unembedding makes each pass slow
     on a CPU, so the default is two tasks. ``shuffles`` per graph for the clusterability null: 99 lets p reach
-    0.01 (the batched null costs about a minute per clustering step of the embedded Gemma on a 2-core CPU);
+    0.01 (the batched null costs about 130 s of CPU per clustering step of the embedded Gemma, shared by the
+    torch threads);
     ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``; ``analyses/`` use 0.5).
     """
 

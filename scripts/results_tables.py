@@ -77,9 +77,11 @@ def provenance(folder: Path) -> str:
             if m.get("load_average_before") and m.get("load_average_after") else "load not recorded")
     seeds = ",".join(map(str, m.get("seeds") or [])) or "none (deterministic)"
     cmds = "; ".join(f"`{c}`" for c in m.get("commands", []))
-    return (f"*From `results/{folder.name}/` ({cmds}); commit {str(m.get('git_commit', '?'))[:12]}, seeds {seeds}, "
+    commit = str(m.get("git_commit", "?"))[:12]
+    return (f"*From `results/{folder.name}/` ({cmds}); commit {commit}, seeds {seeds}, "
             f"{mach.get('cpu', '?')} ({mach.get('cores', '?')} cores, torch {mach.get('torch', '?')}, "
-            f"{mach.get('torch_threads', '?')} thread(s)), {load}, {m.get('date', '?')}, {m.get('wall_s', '?')} s wall.*")
+            f"{mach.get('torch_threads', '?')} thread(s)), {load}, {m.get('date', '?')}, "
+            f"{m.get('wall_s', '?')} s wall.*")
 
 
 # ------------------------------------------------------------------------------------- enmeshment_gemma
@@ -110,7 +112,9 @@ def table_enmeshment(data: dict) -> str:
     for name, d in data.items():
         runs = d["seeds"]
         empty = [sum(1 for g in r["graphs"] if min(g["row_sizes"]) == 0 or min(g["col_sizes"]) == 0) for r in runs]
-        sig = [sum(1 for g in r["graphs"] if g.get("q") is not None and g["q"] <= 0.05) for r in runs]
+        has_null = any(g.get("q") is not None for g in runs[0]["graphs"])
+        sig = ", ".join(str(sum(1 for g in r["graphs"] if g["q"] <= 0.05)) for r in runs) + " of 54" if has_null \
+            else "no null run"
         floor = _mean([g.get("p_floor") for g in runs[0]["graphs"]])
         if d["replicates"] is not None:
             ml = d["replicates"]["model_level"]
@@ -120,8 +124,8 @@ def table_enmeshment(data: dict) -> str:
             g = runs[0]["graphs"]
             c, ch, nm, sh = (num(_mean([x.get(k) for x in g])) for k in ("clusterability", "chance",
                                                                           "clusterability_norm", "shuffle_mean"))
-        lines.append(f"| {labels.get(name, name)} | {c} | {ch} | {nm} | {sh} | {', '.join(map(str, sig))} of 54 "
-                     f"| {num(floor, 2)} | {', '.join(map(str, empty))} |")
+        lines.append(f"| {labels.get(name, name)} | {c} | {ch} | {nm} | {sh} | {sig} | {num(floor, 2)} "
+                     f"| {', '.join(map(str, empty))} |")
     lines.append("")
     lines.append("Means over the 54 graphs; with several seeds, mean [95% interval] across seeds (Student t; each "
                  "seed re-runs the partitioner and its shuffle null). Blocks are deterministic (one run).")

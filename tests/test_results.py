@@ -52,7 +52,8 @@ def test_a_registered_kind_is_rendered_between_its_markers(tmp_path):
     tables.register("toy", lambda f: json.loads((f / "values.json").read_text()), lambda d: f"| a |\n| {d['a']} |")
     tables.register("toy_missing", lambda f: None, lambda d: "never")
     try:
-        text = "x\n<!-- results:toy -->\nold\n<!-- /results:toy -->\ny\n<!-- results:toy_missing -->\n<!-- /results:toy_missing -->\n"
+        text = ("x\n<!-- results:toy -->\nold\n<!-- /results:toy -->\ny\n"
+                "<!-- results:toy_missing -->\n<!-- /results:toy_missing -->\n")
         out = tables.update(text, tmp_path)
         assert "| 1.5 |" in out and "old" not in out and out.startswith("x\n") and "\ny\n" in out
         assert "`toy --run`" in out and "seeds 0,1" in out
@@ -75,7 +76,7 @@ def _means(rows: list[dict], key: str) -> float:
     return sum(vals) / len(vals)
 
 
-@pytest.mark.slow  # ~30 s CPU: two partitions of Gemma's 54 MLP graphs and a 9-shuffle null
+@pytest.mark.slow  # ~15 s CPU each: a partition of Gemma's 54 MLP graphs (and a 9-shuffle null where stored)
 @pytest.mark.parametrize("variant,balance", [("spectral", 0.0), ("spectral_balanced", 0.5)])
 def test_enmeshment_of_gemma_comes_out_again(embedded_bridge, variant, balance):
     # Tolerances: the partition of seed 0 is deterministic on one machine; on another CPU or BLAS, float
@@ -85,15 +86,17 @@ def test_enmeshment_of_gemma_comes_out_again(embedded_bridge, variant, balance):
     import circuitclust as cc
 
     stored = _stored("enmeshment_gemma", variant, "seed0", "clusterability.json")
-    res = cc.cluster(embedded_bridge, cc.ClusterOptions(k=4, parts=("mlp",), shuffles=9, balance=balance, seed=0,
-                                                        device="cpu"))
+    null = stored["shuffles"] > 0
+    res = cc.cluster(embedded_bridge, cc.ClusterOptions(k=4, parts=("mlp",), shuffles=9 if null else 0,
+                                                        balance=balance, seed=0, device="cpu"))
     got = res.graphs
     assert [g["name"] for g in got] == [g["name"] for g in stored["graphs"]]
     assert _means(got, "clusterability") == pytest.approx(_means(stored["graphs"], "clusterability"), abs=0.005)
     assert _means(got, "chance") == pytest.approx(_means(stored["graphs"], "chance"), abs=0.01)
     assert _means(got, "clusterability_norm") == pytest.approx(_means(stored["graphs"], "clusterability_norm"),
                                                                abs=0.01)
-    assert _means(got, "shuffle_mean") == pytest.approx(_means(stored["graphs"], "shuffle_mean"), abs=0.003)
+    if null:
+        assert _means(got, "shuffle_mean") == pytest.approx(_means(stored["graphs"], "shuffle_mean"), abs=0.003)
     if balance:
         assert all(min(g["row_sizes"]) > 0 and min(g["col_sizes"]) > 0 for g in got)
 

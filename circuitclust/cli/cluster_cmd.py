@@ -24,8 +24,9 @@ def cluster(
     k: int = typer.Option(_D.k, "--k", help="clusters per graph"),
     parts: str = typer.Option(",".join(_D.parts), help="comma-separated: mlp, attn, or matrix kinds"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
-    shuffles: int = typer.Option(_D.shuffles, help="entry-shuffled re-clusterings per graph for the null (0 = none; 99 lets p reach 0.01; "
-                                                     "about 1 min per 100 on Gemma 3 270M's MLPs on 2 CPU cores)"),
+    shuffles: int = typer.Option(_D.shuffles, help="entry-shuffled re-clusterings per graph for the null (0 = none; "
+                                 "99 lets p reach 0.01; about 130 s of CPU per 100 on Gemma 3 270M's 54 MLP graphs, "
+                                 "shared by --threads workers)"),
     seed: int = typer.Option(_D.seed, help="seed of every random step"),
     seeds: str = typer.Option(None, help="replicates: comma-separated seeds (e.g. 0,1,2), one run each, aggregated "
                                          "as mean and t interval across seeds (replaces --seed)"),
@@ -35,7 +36,8 @@ def cluster(
     balance: float = typer.Option(_D.balance, help="spectral: every cluster keeps at least this share of n/k units "
                                                    "on each side of each graph (0 = k-means as it is; 0.5 = half)"),
     ncut: bool = typer.Option(_D.ncut, "--ncut/--no-ncut", help="also spectral-cluster the whole-network graph (all units, |w| edges) and report its n-cut (slow on big models)"),
-    threads: int = typer.Option(None, help="CPU threads for torch and the shuffle null's workers (default: torch's choice; 1 is faster on an oversubscribed machine)"),
+    threads: int = typer.Option(None, help="CPU threads for torch and the shuffle null's workers (default: torch's "
+                                           "choice; 1 is faster on an oversubscribed machine)"),
     ncut_shuffles: int = typer.Option(_D.ncut_shuffles, help="shuffles for the n-cut null (default: --shuffles)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out"),
 ) -> None:

@@ -108,14 +108,15 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
             ml = d.get("model_level") or {}
             text = (f"mean C {_interval(ml.get('mean_clusterability'))} (chance {_interval(ml.get('mean_chance'))}, "
                     f"normalised {_interval(ml.get('mean_normalised'))}")
-            sig = (ml.get("significant_q05") or {}).get("values") if isinstance(ml.get("significant_q05"), dict) else None
+            sig = ml.get("significant_q05")
+            sig = sig.get("values") if isinstance(sig, dict) else None
             if sig:
                 text += f"; graphs at BH q ≤ 0.05 per seed: {', '.join(str(int(v)) for v in sig if v is not None)}"
             add("clusterability over seeds", by_name[name], f"{text}) [{how}]")
         elif d.get("kind") == "similarity":
             base = d.get("base") or {}
-            text = f"median off-diagonal GW {_interval(base.get('gw_offdiag_median'))}; group boundaries per seed: " + \
-                "; ".join(str(b) for b in d.get("boundaries_per_seed") or [])
+            text = (f"median off-diagonal GW {_interval(base.get('gw_offdiag_median'))}; group boundaries per seed: "
+                    + "; ".join(str(b) for b in d.get("boundaries_per_seed") or []))
             cmp = d.get("comparison")
             if cmp:
                 text += (f"; vs {d.get('other_model')}: GW rank correlation {_interval(cmp.get('gw_spearman'))}, "
