@@ -120,6 +120,93 @@ def _clusterability_blocks(a: torch.Tensor, rows: torch.Tensor, cols: torch.Tens
     return per_row.gather(3, rows[:, :, None, None].expand(-1, -1, J, 1))[..., 0].sum(1)  # [B, J]
 
 
+def _prepare(layouts: list[_Layout], weights: dict[str, torch.Tensor], partition: ModelPartition, power: int,
+             seed: int, fixed: bool) -> dict[str, float]:
+    """Fill each layout's shuffle sources (each member's ``|W|`` or ``W^2`` values in its own random order
+    ``c_g``, concatenated per stack) and, for ``blocks``, its fixed labels. Returns each graph's total squared
+    weight, the denominator of clusterability, which no shuffle changes."""
+    totals: dict[str, float] = {}
+    for lay in layouts:
+        for members in lay.members:
+            vals = []
+            for g in members:
+                w = weights[g.name]
+                v = (w.abs() if power == 1 else w.square()).reshape(-1)
+                totals[g.name] = float(v.double().square().sum() if power == 1 else v.double().sum())
+                gen = torch.Generator(device=w.device).manual_seed(_seed_for(seed, "shuffle-order:" + g.name))
+                vals.append(v[torch.randperm(v.numel(), generator=gen, device=w.device)])
+            lay.values.append(torch.cat(vals))
+            if fixed:
+                lay.labels.append(_stack_labels(partition, members, vals[0].device))
+    return totals
+
+
+def _items(layouts: list[_Layout], n: int) -> list[tuple[int, range]]:
+    """Work items ``(layout index, shuffles)``: a run of shuffles of one layout with all its stacks, as many as
+    fill one call of :data:`UNIT_ELEMENTS` entries (one shuffle per item when its stacks need several calls)."""
+    items = []
+    for li, lay in enumerate(layouts):
+        run = max(1, _per_call(lay) // len(lay.spaces))
+        items += [(li, range(s, min(s + run, n))) for s in range(0, n, run)]
+    return items
+
+
+def _per_call(lay: _Layout) -> int:
+    return max(1, UNIT_ELEMENTS // (lay.shape[0] * lay.shape[1]))
+
+
+class _NullRun:
+    """One shuffle null in progress: the layouts, the partitioner's options and the results ``null`` (filled
+    under a lock, so that items can run on several threads); each thread keeps one reusable buffer."""
+
+    def __init__(self, layouts, partition: ModelPartition, opts: dict, power: int, seed: int, fixed: bool,
+                 totals: dict[str, float], n: int, progress=None):
+        self.layouts, self.k, self.opts, self.power = layouts, partition.k, opts, power
+        self.seed, self.fixed, self.totals, self.progress = seed, fixed, totals, progress
+        self.null = {g.name: torch.empty(n, dtype=torch.float64) for lay in layouts for ms in lay.members for g in ms}
+        self.local, self.lock = threading.local(), threading.Lock()
+
+    def _buffer(self, numel: int, device: torch.device) -> torch.Tensor:
+        buf = getattr(self.local, "buf", None)
+        if buf is None or buf.numel() < numel or buf.device != device:
+            buf = self.local.buf = torch.empty(numel, dtype=torch.float32, device=device)
+        return buf
+
+    def run(self, item: tuple[int, range]) -> None:
+        """Gather, co-cluster and score every stack of ``item``'s shuffles, in calls of <= ``UNIT_ELEMENTS``."""
+        li, shuffles = item
+        lay = self.layouts[li]
+        m, n_cols = lay.shape
+        dev = lay.values[0].device
+        per_call = _per_call(lay)
+        pairs = [(s, i) for s in shuffles for i in range(len(lay.spaces))]
+        buf = self._buffer(min(per_call, len(pairs)) * m * n_cols, dev)
+        index: dict[int, torch.Tensor] = {}
+        for c0 in range(0, len(pairs), per_call):
+            call = pairs[c0:c0 + per_call]
+            a = buf[:len(call) * m * n_cols].view(len(call), m, n_cols)
+            for b, (s, i) in enumerate(call):
+                if s not in index:
+                    index = {s: _stack_index(lay, s, self.seed, dev)}  # shuffles come in order: keep the last
+                torch.index_select(lay.values[i], 0, index[s], out=a[b].view(-1))
+            if self.fixed:
+                rows = torch.stack([lay.labels[i][0] for _, i in call])
+                cols = torch.stack([lay.labels[i][1] for _, i in call])
+            else:
+                gen = torch.Generator(device=dev).manual_seed(
+                    _seed_for(self.seed, f"shuffle-cluster:{lay.shape}{lay.widths}:{shuffles.start}:{c0}"))
+                rows, cols = cocluster_graph(NormalisedGraph.from_a(a, self.power), self.k, generator=gen,
+                                             col_groups=lay.widths, **self.opts)
+            inside = _clusterability_blocks(a, rows, cols, lay.widths, self.power, self.k).double().cpu()
+            with self.lock:
+                for b, (s, i) in enumerate(call):
+                    for j, g in enumerate(lay.members[i]):
+                        total = self.totals[g.name]
+                        self.null[g.name][s] = inside[b, j] / total if total > 0 else 0.0
+                if self.progress is not None:
+                    self.progress.update(len(call))
+
+
 def shuffle_null(graphs: Sequence, weights: dict[str, torch.Tensor], partition: ModelPartition, n: int,
                  seed: int, *, workers: int = 1, progress=None) -> dict[str, torch.Tensor]:
     """Clusterability of each graph's ``n`` entry-shuffled, re-clustered copies (see the module docstring).
@@ -132,78 +219,22 @@ def shuffle_null(graphs: Sequence, weights: dict[str, torch.Tensor], partition: 
     fixed = prov.get("method") == "blocks"
     opts = dict(prov.get("cocluster") or _legacy_cocluster_options(prov))
     power = int(opts.pop("power", 1))
-    dev = next(iter(weights.values())).device
     layouts = _layouts(graphs)
-    totals: dict[str, float] = {}
-    for lay in layouts:
-        for members in lay.members:
-            vals = []
-            for g in members:
-                v = (weights[g.name].abs() if power == 1 else weights[g.name].square()).reshape(-1)
-                totals[g.name] = float(v.double().square().sum() if power == 1 else v.double().sum())
-                gen = torch.Generator(device=dev).manual_seed(_seed_for(seed, "shuffle-order:" + g.name))
-                vals.append(v[torch.randperm(v.numel(), generator=gen, device=dev)])
-            lay.values.append(torch.cat(vals))
-            if fixed:
-                lay.labels.append(_stack_labels(partition, members, dev))
-    # Work items: a run of shuffles of one layout, all its stacks, cut into calls of <= UNIT_ELEMENTS entries.
-    items = []
-    for li, lay in enumerate(layouts):
-        per_stack = lay.shape[0] * lay.shape[1]
-        per_call = max(1, UNIT_ELEMENTS // per_stack)
-        n_stacks = len(lay.spaces)
-        run = max(1, per_call // n_stacks)  # shuffles per item when a whole shuffle fits in one call
-        items += [(li, range(s, min(s + run, n))) for s in range(0, n, run)]
-    null = {g.name: torch.empty(n, dtype=torch.float64) for g in graphs}
-    local = threading.local()
-    lock = threading.Lock()
-
-    def work(item: tuple[int, range]) -> None:
-        li, shuffles = item
-        lay = layouts[li]
-        m, n_cols = lay.shape
-        per_call = max(1, UNIT_ELEMENTS // (m * n_cols))
-        pairs = [(s, i) for s in shuffles for i in range(len(lay.spaces))]
-        buf = getattr(local, "buf", None)
-        need = min(per_call, len(pairs)) * m * n_cols
-        if buf is None or buf.numel() < need or buf.device != dev:
-            buf = local.buf = torch.empty(need, dtype=torch.float32, device=dev)
-        index: dict[int, torch.Tensor] = {}
-        for c0 in range(0, len(pairs), per_call):
-            call = pairs[c0:c0 + per_call]
-            a = buf[:len(call) * m * n_cols].view(len(call), m, n_cols)
-            for b, (s, i) in enumerate(call):
-                if s not in index:
-                    index = {s: _stack_index(lay, s, seed, dev)}  # shuffles come in order: keep the last
-                torch.index_select(lay.values[i], 0, index[s], out=a[b].view(-1))
-            if fixed:
-                rows = torch.stack([lay.labels[i][0] for _, i in call])
-                cols = torch.stack([lay.labels[i][1] for _, i in call])
-            else:
-                gen = torch.Generator(device=dev).manual_seed(
-                    _seed_for(seed, f"shuffle-cluster:{lay.shape}{lay.widths}:{shuffles.start}:{c0}"))
-                rows, cols = cocluster_graph(NormalisedGraph.from_a(a, power), partition.k, generator=gen,
-                                             col_groups=lay.widths, **opts)
-            inside = _clusterability_blocks(a, rows, cols, lay.widths, power, partition.k).double().cpu()
-            with lock:
-                for b, (s, i) in enumerate(call):
-                    for j, g in enumerate(lay.members[i]):
-                        null[g.name][s] = inside[b, j] / totals[g.name] if totals[g.name] > 0 else 0.0
-                if progress is not None:
-                    progress.update(len(call))
-
+    totals = _prepare(layouts, weights, partition, power, seed, fixed)
+    job = _NullRun(layouts, partition, opts, power, seed, fixed, totals, n, progress)
+    items = _items(layouts, n)
     if workers > 1 and len(items) > 1:
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
-            for future in [pool.submit(work, item) for item in items]:
+            for future in [pool.submit(job.run, item) for item in items]:
                 future.result()
         finally:
             # on an error or an interrupt, drop the queued items instead of finishing them
             pool.shutdown(wait=True, cancel_futures=True)
     else:
         for item in items:
-            work(item)
-    return null
+            job.run(item)
+    return job.null
 
 
 def _stack_labels(partition: ModelPartition, members: Sequence, device: torch.device
