@@ -77,7 +77,8 @@ def provenance(folder: Path) -> str:
             if m.get("load_average_before") and m.get("load_average_after") else "load not recorded")
     seeds = ",".join(map(str, m.get("seeds") or [])) or "none (deterministic)"
     cmds = "; ".join(f"`{c}`" for c in m.get("commands", []))
-    commit = str(m.get("git_commit", "?"))[:12]
+    sha = str(m.get("git_commit", "?"))
+    commit = sha[:12] + (" (with uncommitted changes)" if sha.endswith("+dirty") else "")
     return (f"*From `results/{folder.name}/` ({cmds}); commit {commit}, seeds {seeds}, "
             f"{mach.get('cpu', '?')} ({mach.get('cores', '?')} cores, torch {mach.get('torch', '?')}, "
             f"{mach.get('torch_threads', '?')} thread(s)), {load}, {m.get('date', '?')}, "
@@ -156,7 +157,7 @@ def load_recall(folder: Path) -> dict:
 def table_recall(d: dict) -> str:
     lines = ["| task | n | correct | top-1 accuracy | Wilson 95% CI |", "|---|---|---|---|---|"]
     for t in d["tasks"]:
-        lines.append(f"| {t['task']} | {t['n']} | {t['correct']} | {num(t['accuracy'])} | "
+        lines.append(f"| {t['task']} | {t['n']} | {t['n_correct']} | {num(t['accuracy'])} | "
                      f"[{num(t['ci_low'])}, {num(t['ci_high'])}] |")
     return "\n".join(lines)
 
