@@ -51,7 +51,7 @@ def num(v: Any, digits: int = 3) -> str:
         return "-"
     if isinstance(v, int):
         return str(v)
-    return f"{v:.{digits}f}"
+    return f"{0.0 if abs(v) < 0.5 * 10 ** -digits else v:.{digits}f}"  # no "-0.000"
 
 
 def interval(s: dict | None, digits: int = 3) -> str:
