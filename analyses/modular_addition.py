@@ -268,7 +268,8 @@ def run_one(name: str, lam: float, args, data: dict, out: Path, device: torch.de
     _step(rec, "clusterability_train_partition",
           lambda: clusterability_table(model, tr["partition"], args.shuffles, args.seed), log)
     spectral = _step(rec, "spectral_partition",
-                     lambda: partition_model(model, k=args.k, parts=("mlp",), method="spectral", seed=args.seed),
+                     lambda: partition_model(model, k=args.k, parts=("mlp",), method="spectral", seed=args.seed,
+                                                     balance=args.balance),
                      log)
     rec["spectral_partition"] = None if spectral is None else {"provenance": spectral.provenance}
     if spectral is not None:
@@ -373,7 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--d-mlp", type=int, default=512)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--shuffles", type=int, default=50, help="shuffle-null size for clusterability")
+    ap.add_argument("--shuffles", type=int, default=99, help="shuffle-null size for clusterability (99: p can reach "
+                    "0.01)")
+    ap.add_argument("--balance", type=float, default=0.5, help="the fresh spectral partition keeps every cluster at "
+                    "least this share of n/k units per side (0 = k-means as it is)")
     ap.add_argument("--patch-split", choices=("train", "test"), default="train",
                     help="which split the patching prompts come from")
     ap.add_argument("--patch-prompts", type=int, default=256)

@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=50, help="fine-tuning optimizer steps per model")
     ap.add_argument("--minutes", type=float, default=30.0, help="safety cap on each fine-tuning's wall time")
+    ap.add_argument("--balance", type=float, default=0.5,
+                    help="spectral partitions keep every cluster at least this share of n/k units per side (the "
+                         "analyses' default: unbalanced spectral clusters of a real model can be empty on one side, "
+                         "which inflates the chance level; 0 = k-means as it is)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="further DemoOptions fields, e.g. k=8 max_prompts=16 (see circuitclust/demo.py)")
     args = ap.parse_args(argv)
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
             results[model] = {"error": str(e)}
             continue
         t0 = time.perf_counter()
+        extra.setdefault("balance", args.balance)
         run_demo(DemoOptions(model=model, data=args.data, steps=args.steps, minutes=args.minutes, **extra), run)
         results[model] = {**summarise(run), "seconds": round(time.perf_counter() - t0, 1), "run": str(run)}
     args.out.mkdir(parents=True, exist_ok=True)

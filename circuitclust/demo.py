@@ -29,7 +29,10 @@ class DemoOptions:
     on an MLP weight matches the task gradient's on Gemma 3 270M (``benchmarks/finetune_study.py``).
     ``tasks``: comma-separated recall tasks for patching, or ``all``; exact cluster ablation costs one forward
     pass per (layer, cluster) per batch, and the embedded model's 262k-token unembedding makes each pass slow
-    on a CPU, so the default is two tasks.
+    on a CPU, so the default is two tasks. ``shuffles`` per graph for the clusterability null: 99 lets p reach
+    0.01 (the batched null costs about 130 s of CPU per clustering step of the embedded Gemma, shared by the
+    torch threads);
+    ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``; ``analyses/`` use 0.5).
     """
 
     model: str = "gemma-3-270m"
@@ -39,7 +42,8 @@ class DemoOptions:
     k: int = 4
     lam: float = 2e-4
     distill: float = 1.0
-    shuffles: int = 5
+    shuffles: int = 99
+    balance: float = 0.0
     max_prompts: int = 8
     tasks: str = "country_capital,element_symbol"
     similarity_n: int = 128
@@ -54,6 +58,7 @@ class DemoOptions:
         check_float("lam", self.lam, 0.0)
         check_float("distill", self.distill, 0.0)
         check_int("shuffles", self.shuffles, 0)
+        check_float("balance", self.balance, 0.0, 1.0)
         check_int("max_prompts", self.max_prompts, 1)
         check_int("similarity_n", self.similarity_n, 4)
         check_int("seq_len", self.seq_len, 2)
@@ -118,7 +123,8 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
         echo(f"=== {name} done in {elapsed:.0f} s")
 
     ft = out / "finetune"
-    cluster_opts = ClusterOptions(k=o.k, parts=("mlp",), shuffles=o.shuffles, seed=o.seed, device=o.device)
+    cluster_opts = ClusterOptions(k=o.k, parts=("mlp",), shuffles=o.shuffles, balance=o.balance, seed=o.seed,
+                                  device=o.device)
 
     def cluster_step(spec: str, folder: Path) -> None:
         with new_run_folder(folder, kind="cluster") as staging:

@@ -48,7 +48,8 @@ class ClusterOptions:
 
     ``k`` clusters per graph; ``parts``: ``"mlp"``, ``"attn"`` or matrix kinds; ``method``: ``spectral``
     (co-clustering of |W|, or W^2 with ``power=2``) or ``blocks`` (equal contiguous blocks); ``shuffles``:
-    entry-shuffled re-clusterings per graph for the null; ``balance`` (spectral, in [0, 1]): every cluster keeps
+    entry-shuffled re-clusterings per graph for the null (default 99, so p can reach 0.01 and survive the
+    Benjamini-Hochberg correction; 0 skips the null); ``balance`` (spectral, in [0, 1]): every cluster keeps
     at least ``balance * n / k`` units on each side of each graph (0: none, so a cluster can be empty on
     one side and its chance level high); ``ncut``: also the whole-network n-cut (with
     ``ncut_shuffles``, default ``shuffles``); ``svd``/``n_init``: the co-clusterer's SVD method and k-means
@@ -59,7 +60,7 @@ class ClusterOptions:
     parts: tuple[str, ...] = ("mlp", "attn")
     method: str = "spectral"
     power: int = 1
-    shuffles: int = 0
+    shuffles: int = 99
     seed: int = 0
     svd: str = "auto"
     n_init: int = 10
@@ -376,5 +377,146 @@ def similarity(model: Any, data: str | Sequence[str] = "wiki", options: Similari
     return result
 
 
+# -------------------------------------------------------------------------------------------- replicates
+def parse_seeds(seeds: str | Sequence[int]) -> tuple[int, ...]:
+    """``"0,1,2"`` (or a sequence of ints) -> ``(0, 1, 2)``: distinct non-negative seeds, in the given order;
+    :class:`OptionError` otherwise."""
+    if isinstance(seeds, str):
+        parts = [p.strip() for p in seeds.split(",") if p.strip()]
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise OptionError(f"seeds {seeds!r} is not a comma-separated list of integers, e.g. 0,1,2",
+                              option="seeds") from None
+    else:
+        values = [check_int("seeds", v, 0) for v in seeds]
+    if not values:
+        raise OptionError("seeds is empty: give one or more seeds, e.g. 0,1,2", option="seeds")
+    for v in values:
+        check_int("seeds", v, 0)
+    if len(set(values)) != len(values):
+        raise OptionError(f"seeds {','.join(map(str, values))}: a seed is listed twice", option="seeds")
+    return tuple(values)
+
+
+@dataclass
+class Replicates:
+    """One operation run once per seed (``kind``: cluster | similarity): the per-seed results ``runs`` (in
+    ``seeds`` order, each a :class:`ClusterResult` or :class:`SimilarityResult`) and ``summary``, their numbers
+    aggregated across seeds (mean and Student t 95% interval, see :mod:`circuitclust.core.replicates`).
+    ``save`` writes each run into ``seed{S}/`` and the summary into ``replicates.json`` (+ CSV)."""
+
+    kind: str
+    seeds: tuple[int, ...]
+    runs: list[Any]
+    summary: dict[str, Any]
+
+    def save(self, folder: str | Path) -> Path:
+        from .runfiles import write_replicates
+
+        folder = Path(folder)
+        for seed, run in zip(self.seeds, self.runs):
+            run.save(folder / f"seed{seed}")
+        return write_replicates(folder, {"kind": self.kind, "seeds": list(self.seeds), **self.summary})
+
+
+def _mean_of(rows: Sequence[dict], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def cluster_summary(runs: Sequence[ClusterResult], seeds: Sequence[int]) -> dict[str, Any]:
+    """Across-seed summary of cluster results: the model-level means (C, chance, normalised C, shuffle mean,
+    graphs at BH q <= 0.05) and every graph's row, each number as mean / interval / per-seed values."""
+    from .core.replicates import aggregate, aggregate_rows, interval_info
+
+    per_seed = [{"mean_clusterability": r.mean_clusterability, "mean_chance": r.mean_chance,
+                 "mean_normalised": _mean_of(r.graphs, "clusterability_norm"),
+                 "mean_shuffle": _mean_of(r.graphs, "shuffle_mean"),
+                 "significant_q05": (sum(1 for g in r.graphs if g.get("q") is not None and g["q"] <= 0.05)
+                                     if r.options.shuffles else None),
+                 "n_graphs": len(r.graphs)} for r in runs]
+    o = runs[0].options
+    return {"model": runs[0].model, "k": o.k, "options": {**asdict(o), "seed": None},
+            "interval": interval_info(seeds), "model_level": aggregate(per_seed),
+            "graphs": aggregate_rows([r.graphs for r in runs], key="name")}
+
+
+def cluster_seeds(model: Any, seeds: Sequence[int], options: ClusterOptions | None = None, *,
+                  progress: bool = False, **overrides: Any) -> Replicates:
+    """:func:`cluster` once per seed in ``seeds`` (the model loaded once), the results aggregated across seeds
+    (:func:`cluster_summary`). Returns :class:`Replicates`."""
+    seeds = parse_seeds(seeds)
+    o = replace(options or ClusterOptions(), **overrides)
+    m = _bridge(model, str(resolve_device(o.device)))
+    runs = [cluster(m, replace(o, seed=s), progress=progress) for s in seeds]
+    for r in runs:
+        r.model = _spec(model)
+    return Replicates("cluster", seeds, runs, cluster_summary(runs, seeds))
+
+
+def similarity_summary(runs: Sequence["SimilarityResult"], seeds: Sequence[int]) -> dict[str, Any]:
+    """Across-seed summary of similarity results: per layer the GW and CKA distance to the next layer, the
+    whole GW / CKA matrices (mean, interval ends), the median off-diagonal GW, how often each gap between
+    layers is a group boundary, and (with a comparison) its numbers; each number as mean / interval / values."""
+    import torch
+
+    from .core.replicates import aggregate, interval_info, summarise
+
+    def per_seed(sim: LayerSimilarity) -> dict[str, Any]:
+        n = len(sim.layers)
+        gw, cka = sim.distances.double().cpu(), sim.cka.double().cpu()
+        off = gw[~torch.eye(n, dtype=torch.bool)]
+        cuts = [0.0] * max(n - 1, 0)
+        for b in (sim.groups.boundaries if sim.groups is not None else []):
+            cuts[b - 1] = 1.0
+        return {"gw_to_next": [float(gw[i, i + 1]) for i in range(n - 1)],
+                "cka_to_next": [float(cka[i, i + 1]) for i in range(n - 1)],
+                "gw_offdiag_median": float(off.median()) if off.numel() else None,
+                "n_groups": sim.groups.n_groups if sim.groups is not None else None,
+                "boundary_share": cuts}
+
+    def matrix(mats: list[torch.Tensor]) -> dict[str, Any]:
+        entries = [[summarise([float(m[i, j]) for m in mats]) for j in range(mats[0].shape[1])]
+                   for i in range(mats[0].shape[0])]
+        return {key: [[e[key] for e in row] for row in entries] for key in ("mean", "lo", "hi")}
+
+    base = [r.base for r in runs]
+    out = {"model": base[0].provenance.get("model"), "layers": base[0].layers, "interval": interval_info(seeds),
+           "options": {k: v for k, v in base[0].provenance.items() if k not in ("seed", "exact_start_summary")},
+           "base": aggregate([per_seed(s) for s in base]),
+           "gw": matrix([s.distances.double().cpu() for s in base]),
+           "cka": matrix([s.cka.double().cpu() for s in base]),
+           "boundaries_per_seed": [s.groups.boundaries if s.groups is not None else None for s in base]}
+    if all(r.other is not None for r in runs):
+        out["other"] = aggregate([per_seed(r.other) for r in runs])
+        out["other_model"] = runs[0].other.provenance.get("model")
+    if all(r.comparison is not None for r in runs):
+        keys = ("gw_spearman", "cka_spearman", "groups_ari", "per_layer_gw")
+        out["comparison"] = aggregate([{k: r.comparison.get(k) for k in keys} for r in runs])
+    return out
+
+
+def similarity_seeds(model: Any, seeds: Sequence[int], data: str | Sequence[str] = "wiki",
+                     options: "SimilarityOptions | None" = None, *, compare: Any = None, progress: bool = False,
+                     **overrides: Any) -> Replicates:
+    """:func:`similarity` once per seed in ``seeds`` (new token positions, bootstrap and solver starts per seed;
+    each model loaded once), aggregated across seeds (:func:`similarity_summary`). Returns :class:`Replicates`."""
+    seeds = parse_seeds(seeds)
+    o = replace(options or SimilarityOptions(), **overrides)
+    dev = str(resolve_device(o.device))
+    m = _bridge(model, dev)
+    other = _bridge(compare, dev) if compare is not None else None
+    runs = []
+    for s in seeds:
+        res = similarity(m, data, replace(o, seed=s), compare=other, progress=progress)
+        res.base.provenance["model"] = _spec(model)
+        if res.other is not None:
+            res.other.provenance["model"] = _spec(compare)
+        runs.append(res)
+    return Replicates("similarity", seeds, runs, similarity_summary(runs, seeds))
+
+
 __all__ = ["ClusterOptions", "ClusterResult", "cluster", "FinetuneConfig", "finetune", "PatchOptions",
-           "PatchResult", "patch", "SimilarityOptions", "SimilarityResult", "similarity"]
+           "PatchResult", "patch", "SimilarityOptions", "SimilarityResult", "similarity", "Replicates", "parse_seeds",
+           "cluster_seeds", "cluster_summary", "similarity_seeds", "similarity_summary"]

@@ -32,6 +32,7 @@ RUN_FILES: dict[str, str | None] = {
     "finetune_study.json": "circuitclust.finetune_study/",
     "partition.json": None,  # its own "format" string, checked by ModelPartition.load
     "run_config.json": None,
+    "replicates.json": "circuitclust.replicates/",
 }
 
 
@@ -145,6 +146,36 @@ def write_clusterability(folder: str | Path, doc: dict[str, Any]) -> Path:
     return write_json(folder / "clusterability.json", {"schema": CLUSTERABILITY_SCHEMA, **doc})
 
 
+REPLICATES_SCHEMA = "circuitclust.replicates/1"
+
+
+def _ends(summary: Any) -> list[Any]:
+    """``[mean, lo, hi]`` of one across-seed summary (``circuitclust.core.replicates.summarise``)."""
+    return [summary.get(k) for k in ("mean", "lo", "hi")] if isinstance(summary, dict) else [None] * 3
+
+
+def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
+    """Write ``replicates.json`` (schema ``circuitclust.replicates/1``: ``kind`` (cluster | similarity),
+    ``seeds``, ``interval`` (how the across-seed intervals were made) and the kind's summary, every number as
+    ``{"mean", "sd", "n", "lo", "hi", "min", "max", "values"}``) and ``replicates.csv`` (cluster: one row per
+    graph; similarity: one row per layer) into ``folder``, each atomically. Returns the JSON path."""
+    folder = Path(folder)
+    if doc["kind"] == "cluster":
+        fields = ("clusterability", "chance", "clusterability_norm", "shuffle_mean", "z")
+        header = ["name"] + [f"{f}_{e}" for f in fields for e in ("mean", "lo", "hi")] + ["p_max", "q_max"]
+        rows = [[g["name"]] + [x for f in fields for x in _ends(g.get(f))]
+                + [(g.get(f) or {}).get("max") if isinstance(g.get(f), dict) else None for f in ("p", "q")]
+                for g in doc["graphs"]]
+    else:
+        header = ["layer"] + [f"{f}_{e}" for f in ("gw_to_next", "cka_to_next") for e in ("mean", "lo", "hi")]
+        base = doc["base"]
+        rows = [[layer] + (_ends(base["gw_to_next"][i]) + _ends(base["cka_to_next"][i])
+                           if i < len(base["gw_to_next"]) else [None] * 6)
+                for i, layer in enumerate(doc["layers"])]
+    write_csv(folder / "replicates.csv", header, rows)
+    return write_json(folder / "replicates.json", {"schema": REPLICATES_SCHEMA, **doc})
+
+
 def write_patch_results(out: str | Path, result: dict) -> list[Path]:
     """Write effects/specialisation/circuits JSON + CSV twins of one patching result (the
     ``ModelPatching`` that ``circuitclust.analysis.patch_run.analyse_model`` returns) into ``out``, each file
@@ -252,6 +283,12 @@ def load_clusterability(path: str | Path) -> dict[str, Any]:
     if not isinstance(data.get("graphs"), list):
         raise DataError(f"{_file(path, 'clusterability.json')} has no 'graphs' list")
     return data
+
+
+def load_replicates(path: str | Path) -> dict[str, Any]:
+    """``replicates.json`` (schema ``circuitclust.replicates/1``): kind, seeds, interval and the across-seed
+    summary (see :func:`write_replicates`)."""
+    return _load_json(path, "replicates.json", ("kind", "seeds", "interval"))
 
 
 def load_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -141,6 +141,30 @@ def shuffle_test(
 
 
 # ---------------------------------------------------------------------------------------- SVD and CKA
+def reference_shuffle_null(graphs, weights: dict[str, torch.Tensor], partition, n: int, seed: int
+                           ) -> dict[str, torch.Tensor]:
+    """The shuffle null drawn the plain way (the path before batching): for each tied stack and each shuffle,
+    every member's signed entries permuted with a fresh ``randperm`` (:func:`shuffle_entries`), the stack
+    re-co-clustered with the partition's options (``cocluster_labels`` takes ``|W|`` itself), each member
+    scored with :func:`clusterability`. Returns ``{name: [n] float64}``, to compare in distribution with
+    ``circuitclust.analysis.clustering.null.shuffle_null``."""
+    from circuitclust.analysis.clustering.stacks import _oriented, _resid_sizes, _split_cols, _tied_side, tied_groups
+
+    opts = partition.provenance["cocluster"]
+    out: dict[str, torch.Tensor] = {}
+    for i, members in enumerate(tied_groups(graphs).values()):
+        g0 = torch.Generator(device=weights[members[0].name].device).manual_seed(seed * 1009 + i)
+        shuffled = {g.name: shuffle_entries(weights[g.name], n, g0) for g in members}
+        stack = torch.cat([_oriented(g, shuffled[g.name]) for g in members], 2)
+        rows, cols = cocluster_labels(stack, partition.k, seed=seed * 1009 + i, col_groups=_resid_sizes(members),
+                                      **opts)
+        res = _split_cols(members, cols)
+        for g in members:
+            r, c = (res[g.name], rows) if _tied_side(g) == "out" else (rows, res[g.name])
+            out[g.name] = clusterability(shuffled[g.name], r, c).double()
+    return out
+
+
 def dense_gram(a: torch.Tensor):
     """``gram`` for :func:`~circuitclust.core.svd.block_lanczos_svd` from a materialised ``a`` ``[B, m, n]``."""
     def gram(vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -228,13 +228,14 @@ def test_bad_input_is_one_error_line(case, files, tmp_path, capsys, monkeypatch)
 
 def test_rerun_refuses_then_overwrites(files, tmp_path, capsys):
     out = tmp_path / "c"
-    code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--out", out])
+    code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--shuffles", "0", "--out", out])
     assert code == 0, err
     first = json.loads((out / "clusterability.json").read_text())
     code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--k", "2", "--out", out])
     assert_one_line_error(code, err, "already holds a run", "--overwrite")
     assert json.loads((out / "clusterability.json").read_text()) == first  # untouched
-    code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--k", "2", "--out", out, "--overwrite"])
+    code, _, err = run_cli(capsys, ["cluster", TINY, "--parts", "mlp", "--k", "2", "--shuffles", "0", "--out", out,
+                                    "--overwrite"])
     assert code == 0, err
     assert json.loads((out / "clusterability.json").read_text())["k"] == 2
     assert sorted(p.name for p in out.iterdir()) == [".circuitclust-run", "clusterability.csv", "clusterability.json",
@@ -303,7 +304,8 @@ def test_killed_commands_leave_whole_files_and_rerun_as_documented(tmp_path):
     staging = lambda: bool(list(tmp_path.glob(".c.partial-*")))  # noqa: E731
     kill_when(cluster, staging, 1.0)
     assert not out.exists()
-    done = subprocess.run(cli + ["cluster", TINY, "--out", str(out)], env=env, capture_output=True, text=True)
+    done = subprocess.run(cli + ["cluster", TINY, "--shuffles", "0", "--out", str(out)], env=env, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr
     assert not list(tmp_path.glob(".c.partial-*"))  # the killed run's staging folder is gone
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -156,3 +156,49 @@ def test_balanced_spectral_partition_leaves_no_cluster_empty_on_any_side():
     plain = partition_model(hf, k=4, parts=("mlp",), seed=0)
     assert "balance" not in plain.provenance["cocluster"]
     assert min(plain["blocks.1.mlp.in"].sizes()[0]) == 0
+
+
+def test_batched_shuffle_null_is_the_same_null_as_drawing_each_shuffle_afresh(models):
+    # The batched null shares one permutation per shuffle across graphs (each graph's own random order makes
+    # every graph's shuffles i.i.d. uniform); in distribution it must match drawing every permutation afresh.
+    from _helpers import reference_shuffle_null
+    from scipy.stats import ks_2samp
+
+    from circuitclust.analysis.clustering.null import shuffle_null
+    from circuitclust.analysis.clustering.stacks import _weights
+
+    m = models["tiny-gemma"]
+    mp = partition_model(m, k=3, parts=("mlp",), seed=0, layers=[0, 1])
+    graphs = weight_graphs(m, parts=("mlp",), layers=[0, 1])  # two stacks [W_in^T | W_gate^T | W_out]
+    w = _weights(graphs, "cpu")
+    new = shuffle_null(graphs, w, mp, 150, seed=0)
+    ref = reference_shuffle_null(graphs, w, mp, 150, seed=1)
+    for g in graphs:
+        assert new[g.name].shape == (150,) and new[g.name].dtype == torch.float64
+        assert ks_2samp(new[g.name].numpy(), ref[g.name].numpy()).pvalue > 1e-3, g.name
+        # a different null would show in the spread as well as the centre
+        assert new[g.name].std() == pytest.approx(float(ref[g.name].std()), rel=0.3)
+
+
+def test_shuffle_null_is_deterministic_whatever_the_workers_and_matches_blocks(models):
+    from circuitclust.analysis.clustering.null import shuffle_null
+    from circuitclust.analysis.clustering.stacks import _weights
+
+    m = models["tiny-gpt2"]
+    graphs = weight_graphs(m, parts=("mlp", "attn"))
+    w = _weights(graphs, "cpu")
+    mp = partition_model(m, k=3, parts=("mlp", "attn"), seed=0, balance=0.5)
+    one = shuffle_null(graphs, w, mp, 7, seed=3, workers=1)
+    two = shuffle_null(graphs, w, mp, 7, seed=3, workers=2)
+    assert set(one) == {g.name for g in graphs} and all(torch.equal(one[n], two[n]) for n in one)
+    assert not torch.equal(one[graphs[0].name], shuffle_null(graphs, w, mp, 7, seed=4)[graphs[0].name])
+    # fixed labels (blocks): the null is the clusterability of shuffled weights under the same labels, whose
+    # expectation is the chance level of equal blocks
+    blocks = partition_model(m, k=4, parts=("mlp",), method="blocks")
+    mlp = weight_graphs(m, parts=("mlp",))
+    null = shuffle_null(mlp, _weights(mlp, "cpu"), blocks, 200, seed=0)
+    for g in mlp:
+        assert float(null[g.name].mean()) == pytest.approx(0.25, abs=0.01)
+        shuffled = w[g.name].reshape(-1)[torch.randperm(w[g.name].numel())].view(g.shape)
+        p = blocks[g.name]
+        assert float(clusterability(shuffled, p.row_labels, p.col_labels)) == pytest.approx(0.25, abs=0.03)

@@ -124,4 +124,6 @@ def test_intervals_say_how_they_were_made():
 
     full = interval_method(1000)
     assert full == {"level": 0.95, "method": "percentile bootstrap over prompts", "n_boot": 1000}
-    assert "indicative" in interval_method(5, "token positions")["note"]
+    few = interval_method(5, "token positions")
+    assert few["level"] is None and "indicative" in few["note"] and "95%" not in few["method"]
+    assert few["method"].startswith("2.5-97.5 percentile range of 5 bootstrap resamples")

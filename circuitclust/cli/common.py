@@ -135,6 +135,17 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(out)
 
 
+def fmt_interval(summary: dict | None, digits: int = 4) -> str:
+    """``mean [lo, hi]`` of an across-seed summary (``circuitclust.core.replicates.summarise``); just the mean
+    with one seed, ``-`` without a value."""
+    if not isinstance(summary, dict) or summary.get("mean") is None:
+        return "-"
+    text = f"{summary['mean']:.{digits}g}"
+    if summary.get("lo") is not None:
+        text += f" [{summary['lo']:.{digits}g}, {summary['hi']:.{digits}g}]"
+    return text
+
+
 def echo(msg: str = "") -> None:
     typer.echo(msg)
     sys.stdout.flush()

@@ -24,7 +24,10 @@ def demo(
     k: int = typer.Option(_D.k, "--k", help="clusters per layer"),
     lam: float = typer.Option(_D.lam, "--lam", help="clusterability loss weight per off-cluster weight (entries reduction)"),
     distill: float = typer.Option(_D.distill, "--distill", help="KL-to-base weight that preserves capability"),
-    shuffles: int = typer.Option(_D.shuffles, "--shuffles", help="shuffle-null re-clusterings per graph"),
+    shuffles: int = typer.Option(_D.shuffles, "--shuffles", help="shuffle-null re-clusterings per graph (99: p can "
+                                                                 "reach 0.01)"),
+    balance: float = typer.Option(_D.balance, "--balance", help="spectral partition: every cluster keeps at least "
+                                                                "this share of n/k units per side (0 = k-means as it is)"),
     max_prompts: int = typer.Option(_D.max_prompts, "--max-prompts", help="prompts per recall task for patching"),
     tasks: str = typer.Option(_D.tasks, "--tasks",
                               help="comma-separated recall tasks for patching ('all' = every bundled task)"),
@@ -38,6 +41,6 @@ def demo(
     from ..demo import run_demo
 
     options = DemoOptions(model=model, data=data, steps=steps, minutes=minutes, k=k, lam=lam, distill=distill, shuffles=shuffles,
-                          max_prompts=max_prompts, tasks=tasks, similarity_n=similarity_n, seq_len=seq_len, seed=seed,
+                          balance=balance, max_prompts=max_prompts, tasks=tasks, similarity_n=similarity_n, seq_len=seq_len, seed=seed,
                           device=device)
     run_demo(options, out, overwrite=overwrite, echo=echo)

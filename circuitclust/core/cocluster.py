@@ -149,6 +149,32 @@ def cocluster_labels(
     dev = torch.device(device) if device is not None else weights.device
     dtype = torch.float64 if weights.dtype == torch.float64 else torch.float32
     graph = NormalisedGraph(weights.detach().to(dev), power, dtype=dtype)
+    return cocluster_graph(graph, k, seed=seed, n_init=n_init, svd=svd, n_iter=n_iter, oversample=oversample,
+                           n_vectors=n_vectors, generator=generator, svd_tol=svd_tol, balance=balance,
+                           col_groups=col_groups)
+
+
+def cocluster_graph(
+    graph: NormalisedGraph,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 10,
+    svd: str = "auto",
+    n_iter: int = SVD_N_ITER,
+    oversample: int = 1,
+    n_vectors: int | None = None,
+    generator: torch.Generator | None = None,
+    svd_tol: float = SVD_TOL,
+    balance: float = 0.0,
+    col_groups: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cocluster_labels` of a ready normalised graph ``graph`` (batch ``[B, n_in, n_out]``, e.g.
+    :meth:`NormalisedGraph.from_a` of shuffled ``|W|`` values): ``(row_labels [B, n_in], col_labels
+    [B, n_out])`` int64 on the graph's device."""
+    _check(graph.a, k)
+    check_float("balance", balance, 0.0, 1.0)
+    dev = graph.a.device
     if generator is None:
         generator = torch.Generator(device=dev).manual_seed(int(seed))
     B, n_in, n_out = graph.shape

@@ -123,9 +123,11 @@ def null_stats(value: float, null: torch.Tensor | list[float], higher_is_better:
 
 
 def interval_method(n_boot: int, over: str = "prompts") -> dict:
-    """How the 95% intervals of a result were made, stored beside them: a percentile bootstrap over ``over``
-    with ``n_boot`` resamples; below 1000 resamples the interval is marked as indicative only."""
-    out = {"level": 0.95, "method": f"percentile bootstrap over {over}", "n_boot": int(n_boot)}
-    if n_boot < 1000:
-        out["note"] = f"only {n_boot} resamples (< 1000): the interval's ends are indicative, not a reliable 95% CI"
-    return out
+    """How the intervals of a result were made, stored beside them. With at least 1000 resamples: a 95%
+    percentile bootstrap over ``over`` (``level`` 0.95). With fewer, the same 2.5-97.5 percentiles are only an
+    indicative range, and say so: ``level`` is None and ``note`` explains (they are never called a 95% CI)."""
+    if n_boot >= 1000:
+        return {"level": 0.95, "method": f"percentile bootstrap over {over}", "n_boot": int(n_boot)}
+    return {"level": None, "method": f"2.5-97.5 percentile range of {int(n_boot)} bootstrap resamples over {over}",
+            "n_boot": int(n_boot),
+            "note": f"only {n_boot} resamples (< 1000): an indicative range, not a reliable 95% CI"}

@@ -26,7 +26,8 @@ def clusterability_bars(data: Mapping[str, Any]) -> go.Figure:
         x = [g["name"] for g in graphs]
         custom = [[g.get("layer"), g.get("kind"), "x".join(str(s) for s in g.get("shape", [])), fmt(g.get("chance")),
                    fmt(g.get("shuffle_mean")), fmt(g.get("shuffle_std")), fmt(g.get("z"), 3), fmt(g.get("p"), 3),
-                   ",".join(str(s) for s in g.get("row_sizes", [])), ",".join(str(s) for s in g.get("col_sizes", []))]
+                   ",".join(str(s) for s in g.get("row_sizes", [])), ",".join(str(s) for s in g.get("col_sizes", [])),
+                   fmt(g.get("p_floor"), 3), fmt(g.get("q"), 3)]
                   for g in graphs]
         who = run_name(label)
         c = colour(r)
@@ -36,7 +37,7 @@ def clusterability_bars(data: Mapping[str, Any]) -> go.Figure:
             hovertemplate=(f"<b>%{{x}}</b> ({who})<br>layer %{{customdata[0]}}, %{{customdata[1]}}, "
                            "[%{customdata[2]}]<br>clusterability: %{y:.4f}<br>chance: %{customdata[3]}"
                            "<br>shuffle null: %{customdata[4]} ± %{customdata[5]}<br>z = %{customdata[6]}, "
-                           "p = %{customdata[7]}<br>cluster sizes rows [%{customdata[8]}], cols [%{customdata[9]}]"
+                           "p = %{customdata[7]} (floor %{customdata[10]}), BH q = %{customdata[11]}<br>cluster sizes rows [%{customdata[8]}], cols [%{customdata[9]}]"
                            "<extra></extra>")))
         has_null = any(g.get("shuffle_mean") is not None for g in graphs)
         fig.add_trace(go.Scatter(

@@ -57,7 +57,8 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
                "circuits": ("circuits.json", runfiles.load_circuits),
                "similarity": ("similarity.json", runfiles.load_similarity),
                "finetune_study": ("finetune_study.json", runfiles.load_finetune_study),
-               "run_config": ("run_config.json", runfiles.load_run_config)}
+               "run_config": ("run_config.json", runfiles.load_run_config),
+               "replicates": ("replicates.json", runfiles.load_replicates)}
     data: dict[str, dict[str, Any]] = {}
     load_notes: list[str] = []
     for kind, (fname, loader) in loaders.items():

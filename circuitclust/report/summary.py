@@ -18,6 +18,16 @@ def _mean(values: list) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _interval(summary: Any, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of an across-seed summary (see ``circuitclust.core.replicates``)."""
+    if not isinstance(summary, dict) or summary.get("mean") is None:
+        return "n/a"
+    text = fmt(summary["mean"], digits)
+    if summary.get("lo") is not None:
+        text += f" [{fmt(summary['lo'], digits)}, {fmt(summary['hi'], digits)}]"
+    return text
+
+
 def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[tuple[str, str, dict[str, str]]]:
     """Rows ``(quantity, step label, {run: text})``; quantities a folder lacks are filled in as "not run"."""
     rows: list[tuple[str, str, dict[str, str]]] = []
@@ -90,6 +100,28 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
         if isinstance(stab, (int, float)):
             text += f" (stability {fmt(stab, 3)})"
         add("layer groups (GW)", by_name[name], text)
+    for name, d in data.get("replicates", {}).items():
+        iv = d.get("interval") or {}
+        how = (f"seeds {','.join(map(str, d.get('seeds', [])))}; {iv.get('method', '')}"
+               + (f", {fmt(100 * iv['level'], 2)}%" if iv.get("level") else ""))
+        if d.get("kind") == "cluster":
+            ml = d.get("model_level") or {}
+            text = (f"mean C {_interval(ml.get('mean_clusterability'))} (chance {_interval(ml.get('mean_chance'))}, "
+                    f"normalised {_interval(ml.get('mean_normalised'))}")
+            sig = ml.get("significant_q05")
+            sig = sig.get("values") if isinstance(sig, dict) else None
+            if sig:
+                text += f"; graphs at BH q ≤ 0.05 per seed: {', '.join(str(int(v)) for v in sig if v is not None)}"
+            add("clusterability over seeds", by_name[name], f"{text}) [{how}]")
+        elif d.get("kind") == "similarity":
+            base = d.get("base") or {}
+            text = (f"median off-diagonal GW {_interval(base.get('gw_offdiag_median'))}; group boundaries per seed: "
+                    + "; ".join(str(b) for b in d.get("boundaries_per_seed") or []))
+            cmp = d.get("comparison")
+            if cmp:
+                text += (f"; vs {d.get('other_model')}: GW rank correlation {_interval(cmp.get('gw_spearman'))}, "
+                         f"group ARI {_interval(cmp.get('groups_ari'))}")
+            add("layer similarity over seeds", by_name[name], f"{text} [{how}]")
     for quantity in ("clusterability", "held-out perplexity", "circuit size", "specialisation (model score)",
                      "layer groups (GW)"):
         if not any(r[0].startswith(quantity) for r in rows):

@@ -156,7 +156,8 @@ def layer_similarity(model, prompts: str | Sequence[str], *, hooks: str | Sequen
     ``exact_starts``: the exact solver's starts (:data:`circuitclust.core.gw.EXACT_STARTS`; the lowest
     GW cost is kept and which start won is recorded in ``provenance["exact_start_summary"]``).
     Groups: average-linkage clustering of the GW matrix (``contiguous`` runs of layers or free; ``n_groups``
-    or chosen by silhouette); ``n_boot > 0`` adds bootstrap stability and per-entry 95% intervals.
+    or chosen by silhouette); ``n_boot > 0`` adds bootstrap stability and per-entry intervals (a 95% CI
+    from 1000 resamples on; fewer give an indicative range, as its ``interval`` record says).
     Returns a :class:`LayerSimilarity` with ``distances[L, L]``, ``cka[L, L]``, ``layers`` and provenance.
     """
     check_similarity_options(n=n, metric=metric, solver=solver, batch_size=batch_size, max_tokens=max_tokens,

@@ -1,0 +1,214 @@
+"""Regenerate the files under results/ that analyses/RESULTS.md's tables are made from.
+
+Each result kind is a producer registered in ``PRODUCERS``: it runs the pipeline (library calls, the same as
+the CLI commands it records) and writes JSON/CSV only (no partitions or tensors) into ``results/<kind>/``,
+with ``manifest.json``: the equivalent command, git commit, seeds, machine (CPU, cores, torch, load average
+before and after) and wall time. ``scripts/results_tables.py`` turns them into the tables.
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python scripts/make_results.py enmeshment_gemma [KIND ...]
+    .venv/bin/python scripts/make_results.py --list
+
+Kinds and their cost on the project's 2-core CPU: ``enmeshment_gemma`` (Gemma 3 270M MLP clusterability,
+spectral and balanced, 3 seeds x 99 shuffles, and equal blocks; ~15-30 min), ``attribution_gemma`` (attribution
+vs exact cluster patching on 8 country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma``
+(the recall tasks' accuracy; ~1 min), ``shuffle_null`` (the shuffle-null benchmark; ~5 min on a quiet machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+_COMMIT = "unknown"
+RESULTS = ROOT / "results"
+SEEDS = (0, 1, 2)
+
+
+def git_commit() -> str:
+    """The checkout's commit, ``+dirty`` when tracked files differ from it."""
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _fresh(kind: str) -> Path:
+    global _COMMIT
+    _COMMIT = git_commit()  # the code that runs is the code at the start
+    out = RESULTS / kind
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def _manifest(out: Path, commands: list[str], seeds, started: float, load_before: list[float], **extra) -> None:
+    doc = {"schema": "circuitclust.results_manifest/1", "commands": commands, "git_commit": _COMMIT,
+           "seeds": list(seeds), "machine": machine(), "load_average_before": load_before,
+           "load_average_after": load(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+           "wall_s": round(time.perf_counter() - started, 1), **extra}
+    (out / "manifest.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _keep_json_csv(folder: Path) -> None:
+    """Drop what results/ does not keep (partitions, tensors, markers): JSON and CSV only."""
+    for p in sorted(folder.rglob("*"), reverse=True):
+        if p.is_file() and p.suffix not in (".json", ".csv") or p.name == ".circuitclust-run":
+            p.unlink()
+        elif p.is_file() and p.name == "partition.json":
+            p.unlink()
+
+
+#: Shuffles per graph and seed of the enmeshment result (``--shuffles``): 99 lets p reach 0.01.
+SHUFFLES = 99
+#: Shuffles of the plain (unbalanced) spectral variant (``--plain-shuffles``; default: as ``--shuffles``).
+PLAIN_SHUFFLES: int | None = None
+
+
+def enmeshment_gemma() -> Path:
+    """Claim 1: clusterability of Gemma 3 270M's 54 MLP graphs (k = 4) under the spectral partition, plain and
+    balanced (0.5), 3 seeds x SHUFFLES shuffles each, and under equal blocks (deterministic, one seed)."""
+    import circuitclust as cc
+    from circuitclust.models import load_model
+
+    out, t0, l0 = _fresh("enmeshment_gemma"), time.perf_counter(), load()
+    model = load_model("gemma-3-270m", device="cpu")
+    seeds = ",".join(map(str, SEEDS))
+    commands = []
+    plain = SHUFFLES if PLAIN_SHUFFLES is None else PLAIN_SHUFFLES
+    for name, balance, shuffles in (("spectral_balanced", 0.5, SHUFFLES), ("spectral", 0.0, plain)):
+        opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=shuffles, balance=balance, device="cpu")
+        cc.cluster_seeds(model, SEEDS, opts).save(out / name)
+        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles {shuffles} --balance "
+                        f"{balance} --seeds {seeds} --device cpu --out {name}")
+    res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), method="blocks", shuffles=SHUFFLES, device="cpu"))
+    res.model = "gemma-3-270m"
+    res.save(out / "blocks")
+    commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --method blocks --shuffles {SHUFFLES} "
+                    "--device cpu --out blocks")
+    _keep_json_csv(out)
+    _manifest(out, commands, SEEDS, t0, l0)
+    return out
+
+
+ATTRIBUTION = {"task": "country_capital", "max_prompts": 8, "k": 4, "balance": 0.5, "parts": ("mlp",)}
+
+
+def attribution_agreement(model, seed: int, max_prompts: int = ATTRIBUTION["max_prompts"]) -> dict:
+    """Spearman agreement between attribution patching and exact resample ablation of every (layer, cluster)
+    node of a balanced spectral MLP partition (``seed``) on the first ``max_prompts`` prompts of the task.
+    Also used by tests/test_results.py to re-run the stored figure."""
+    from circuitclust.analysis.clustering import partition_model
+    from circuitclust.analysis.patching import attribution_agreement as agreement
+    from circuitclust.analysis.prompts import encode_task
+    from circuitclust.analysis.units import unit_layout
+
+    a = ATTRIBUTION
+    partition = partition_model(model, k=a["k"], parts=a["parts"], seed=seed, balance=a["balance"])
+    prompts = encode_task(model, a["task"], max_prompts=max_prompts)
+    res = agreement(model, prompts, unit_layout(model, partition))
+    return {"seed": seed, "spearman": float(res["spearman"]), "n_prompts": int(prompts.clean.shape[0]),
+            "attribution": res["attribution"].values.tolist(), "exact": res["exact"].values.tolist()}
+
+
+def attribution_gemma() -> Path:
+    """Attribution vs exact cluster patching on Gemma 3 270M, 3 partition seeds."""
+    from circuitclust.core.replicates import aggregate, interval_info
+    from circuitclust.models import load_model
+
+    out, t0, l0 = _fresh("attribution_gemma"), time.perf_counter(), load()
+    model = load_model("gemma-3-270m", device="cpu")
+    runs = [attribution_agreement(model, s) for s in SEEDS]
+    summary = aggregate([{"spearman": r["spearman"]} for r in runs])
+    doc = {"schema": "circuitclust.results_attribution/1", "model": "gemma-3-270m", "settings": ATTRIBUTION,
+           "interval": interval_info(SEEDS), "spearman": summary["spearman"], "runs": runs}
+    (out / "attribution.json").write_text(json.dumps(doc, indent=1) + "\n")
+    _manifest(out, ["python scripts/make_results.py attribution_gemma  (analysis.patching.attribution_agreement on "
+                    "a balanced spectral MLP partition, k 4, per seed)"], SEEDS, t0, l0)
+    return out
+
+
+def recall_gemma() -> Path:
+    """Top-1 recall accuracy of Gemma 3 270M on the bundled tasks (Wilson 95% CIs); deterministic."""
+    out, t0, l0 = _fresh("recall_gemma"), time.perf_counter(), load()
+    cmd = [sys.executable, "-m", "circuitclust", "tasks", "gemma-3-270m", "--json", str(out / "recall.json")]
+    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _manifest(out, ["circuitclust tasks gemma-3-270m --json recall.json"], [], t0, l0)
+    return out
+
+
+def shuffle_null() -> Path:
+    """The shuffle-null benchmark (benchmarks/shuffle_null.py): 100 shuffles of Gemma 3 270M's 54 MLP graphs,
+    batched (1 and 2 workers) against the per-shuffle path; timings need a quiet machine (load recorded)."""
+    out, t0, l0 = _fresh("shuffle_null"), time.perf_counter(), load()
+    args = ["--shuffles", "100", "--reference-shuffles", "10", "--workers", "1,2"]
+    subprocess.run([sys.executable, "shuffle_null.py", *args, "--json", str(out / "benchmark.json")], check=True,
+                   cwd=ROOT / "benchmarks", env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _manifest(out, ["OMP_NUM_THREADS=1 python benchmarks/shuffle_null.py " + " ".join(args)], [0], t0, l0)
+    return out
+
+
+PRODUCERS: dict[str, Callable[[], Path]] = {
+    "enmeshment_gemma": enmeshment_gemma,
+    "attribution_gemma": attribution_gemma,
+    "recall_gemma": recall_gemma,
+    "shuffle_null": shuffle_null,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kinds", nargs="*", help=f"result kinds to regenerate: {', '.join(PRODUCERS)}")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--shuffles", type=int, default=SHUFFLES, help="shuffles per graph and seed (enmeshment_gemma)")
+    ap.add_argument("--plain-shuffles", type=int, default=None,
+                    help="shuffles of the unbalanced spectral variant (default: --shuffles)")
+    args = ap.parse_args(argv)
+    globals()["SHUFFLES"] = args.shuffles
+    globals()["PLAIN_SHUFFLES"] = args.plain_shuffles
+    if args.list or not args.kinds:
+        print("\n".join(f"{k}: {(f.__doc__ or '').splitlines()[0]}" for k, f in PRODUCERS.items()))
+        return
+    for kind in args.kinds:
+        if kind not in PRODUCERS:
+            ap.error(f"unknown kind {kind!r}: use one of {', '.join(PRODUCERS)}")
+    for kind in args.kinds:
+        t = time.perf_counter()
+        path = PRODUCERS[kind]()
+        print(f"{kind}: wrote {path.relative_to(ROOT)} in {time.perf_counter() - t:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Regenerate the tables of analyses/RESULTS.md from the files under results/.
+
+Every result kind is registered with :func:`register`: its folder ``results/<name>/`` (written by
+``scripts/make_results.py`` or another producer, with a ``manifest.json``: commands, git commit, seeds,
+machine), a ``load(folder) -> data`` function and a ``table(data) -> markdown`` function. In RESULTS.md the
+table of kind ``name`` sits between the lines ``<!-- results:name -->`` and ``<!-- /results:name -->``; this
+script rewrites what lies between them (the table plus a provenance line from the manifest) and leaves the
+rest of the file alone. A kind whose folder does not exist yet renders as "not generated".
+
+To add a kind (e.g. ``finetune_study``): write its files into results/finetune_study/ with a manifest.json,
+then in this file ``register("finetune_study", load_fn, table_fn)`` and put the two marker lines where the
+table belongs in RESULTS.md.
+
+    python scripts/results_tables.py            # rewrite RESULTS.md's tables from results/
+    python scripts/results_tables.py --check    # exit 1 if RESULTS.md is not what results/ gives
+    python scripts/results_tables.py --print enmeshment_gemma
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+RESULTS_MD = ROOT / "analyses" / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class ResultKind:
+    name: str
+    load: Callable[[Path], Any]
+    table: Callable[[Any], str]
+
+
+KINDS: dict[str, ResultKind] = {}
+
+
+def register(name: str, load: Callable[[Path], Any], table: Callable[[Any], str]) -> None:
+    """Register result kind ``name`` (folder ``results/<name>/``, markers ``<!-- results:name -->``)."""
+    KINDS[name] = ResultKind(name, load, table)
+
+
+# ------------------------------------------------------------------------------------------ formatting
+def num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int):
+        return str(v)
+    return f"{0.0 if abs(v) < 0.5 * 10 ** -digits else v:.{digits}f}"  # no "-0.000"
+
+
+def interval(s: dict | None, digits: int = 3) -> str:
+    """``mean [lo, hi]`` of an across-seed summary (circuitclust.core.replicates.summarise)."""
+    if not isinstance(s, dict) or s.get("mean") is None:
+        return "-"
+    text = num(s["mean"], digits)
+    return text + (f" [{num(s['lo'], digits)}, {num(s['hi'], digits)}]" if s.get("lo") is not None else "")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def provenance(folder: Path) -> str:
+    """One line from ``manifest.json``: commands, commit, seeds, machine, load, date."""
+    try:
+        m = read_json(folder / "manifest.json")
+    except (OSError, json.JSONDecodeError):
+        return f"*results/{folder.name}: no manifest.json*"
+    mach = m.get("machine", {})
+    load = (f"load average {m['load_average_before'][0]} -> {m['load_average_after'][0]}"
+            if m.get("load_average_before") and m.get("load_average_after") else "load not recorded")
+    seeds = ",".join(map(str, m.get("seeds") or [])) or "none (deterministic)"
+    cmds = "; ".join(f"`{c}`" for c in m.get("commands", []))
+    sha = str(m.get("git_commit", "?"))
+    commit = sha[:12] + (" (with uncommitted changes)" if sha.endswith("+dirty") else "")
+    return (f"*From `results/{folder.name}/` ({cmds}); commit {commit}, seeds {seeds}, "
+            f"{mach.get('cpu', '?')} ({mach.get('cores', '?')} cores, torch {mach.get('torch', '?')}, "
+            f"{mach.get('torch_threads', '?')} thread(s)), {load}, {m.get('date', '?')}, "
+            f"{m.get('wall_s', '?')} s wall.*")
+
+
+# ------------------------------------------------------------------------------------- enmeshment_gemma
+def load_enmeshment(folder: Path) -> dict:
+    out = {}
+    for name in ("blocks", "spectral", "spectral_balanced"):
+        sub = folder / name
+        if (sub / "replicates.json").is_file():
+            reps = read_json(sub / "replicates.json")
+            seeds = [read_json(sub / f"seed{s}" / "clusterability.json") for s in reps["seeds"]]
+            out[name] = {"replicates": reps, "seeds": seeds}
+        elif (sub / "clusterability.json").is_file():
+            out[name] = {"replicates": None, "seeds": [read_json(sub / "clusterability.json")]}
+    return out
+
+
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def table_enmeshment(data: dict) -> str:
+    labels = {"blocks": "equal contiguous blocks", "spectral": "spectral co-clustering",
+              "spectral_balanced": "spectral, balanced (each cluster >= 0.5 n/k units per side)"}
+    lines = ["| partition (k = 4, 54 MLP graphs) | mean C | chance | normalised C | shuffled (mean C of the null) "
+             "| graphs at BH q <= 0.05 (per seed) | p floor | graphs with an empty cluster (per seed) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, d in data.items():
+        runs = d["seeds"]
+        empty = [sum(1 for g in r["graphs"] if min(g["row_sizes"]) == 0 or min(g["col_sizes"]) == 0) for r in runs]
+        has_null = any(g.get("q") is not None for g in runs[0]["graphs"])
+        sig = ", ".join(str(sum(1 for g in r["graphs"] if g["q"] <= 0.05)) for r in runs) + " of 54" if has_null \
+            else "no null run"
+        floor = _mean([g.get("p_floor") for g in runs[0]["graphs"]])
+        if d["replicates"] is not None:
+            ml = d["replicates"]["model_level"]
+            c, ch, nm, sh = (interval(ml[k]) for k in ("mean_clusterability", "mean_chance", "mean_normalised",
+                                                         "mean_shuffle"))
+        else:
+            g = runs[0]["graphs"]
+            c, ch, nm, sh = (num(_mean([x.get(k) for x in g])) for k in ("clusterability", "chance",
+                                                                          "clusterability_norm", "shuffle_mean"))
+        lines.append(f"| {labels.get(name, name)} | {c} | {ch} | {nm} | {sh} | {sig} | {num(floor, 2)} "
+                     f"| {', '.join(map(str, empty))} |")
+    lines.append("")
+    lines.append("Means over the 54 graphs; with several seeds, mean [95% interval] across seeds (Student t; each "
+                 "seed re-runs the partitioner and its shuffle null). Blocks are deterministic (one run).")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ attribution_gemma
+def load_attribution(folder: Path) -> dict:
+    return read_json(folder / "attribution.json")
+
+
+def table_attribution(d: dict) -> str:
+    s = d["settings"]
+    runs = d["runs"]
+    lines = ["| task | prompts | partition | nodes | Spearman attribution vs exact (mean [95% over seeds]) "
+             "| per seed |", "|---|---|---|---|---|---|",
+             f"| {s['task']} | {runs[0]['n_prompts']} | spectral {'+'.join(s['parts'])}, k {s['k']}, balance "
+             f"{s['balance']} | {len(runs[0]['exact'])} | {interval(d['spearman'])} | "
+             + ", ".join(f"{r['seed']}: {r['spearman']:.3f}" for r in runs) + " |"]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- recall_gemma
+def load_recall(folder: Path) -> dict:
+    return read_json(folder / "recall.json")
+
+
+def table_recall(d: dict) -> str:
+    lines = ["| task | n | correct | top-1 accuracy | Wilson 95% CI |", "|---|---|---|---|---|"]
+    for t in d["tasks"]:
+        lines.append(f"| {t['task']} | {t['n']} | {t['n_correct']} | {num(t['accuracy'])} | "
+                     f"[{num(t['ci_low'])}, {num(t['ci_high'])}] |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- shuffle_null
+def load_shuffle_null(folder: Path) -> dict:
+    return read_json(folder / "benchmark.json")
+
+
+def table_shuffle_null(d: dict) -> str:
+    lines = ["| path | shuffles | wall | CPU | per shuffle (wall) | speedup (wall / CPU) | load average |",
+             "|---|---|---|---|---|---|---|",
+             f"| per-shuffle (before) | {d['reference']['shuffles']} | {num(d['reference']['wall_s'], 1)} s | "
+             f"{num(d['reference']['cpu_s'], 1)} s | {num(d['reference']['per_shuffle_wall_s'], 2)} s | 1 | "
+             f"{d['reference']['load']} |"]
+    for b in d["batched"]:
+        lines.append(f"| batched, {b['workers']} worker(s) | {d['shuffles']} | {num(b['wall_s'], 1)} s | "
+                     f"{num(b['cpu_s'], 1)} s | {num(b['wall_s'] / d['shuffles'], 3)} s | "
+                     f"x{num(b['speedup_wall'], 1)} / x{num(b['speedup_cpu'], 1)} | {b['load']} |")
+    ks = d.get("ks")
+    if ks:
+        lines.append("")
+        lines.append(f"Same null: two-sample Kolmogorov-Smirnov per graph (batched vs per-shuffle samples), smallest "
+                     f"p {ks['smallest']:.3g}, median {ks['median']:.3g}, {ks['below_0.01']} of {ks['graphs']} "
+                     "below 0.01.")
+    return "\n".join(lines)
+
+
+register("enmeshment_gemma", load_enmeshment, table_enmeshment)
+register("attribution_gemma", load_attribution, table_attribution)
+register("recall_gemma", load_recall, table_recall)
+register("shuffle_null", load_shuffle_null, table_shuffle_null)
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def render(name: str, results: Path = RESULTS) -> str:
+    """The block of kind ``name``: its table and provenance line, or a "not generated" line."""
+    kind = KINDS[name]
+    folder = results / name
+    if not folder.is_dir():
+        return f"*Not generated yet: `results/{name}/` does not exist.*"
+    return f"{kind.table(kind.load(folder))}\n\n{provenance(folder)}"
+
+
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- results:{re.escape(name)} -->\n)(.*?)(<!-- /results:{re.escape(name)} -->)", re.S)
+
+
+def update(text: str, results: Path = RESULTS) -> str:
+    """``text`` (RESULTS.md) with the block of every registered kind that has markers regenerated."""
+    for name in KINDS:
+        pat = _block(name)
+        if pat.search(text):
+            body = render(name, results)
+            text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(3), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="exit 1 if RESULTS.md differs from what results/ gives")
+    ap.add_argument("--print", dest="show", metavar="KIND", help="print one kind's block")
+    ap.add_argument("--results-md", type=Path, default=RESULTS_MD)
+    args = ap.parse_args(argv)
+    if args.show:
+        if args.show not in KINDS:
+            ap.error(f"unknown kind {args.show!r}: registered {', '.join(KINDS)}")
+        print(render(args.show))
+        return 0
+    text = args.results_md.read_text()
+    new = update(text)
+    missing = [n for n in KINDS if not _block(n).search(text)]
+    if args.check:
+        if new != text:
+            print(f"{args.results_md} is out of date with results/: run python scripts/results_tables.py",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.results_md} matches results/ ({len(KINDS) - len(missing)} tables)")
+        return 0
+    if new != text:
+        args.results_md.write_text(new)
+    print(f"{args.results_md}: {len(KINDS) - len(missing)} tables regenerated"
+          + (f"; no markers for {', '.join(missing)}" if missing else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
