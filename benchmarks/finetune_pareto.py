@@ -31,15 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
+from circuitclust.atomic import write_json  # noqa: E402
 from circuitclust.runfiles import write_finetune_study  # noqa: E402
 
 MLP3 = ("mlp_in", "mlp_gate", "mlp_out")
@@ -114,6 +118,14 @@ def collect(a: argparse.Namespace) -> None:
                                             f"{__import__('os').cpu_count()} cores".strip(),
            "runs": runs}
     dest = write_finetune_study(Path(a.results) / a.model, doc)
+    seeds = sorted({r["seed"] for r in runs.values()})
+    manifest = {"schema": "circuitclust.results_manifest/1", "commands": [doc["command"]], "git_commit": commit,
+                "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                            "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+                "note": "runs trained at nice -10 while other jobs shared the 2 cores; step counts, not wall "
+                        "time, define every run, so the figures do not depend on the load"}
+    write_json(Path(a.results) / "manifest.json", manifest)
     print(f"wrote {dest} ({len(runs)} runs)")
     print(f"{'run':28} {'step':>5} {'C':>6} {'chance':>6} {'C_norm':>6} {'wiki':>7} {'chem':>7} {'lam':>9}")
     for name, r in runs.items():

@@ -186,10 +186,54 @@ def table_shuffle_null(d: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------- finetune_study
+STUDY_STEPS = (25, 50, 100)
+
+
+def load_finetune_study(folder: Path) -> dict:
+    """``{model: finetune_study.json}`` for every model folder under results/finetune_study/."""
+    return {p.parent.name: read_json(p) for p in sorted(folder.glob("*/finetune_study.json"))}
+
+
+def _span(xs: list[float], digits: int = 3, pct: bool = False) -> str:
+    """Mean over seeds, with the range of the seeds when there are several (too few for an interval)."""
+    f = (lambda v: f"{100 * v:+.1f}%") if pct else (lambda v: num(v, digits))
+    if not xs:
+        return "-"
+    mean = sum(xs) / len(xs)
+    return f(mean) if len(xs) == 1 else f"{f(mean)} ({f(min(xs))} to {f(max(xs))})"
+
+
+def table_finetune_study(data: dict) -> str:
+    lines = []
+    for model, doc in data.items():
+        lines += [f"**{model}** (mean over seeds, with the range of the seeds in brackets; the perplexity rise is over "
+                  "the base model on 32 held-out blocks of 64 tokens per domain)", "",
+                  "| recipe | step (tokens) | seeds | C | chance | normalised C | wiki ppl | chemistry ppl | "
+                  "inside +10% on both |", "|---|---|---|---|---|---|---|---|---|"]
+        recipes: dict[str, list[dict]] = {}
+        for run in doc["runs"].values():
+            recipes.setdefault(run["recipe"], []).append(run)
+        for recipe, runs in recipes.items():
+            for step in STUDY_STEPS:
+                ev = [e for r in runs for e in r["evaluations"] if e["step"] == step]
+                if not ev:
+                    continue
+                inside = sum(max(e["ppl_increase"].values()) <= 0.10 for e in ev)
+                lines.append(
+                    f"| {recipe} | {step} ({ev[0]['tokens']}) | {len(ev)} | {_span([e['C'] for e in ev])} | "
+                    f"{num(ev[0]['chance'])} | {_span([e['C_norm'] for e in ev])} | "
+                    f"{_span([e['ppl_increase']['wiki'] for e in ev], pct=True)} | "
+                    f"{_span([e['ppl_increase']['chemistry'] for e in ev], pct=True)} | {inside}/{len(ev)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 register("enmeshment_gemma", load_enmeshment, table_enmeshment)
 register("attribution_gemma", load_attribution, table_attribution)
 register("recall_gemma", load_recall, table_recall)
 register("shuffle_null", load_shuffle_null, table_shuffle_null)
+register("finetune_study", load_finetune_study, table_finetune_study)
 
 
 # ---------------------------------------------------------------------------------------------- driver
