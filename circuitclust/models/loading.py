@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelNotAvailableError, UnsupportedModelError, resolve_device
+from ..errors import ModelNotAvailableError, resolve_device
 from ..resources import data_dir, hub_reachable
 from .embedded import EMBEDDED_NAME, ensure_embedded
-from .families import FAMILIES
+from .families import family_for
 
 TINY_SEED = 0
 
@@ -33,9 +33,6 @@ TINY_CONFIGS: dict[str, dict] = {
                        layer_types=["sliding_attention", "full_attention"] * 2,
                        architectures=["Gemma3ForCausalLM"]),
 }
-# The adapter name TransformerLens uses for each tiny family (a real hub name of that architecture; no
-# hub call is made because the HF model and tokenizer are passed in).
-_BRIDGE_NAMES = {"tiny-gpt2": "gpt2", "tiny-pythia": "EleutherAI/pythia-70m", "tiny-gemma": "google/gemma-3-270m"}
 
 
 def tiny_tokenizer_dir() -> Path:
@@ -88,7 +85,9 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
     dtype = dtype or torch.float32
     if spec in TINY_CONFIGS:
         model, tok = build_tiny(spec)
-        return model.to(dtype), tok, _BRIDGE_NAMES[spec]
+        # the bridge's model name: a real hub name of the family (no hub call is made, the HF model and
+        # tokenizer are passed in)
+        return model.to(dtype), tok, family_for(model.config).example
     if spec in (EMBEDDED_NAME, "embedded"):
         spec = str(ensure_embedded())
     local = _check_local(spec)
@@ -193,13 +192,9 @@ def _read_config(folder: Path):
 
 
 def check_supported(config) -> None:
-    """Raise :class:`UnsupportedModelError` (listing the supported families) unless circuitclust has an
-    architecture table for ``config.model_type``."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in FAMILIES:
-        raise UnsupportedModelError(
-            f"model_type {model_type!r} is not supported (circuitclust needs a dense decoder-only LM with a "
-            f"weight table): supported model types are {', '.join(sorted(FAMILIES))}")
+    """Raise :class:`UnsupportedModelError` (one line: why, and every supported family) unless circuitclust
+    has an adapter for the HF ``config``'s family."""
+    family_for(config)
 
 
 def _load_tokenizer_gguf(path: Path):
