@@ -169,10 +169,20 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return module
 
 
+def resolve(root: nn.Module, path: str):
+    """The attribute at dotted ``path`` below ``root`` in the HF module tree, also after TransformerBridge
+    has wrapped the modules in place (each step looks inside the bridge component): a module, a parameter,
+    or None (a ``bias=False`` layer's bias). Raises ``AttributeError`` for a path that does not exist."""
+    obj = root
+    for name in path.split("."):
+        obj = getattr(_unwrap(obj), name)
+    return obj
+
+
 def _layout(block: nn.Module, path: str) -> str:
     from transformers.pytorch_utils import Conv1D
 
-    module = _unwrap(block.get_submodule(path.rsplit(".", 1)[0]))
+    module = _unwrap(resolve(block, path.rsplit(".", 1)[0]))
     return "in_out" if isinstance(module, Conv1D) else "out_in"
 
 
@@ -206,7 +216,7 @@ def _build(model: nn.Module, hf: nn.Module) -> ModelAdapter:
     attn, mlp = blocks.submodules.get("attn"), blocks.submodules.get("mlp")
     if attn is None or mlp is None:
         raise UnsupportedModelError(f"{cfg.architecture}: TransformerBridge maps no attention or MLP in its blocks")
-    block0 = hf.get_submodule(blocks.name)[0]
+    block0 = resolve(hf, blocks.name)[0]
     n_heads = int(cfg.n_heads)
     n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
     d_head = int(cfg.d_head)
@@ -224,7 +234,7 @@ def _build(model: nn.Module, hf: nn.Module) -> ModelAdapter:
     m_sub = mlp.submodules
     d_model = int(cfg.d_model)
     out_path = _join(mlp.name, m_sub["out"].name, "weight")
-    d_mlp = block0.get_parameter(out_path).numel() // d_model
+    d_mlp = resolve(block0, out_path).numel() // d_model
     names["mlp_out"] = (out_path, None, 0, ())
     if family.gate_up is not None:
         path = _join(mlp.name, family.gate_up, "weight")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
-from .adapter import Shapes, Source, adapter_for, hf_model_of, model_device  # noqa: F401 (re-exported)
+from .adapter import Shapes, Source, adapter_for, hf_model_of, model_device, resolve  # noqa: F401 (re-exported)
 from .families import MATRIX_KINDS
 
 PARTS = {"mlp": ("mlp_in", "mlp_gate", "mlp_out"), "attn": ("attn_q", "attn_k", "attn_v", "attn_o")}
@@ -172,7 +172,7 @@ def weight_graphs(
     hf = hf_model_of(model)
     s = ad.shapes
     kinds = [k for k in matrix_kinds(parts) if k in ad.sources]
-    blocks = hf.get_submodule(ad.blocks)
+    blocks = resolve(hf, ad.blocks)
     layer_ids = range(s.n_layers) if layers is None else list(layers)
     graphs = []
     for layer in layer_ids:
@@ -180,12 +180,12 @@ def weight_graphs(
             raise OptionError(f"layer {layer} out of range: the model has {s.n_layers} blocks")
         for kind in kinds:
             src = ad.sources[kind]
-            param = blocks[layer].get_parameter(src.path)
+            param = resolve(blocks[layer], src.path)
             bias = None
             if src.bias_path is not None:
                 try:
-                    bias = blocks[layer].get_parameter(src.bias_path)
-                except AttributeError:  # no bias (or bias=False: the attribute is None)
+                    bias = resolve(blocks[layer], src.bias_path)  # None for bias=False
+                except AttributeError:  # a module without a bias attribute
                     bias = None
             spaces = _spaces(kind, layer, s)
             g = WeightGraph(
