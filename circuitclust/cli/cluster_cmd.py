@@ -19,7 +19,7 @@ _D = ClusterOptions()  # the defaults live in the options object
 @app.command("cluster")
 @one_line_errors
 def cluster(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
     k: int = typer.Option(_D.k, "--k", help="clusters per graph"),
     parts: str = typer.Option(",".join(_D.parts), help="comma-separated: mlp, attn, or matrix kinds"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),

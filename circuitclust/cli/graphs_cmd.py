@@ -29,7 +29,7 @@ def graph_table(spec: str, parts: str = "mlp,attn") -> str:
 @app.command("graphs")
 @one_line_errors
 def graphs(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
     parts: str = typer.Option("mlp,attn", help="comma-separated: mlp, attn, or matrix kinds (mlp_in, attn_q, ...)"),
 ) -> None:
     """Print every weight graph of MODEL: name, kind, [n_in x n_out] shape, unit spaces, Frobenius norm."""

@@ -20,7 +20,7 @@ _D = PatchOptions()  # the defaults live in the options object
 @app.command("patch")
 @one_line_errors
 def patch(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a run folder, a .gguf or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a run folder, a .gguf or a hub name"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
     partition: Path = typer.Option(None, "--partition", help="partition.json (default: the run folder's, else co-cluster with --k)"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task names or .jsonl paths (default: all bundled tasks)"),

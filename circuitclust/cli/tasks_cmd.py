@@ -13,7 +13,7 @@ from .main import app
 @app.command("tasks")
 @one_line_errors
 def tasks(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
     task: Optional[list[str]] = typer.Option(None, "--task", "-t", help="task name or .jsonl path (repeatable; default: all bundled tasks)"),
     batch_size: int = typer.Option(32, help="prompts per forward pass"),
     limit: Optional[int] = typer.Option(None, help="only the first N prompts of each task"),

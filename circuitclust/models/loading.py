@@ -1,7 +1,7 @@
 """``load_model``: any supported spec -> a TransformerLens ``TransformerBridge`` over an HF causal LM.
 
-Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline), ``gemma-3-270m`` (the
-embedded real model), a local HF folder (``save_pretrained`` output, or a fine-tuning run folder), a
+Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline), ``gemma-3-270m`` and
+``smollm2-135m`` (the embedded real models), a local HF folder (``save_pretrained`` output, or a fine-tuning run folder), a
 ``.gguf`` file, or a hub name (cached or online; offline and uncached fails at once with one line).
 """
 from __future__ import annotations
@@ -13,7 +13,9 @@ import torch
 
 from ..errors import ModelNotAvailableError, resolve_device
 from ..resources import data_dir, hub_reachable
-from .embedded import EMBEDDED_NAME, ensure_embedded
+from .embedded import EMBEDDED, ensure_embedded, embedded_model, is_embedded
+
+_EMBEDDED_NAMES = " / ".join(EMBEDDED)
 from .families import family_for
 
 TINY_SEED = 0
@@ -88,8 +90,8 @@ def load_hf(spec: str, *, dtype: torch.dtype | None = None):
         # the bridge's model name: a real hub name of the family (no hub call is made, the HF model and
         # tokenizer are passed in)
         return model.to(dtype), tok, family_for(model.config).example
-    if spec in (EMBEDDED_NAME, "embedded"):
-        spec = str(ensure_embedded())
+    if is_embedded(spec):
+        spec = str(ensure_embedded(embedded_model(spec).name))
     local = _check_local(spec)
     if local is None:
         return _load_hub(spec, dtype)
@@ -144,9 +146,9 @@ def check_spec(spec: str) -> None:
     the hub is reachable. Raises :class:`ModelNotAvailableError` (or :class:`UnsupportedModelError`)."""
     spec = str(spec)
     if not spec.strip():
-        raise ModelNotAvailableError(f"the model spec is empty: give {EMBEDDED_NAME}, {', '.join(TINY_CONFIGS)}, a "
+        raise ModelNotAvailableError(f"the model spec is empty: give {_EMBEDDED_NAMES}, {', '.join(TINY_CONFIGS)}, a "
                                      "folder, a .gguf file or a hub name")
-    if spec in TINY_CONFIGS or spec in (EMBEDDED_NAME, "embedded"):
+    if spec in TINY_CONFIGS or is_embedded(spec):
         return
     if _check_local(spec) is not None:
         return
@@ -155,7 +157,7 @@ def check_spec(spec: str) -> None:
     try:
         cached = try_to_load_from_cache(spec, "config.json")
     except Exception:  # a name that is not a valid repo id
-        raise ModelNotAvailableError(f"'{spec}' is not a model name, folder or file: use {EMBEDDED_NAME}, "
+        raise ModelNotAvailableError(f"'{spec}' is not a model name, folder or file: use {_EMBEDDED_NAMES}, "
                                      f"{', '.join(TINY_CONFIGS)}, a folder, a .gguf file or a hub name") from None
     if not isinstance(cached, str) and not hub_reachable():
         raise ModelNotAvailableError(_not_cached(spec))
@@ -173,7 +175,7 @@ def _check_tokenizer_files(folder: Path) -> None:
 
 def _not_cached(name: str) -> str:
     return (f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: download it where "
-            f"there is network (`hf download {name} --local-dir DIR`) and pass DIR, or use '{EMBEDDED_NAME}' / "
+            f"there is network (`hf download {name} --local-dir DIR`) and pass DIR, or use {_EMBEDDED_NAMES} / "
             "tiny-gpt2 / tiny-pythia / tiny-gemma")
 
 
