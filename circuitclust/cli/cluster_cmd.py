@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..pipeline import ClusterOptions
-from .common import echo, format_table, one_line_errors
+from .common import DEVICE_MAP_HELP, DTYPE_HELP, echo, format_table, one_line_errors
 from .main import app
 
 _D = ClusterOptions()  # the defaults live in the options object
@@ -26,6 +26,8 @@ def cluster(
     shuffles: int = typer.Option(_D.shuffles, help="entry-shuffled re-clusterings per graph for the null (0 = none)"),
     seed: int = typer.Option(_D.seed, help="seed of every random step"),
     device: str = typer.Option(_D.device, help="cpu, cuda, cuda:1 ... (default: CUDA if available)"),
+    dtype: str = typer.Option(_D.dtype, "--dtype", help=DTYPE_HELP),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     method: str = typer.Option(_D.method, help="spectral (co-clustering) or blocks (equal contiguous blocks)"),
     power: int = typer.Option(_D.power, help="cluster |W| (1) or W^2 (2)"),
     balance: float = typer.Option(_D.balance, help="spectral: every cluster keeps at least this share of n/k units "
@@ -48,7 +50,7 @@ def cluster(
     options = ClusterOptions(k=k, parts=tuple(p.strip() for p in parts.split(",") if p.strip()), method=method,
                              power=power, balance=balance, shuffles=shuffles, seed=seed, ncut=ncut,
                              ncut_shuffles=ncut_shuffles,
-                             device=device)
+                             device=device, dtype=dtype, device_map=device_map)
     if threads is not None:
         torch.set_num_threads(check_threads(threads))
     check_spec(model)
