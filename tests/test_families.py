@@ -165,3 +165,36 @@ def test_unsupported_models_get_one_line_listing_the_supported(tmp_path, model_t
     assert "\n" not in msg and "Llama" in msg and "GPT-NeoX / Pythia (gpt_neox)" in msg and "Phi-3" in msg
     res = CliRunner().invoke(app, ["graphs", str(tmp_path)])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and why in res.output
+
+
+@pytest.mark.parametrize("model_type,flag", [("gpt_neox", False), ("gpt_neox", True), ("stablelm", True),
+                                             ("stablelm", False)])
+def test_parallel_residual_follows_the_config(model_type, flag):
+    """Read from TransformerBridge for a plain HF model too (the finetuning path never bridges)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(model_type, **{**CONFIGS[model_type], "use_parallel_residual": flag}, vocab_size=64)
+    assert adapter_for(AutoModelForCausalLM.from_config(cfg)).parallel_residual is flag
+
+
+def test_no_architecture_knowledge_outside_models():
+    """HF module paths, HF config fields and hook strings live in circuitclust/models/ only."""
+    import re
+    from pathlib import Path
+
+    import circuitclust
+
+    root = Path(circuitclust.__file__).parent
+    pattern = re.compile(r"hook_(post|z|resid_pre|resid_post|mlp_out|attn_out)[\"']|[\"']blocks\.|\.config\b|"
+                         r"use_parallel_residual|_name_or_path|original_model|num_hidden_layers|num_key_value_heads|"
+                         r"q_proj|c_attn|query_key_value|gate_up_proj|up_proj|down_proj")
+    offenders = []
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root).as_posix()
+        # finetune.py is being rewritten elsewhere (it reads max_position_embeddings; the adapter has n_ctx)
+        if rel.startswith("models/") or rel == "analysis/finetune.py":
+            continue
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{rel}:{i}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
