@@ -13,8 +13,8 @@ the head counts (grouped-query attention), and whether attention and MLP run in 
   grouped-query sizes, GPT-BigCode, MPT), ``"per_head"`` = ``[q_h | k_h | v_h]`` for every head h in turn
   (GPT-NeoX ``query_key_value``, BLOOM);
 - ``gate_up``: the HF name of a fused ``[gate | up]`` MLP projection (Phi-3, GLM ``gate_up_proj``), gate first;
-- ``example``: a hub name of the family (the bridge's model name for circuitclust's built-in tiny models,
-  and the README's table).
+- ``example``: a hub name of the family (from TransformerLens's registry of supported models where it lists
+  one): the bridge's model name for circuitclust's built-in tiny models, and the README's table.
 
 Everything else about a family is read from TransformerBridge at run time.
 """
@@ -45,10 +45,10 @@ FAMILY_LIST: tuple[Family, ...] = (
     _F("gpt_neox", "GPT-NeoX / Pythia", ("gpt_neox",), "EleutherAI/pythia-70m", qkv="per_head"),
     _F("gptj", "GPT-J", ("gptj",), "EleutherAI/gpt-j-6b"),
     _F("gpt_neo", "GPT-Neo", ("gpt_neo",), "EleutherAI/gpt-neo-125m"),
-    _F("gpt_bigcode", "GPT-BigCode / StarCoder", ("gpt_bigcode",), "bigcode/tiny_starcoder_py", qkv="blocks"),
+    _F("gpt_bigcode", "GPT-BigCode / StarCoder", ("gpt_bigcode",), "bigcode/gpt_bigcode-santacoder", qkv="blocks"),
     _F("bloom", "BLOOM", ("bloom",), "bigscience/bloom-560m", qkv="per_head"),
     _F("opt", "OPT", ("opt",), "facebook/opt-125m"),
-    _F("xglm", "XGLM", ("xglm",), "facebook/xglm-564M"),
+    _F("xglm", "XGLM", ("xglm",), "facebook/xglm-1.7B"),
     _F("mpt", "MPT", ("mpt",), "mosaicml/mpt-7b", qkv="blocks"),
     _F("gemma", "Gemma 1", ("gemma",), "google/gemma-2b"),
     _F("gemma2", "Gemma 2", ("gemma2",), "google/gemma-2-2b"),
@@ -56,31 +56,31 @@ FAMILY_LIST: tuple[Family, ...] = (
     _F("vaultgemma", "VaultGemma", ("vaultgemma",), "google/vaultgemma-1b"),
     _F("llama", "Llama (SmolLM2)", ("llama",), "meta-llama/Llama-3.2-1B"),
     _F("mistral", "Mistral", ("mistral",), "mistralai/Mistral-7B-v0.1"),
-    _F("ministral3", "Ministral 3", ("ministral3",), "mistralai/Ministral-3-3B-Base-2512"),
+    _F("ministral3", "Ministral 3", ("ministral3",), "mistralai/Ministral-3-3B-Reasoning-2512"),
     _F("qwen2", "Qwen2 / Qwen2.5", ("qwen2",), "Qwen/Qwen2.5-0.5B"),
     _F("qwen3", "Qwen3", ("qwen3",), "Qwen/Qwen3-0.6B"),
     _F("olmo", "OLMo", ("olmo",), "allenai/OLMo-1B-hf"),
-    _F("olmo2", "OLMo 2", ("olmo2",), "allenai/OLMo-2-0425-1B"),
+    _F("olmo2", "OLMo 2", ("olmo2",), "allenai/OLMo-2-0325-32B"),
     _F("olmo3", "OLMo 3", ("olmo3",), "allenai/Olmo-3-1025-7B"),
     _F("phi", "Phi-1/2", ("phi",), "microsoft/phi-2"),
-    _F("phi3", "Phi-3", ("phi3",), "microsoft/Phi-3-mini-4k-instruct", qkv="blocks", gate_up="gate_up_proj"),
-    _F("granite", "Granite", ("granite",), "ibm-granite/granite-3.3-2b-base"),
+    _F("phi3", "Phi-3", ("phi3",), "microsoft/Phi-3-medium-4k-instruct", qkv="blocks", gate_up="gate_up_proj"),
+    _F("granite", "Granite", ("granite",), "ibm-granite/granite-3.0-2b-base"),
     _F("cohere", "Cohere (Command R)", ("cohere",), "CohereLabs/c4ai-command-r-v01"),
     _F("cohere2", "Cohere 2", ("cohere2",), "CohereLabs/c4ai-command-r7b-12-2024"),
     _F("stablelm", "StableLM", ("stablelm",), "stabilityai/stablelm-2-1_6b"),
     _F("starcoder2", "StarCoder2", ("starcoder2",), "bigcode/starcoder2-3b"),
     _F("smollm3", "SmolLM3", ("smollm3",), "HuggingFaceTB/SmolLM3-3B"),
-    _F("glm", "GLM", ("glm",), "THUDM/glm-4-9b-hf", gate_up="gate_up_proj"),
-    _F("glm4", "GLM-4", ("glm4",), "THUDM/GLM-4-9B-0414", gate_up="gate_up_proj"),
+    _F("glm", "GLM", ("glm",), "zai-org/glm-4-9b-hf", gate_up="gate_up_proj"),
+    _F("glm4", "GLM-4", ("glm4",), "zai-org/GLM-4-9B-0414", gate_up="gate_up_proj"),
     _F("arcee", "Arcee (AFM)", ("arcee",), "arcee-ai/AFM-4.5B-Base"),
     _F("apertus", "Apertus", ("apertus",), "swiss-ai/Apertus-8B-2509"),
     _F("exaone4", "EXAONE 4", ("exaone4",), "LGAI-EXAONE/EXAONE-4.0-1.2B"),
     _F("ernie4_5", "ERNIE 4.5 (dense)", ("ernie4_5",), "baidu/ERNIE-4.5-0.3B-PT"),
-    _F("hunyuan_v1_dense", "Hunyuan (dense)", ("hunyuan_v1_dense",), "tencent/Hunyuan-0.5B-Pretrain"),
+    _F("hunyuan_v1_dense", "Hunyuan (dense)", ("hunyuan_v1_dense",), "tencent/Hunyuan-0.5B-Instruct"),
     _F("seed_oss", "Seed-OSS", ("seed_oss",), "ByteDance-Seed/Seed-OSS-36B-Base"),
     _F("nemotron", "Nemotron", ("nemotron",), "nvidia/Minitron-4B-Base"),
     _F("bitnet", "BitNet", ("bitnet",), "microsoft/bitnet-b1.58-2B-4T-bf16"),
-    _F("jais2", "Jais 2", ("jais2",), "inceptionai/Jais-2-8B"),
+    _F("jais2", "Jais 2", ("jais2",), "inceptionai/Jais-2-2B"),
 )
 FAMILIES: dict[str, Family] = {f.name: f for f in FAMILY_LIST}
 _BY_MODEL_TYPE: dict[str, Family] = {mt: f for f in FAMILY_LIST for mt in f.model_types}
