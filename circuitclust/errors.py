@@ -156,18 +156,19 @@ def resolve_device(spec: object | None):
     raise DeviceError(f"device {spec!r} is not supported: use cpu, cuda or cuda:N")
 
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def check_dtype(dtype: object | None) -> str | None:
-    """``dtype`` (``None``, ``"float32"``, ``"bfloat16"``, ``"float16"``, the short forms ``fp32``/``bf16``/
-    ``fp16``, or a ``torch.dtype`` of those) as its canonical name; None stays None (float32)."""
+    """``dtype`` (``None``, ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"float64"`` (for precision checks),
+    the short forms ``fp32``/``bf16``/``fp16``, or a ``torch.dtype`` of those) as its canonical name; None
+    stays None (float32)."""
     if dtype is None:
         return None
     name = str(dtype).removeprefix("torch.")
-    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}.get(
-        name, name)
+    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32",
+            "fp64": "float64", "double": "float64"}.get(name, name)
     if name not in DTYPES:
         raise OptionError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}", option="dtype")
     return name

@@ -198,3 +198,20 @@ def test_no_architecture_knowledge_outside_models():
             if pattern.search(line):
                 offenders.append(f"{rel}:{i}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("model_type,field,match", [("gpt2", "qkv", "split"), ("phi3", "gate_up", "fused one")])
+def test_a_fused_projection_without_its_layout_is_refused(monkeypatch, model_type, field, match):
+    """Reading a fused parameter needs the family's layout; without it the adapter refuses, never guesses."""
+    import dataclasses
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from circuitclust.models import adapter as adapter_module
+    from circuitclust.models import family_for
+
+    family = dataclasses.replace(family_for(model_type), **{field: None})
+    monkeypatch.setattr(adapter_module, "family_for", lambda config: family)
+    cfg = AutoConfig.for_model(model_type, **CONFIGS[model_type], vocab_size=64, pad_token_id=0)
+    with pytest.raises(UnsupportedModelError, match=match):
+        adapter_for(AutoModelForCausalLM.from_config(cfg))

@@ -109,7 +109,7 @@ def test_half_precision_loads_keep_graphs_as_views(tmp_path):
     ids = torch.tensor([[5, 17, 301, 42, 7]])
     with torch.no_grad():
         torch.testing.assert_close(half(ids).float(), full(ids), atol=0.1, rtol=0.05)
-    with pytest.raises(ValueError, match="float32, bfloat16, float16"):
+    with pytest.raises(ValueError, match="float32, bfloat16, float16, float64"):
         load_model("tiny-gpt2", dtype="int8")
 
 

@@ -222,7 +222,10 @@ def _build(model: nn.Module, hf: nn.Module) -> ModelAdapter:
     d_head = int(cfg.d_head)
     a_sub = attn.submodules
     names: dict[str, tuple[str, str | None, int, tuple[int, ...]]] = {}
-    if "qkv" in a_sub and family.qkv is not None:
+    if "qkv" in a_sub and family.qkv is None:
+        raise UnsupportedModelError(f"{cfg.architecture}: TransformerBridge fuses its QKV projection and the "
+                                    f"{family.label} family entry does not say how to split it")
+    if "qkv" in a_sub:
         path = _join(attn.name, a_sub["qkv"].name, "weight")
         sizes = (n_heads * d_head, n_kv * d_head, n_kv * d_head)
         for i, kind in enumerate(("attn_q", "attn_k", "attn_v")):
@@ -236,6 +239,11 @@ def _build(model: nn.Module, hf: nn.Module) -> ModelAdapter:
     out_path = _join(mlp.name, m_sub["out"].name, "weight")
     d_mlp = resolve(block0, out_path).numel() // d_model
     names["mlp_out"] = (out_path, None, 0, ())
+    from transformer_lens.model_bridge.generalized_components import JointGateUpMLPBridge, ParallelBlockBridge
+
+    if family.gate_up is None and isinstance(mlp, JointGateUpMLPBridge):
+        raise UnsupportedModelError(f"{cfg.architecture}: TransformerBridge fuses the MLP's gate and up projections "
+                                    f"and the {family.label} family entry does not name the fused one")
     if family.gate_up is not None:
         path = _join(mlp.name, family.gate_up, "weight")
         names["mlp_gate"] = (path, "blocks", 0, (d_mlp, d_mlp))
@@ -246,8 +254,6 @@ def _build(model: nn.Module, hf: nn.Module) -> ModelAdapter:
             names["mlp_gate"] = (_join(mlp.name, m_sub["gate"].name, "weight"), None, 0, ())
     sources = {kind: Source(path, _layout(block0, path), split, part, sizes)
                for kind, (path, split, part, sizes) in names.items()}
-    from transformer_lens.model_bridge.generalized_components import ParallelBlockBridge
-
     parallel = bool(getattr(cfg, "parallel_attn_mlp", False)) or isinstance(blocks, ParallelBlockBridge)
     shapes = Shapes(int(cfg.n_layers), d_model, int(d_mlp), n_heads, n_kv, d_head)
     return ModelAdapter(family, str(cfg.architecture), str(hf.config.model_type), blocks.name,

@@ -1,13 +1,15 @@
 """Weight matrices of a transformer as bipartite graphs, oriented ``[n_in, n_out]``.
 
-A :class:`WeightGraph` does not copy weights: ``graph.weight`` is recomputed from the live HF parameter on
-every access (a transpose or a slice of it), so a loss on it back-propagates into the model and never sees
-stale values after an optimiser step.
+Where each matrix lives and how it is stored comes from the model's adapter (:mod:`.adapter`). A
+:class:`WeightGraph` does not copy weights: ``graph.weight`` is recomputed from the live HF parameter on
+every access (a transpose or a slice of it, in the parameter's dtype), so a loss on it back-propagates into
+the model and never sees stale values after an optimiser step.
 
 Unit spaces name what the rows and columns index, so graphs that share units can be partitioned
 consistently:
 
-- ``resid``: the residual stream (``d_model``); not tied across graphs by the partitioner.
+- ``resid``: the residual stream (``d_model``); not tied across graphs by the partitioner (every graph's
+  other side is its ``tied_side``).
 - ``mlp.{l}``: MLP hidden neurons of block ``l`` (shared by ``mlp_in``, ``mlp_gate`` and ``mlp_out``).
 - ``attn.{l}``: attention value/output head dimensions (``n_heads * d_head``): the output of ``attn_v``
   and the input of ``attn_o``. With grouped-query attention ``attn_v`` has fewer heads, so its output is
