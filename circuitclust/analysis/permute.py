@@ -10,16 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.partition import ModelPartition, Partition, is_tied_space
-from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
-
-
-def _hidden_axis(g: WeightGraph) -> int:
-    """Axis of the stored HF parameter that indexes the MLP hidden neurons."""
-    in_out = g.stored_in_out
-    if g.kind == "mlp_out":  # hidden neurons are the input side
-        return 0 if in_out else 1
-    return 1 if in_out else 0
+from ..core.partition import ModelPartition, Partition
+from ..models.graphs import space_part, weight_graphs
 
 
 @torch.no_grad()
@@ -30,23 +22,21 @@ def permute_contiguous(model: nn.Module, partition: ModelPartition) -> ModelPart
     matrix of the layer (in, gate, out) and the in/gate biases are permuted, whether or not the partition
     covers them. Returns the partition with the same clusters in the new neuron order (labels sorted).
     """
-    hf = hf_model_of(model)
     perms: dict[str, torch.Tensor] = {}
     for space, labels in partition.space_labels.items():
-        if not space.startswith("mlp."):
+        part, layer = space_part(space)
+        if part != "mlp":
             continue
-        layer = int(space.split(".")[1])
         perm = torch.sort(labels.cpu(), stable=True).indices
         perms[space] = perm
-        for g in weight_graphs(hf, parts=("mlp",), layers=[layer]):
-            param = hf.get_parameter(g.param_name)
-            axis = _hidden_axis(g)
-            param.copy_(param.index_select(axis, perm.to(param.device)))
-            if g.kind != "mlp_out" and g.param_name.endswith(".weight"):
-                try:
-                    bias = hf.get_parameter(g.param_name[: -len("weight")] + "bias")
-                except AttributeError:
-                    continue
+        for g in weight_graphs(model, parts=("mlp",), layers=[layer]):
+            # g.weight is a view of the parameter (of its gate or up half when they are fused), so permuting
+            # it in place permutes the stored parameter; the hidden neurons are its rows for mlp_out
+            w = g.weight
+            axis = 0 if g.tied_side == "in" else 1
+            w.copy_(w.index_select(axis, perm.to(w.device)))
+            bias = g.bias if g.tied_side == "out" else None
+            if bias is not None:
                 bias.copy_(bias[perm.to(bias.device)])
 
     def relabel(space: str, lab: torch.Tensor) -> torch.Tensor:
@@ -57,6 +47,6 @@ def permute_contiguous(model: nn.Module, partition: ModelPartition) -> ModelPart
         s_in, s_out = partition.spaces[name]
         graphs[name] = Partition(relabel(s_in, p.row_labels), relabel(s_out, p.col_labels), p.k,
                                  {**p.provenance, "permuted": "contiguous"})
-    spaces = {s: relabel(s, lab) for s, lab in partition.space_labels.items() if is_tied_space(s)}
+    spaces = {s: relabel(s, lab) for s, lab in partition.space_labels.items()}
     return ModelPartition(graphs, dict(partition.spaces), partition.k, spaces,
                           {**partition.provenance, "permuted": "contiguous"})

@@ -14,7 +14,7 @@ import torch
 
 from ..data import first_token_ids, load_task, pad_batch, pad_id_of
 from ..errors import DataError
-from ..models.graphs import model_device
+from ..models import is_bridge, model_device
 from .metrics import logits_at
 
 
@@ -47,15 +47,11 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
-def _is_bridge(model: Any) -> bool:
-    return hasattr(model, "original_model")
-
-
 def _last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """Logits at position ``last[i]`` of each row: FloatTensor [batch, vocab] (only the distinct last
     positions are unembedded, see :func:`~.metrics.logits_at`)."""
     def run(**kw):
-        return model(ids, attention_mask=mask, **kw) if _is_bridge(model) else \
+        return model(ids, attention_mask=mask, **kw) if is_bridge(model) else \
             model(input_ids=ids, attention_mask=mask, **kw).logits
     return logits_at(run, last)
 

@@ -1,13 +1,14 @@
 """Which activations are "units" and which cluster each belongs to, for patching a model by cluster.
 
-Units live at two TransformerLens hook points per block ``l`` (checked on GPT-2, Pythia and Gemma bridges):
+Units live at two hook points per block ``l`` that the model adapter names (:func:`hook_name`; the
+adapter tests check them on every supported family):
 
-- ``blocks.{l}.mlp.hook_post`` ``[batch, pos, d_mlp]``: MLP hidden neurons after the activation (for gated
-  MLPs, after the gate product): exactly the input of ``W_out``, so unit ``i`` is row ``i`` of the
-  ``mlp_out`` graph and the ``mlp.{l}`` unit space.
-- ``blocks.{l}.attn.hook_z`` ``[batch, pos, n_heads, d_head]``: per-head attention outputs before ``W_O``.
+- the MLP units ``[batch, pos, d_mlp]``: hidden neurons after the activation (for gated MLPs, after the gate
+  product): exactly the input of ``W_out``, so unit ``i`` is row ``i`` of the ``mlp_out`` graph and of the
+  MLP unit space.
+- the attention units ``[batch, pos, n_heads, d_head]``: per-head attention outputs before ``W_O``.
   Flattened head-major to ``n_heads * d_head`` "dims", dim ``j`` is row ``j`` of the ``attn_o`` graph and
-  the ``attn.{l}`` unit space.
+  of the attention unit space.
 
 A :class:`UnitLayout` lists one :class:`Slot` per (layer, part) with the partition's cluster label of every
 dim, and one :class:`Node` per (layer, part, cluster). Units for circuit search are MLP neurons and attention
@@ -25,15 +26,16 @@ import torch
 
 from ..core.partition import ModelPartition
 from ..errors import OptionError, PartitionMismatchError
-from ..models import hf_model_of, model_shapes, weight_graphs
+from ..models import model_shapes, unit_hook, unit_space, weight_graphs
 from .clustering import check_architecture, partition_model
 
 PARTS = ("mlp", "attn")
 
 
 def hook_name(layer: int, part: str) -> str:
-    """The hook point that carries the units of ``part`` (``"mlp"`` or ``"attn"``) in block ``layer``."""
-    return f"blocks.{layer}.mlp.hook_post" if part == "mlp" else f"blocks.{layer}.attn.hook_z"
+    """The hook point that carries the units of ``part`` (``"mlp"`` or ``"attn"``) in block ``layer`` (the
+    model adapter's name, :func:`circuitclust.models.unit_hook`)."""
+    return unit_hook(layer, part)
 
 
 @dataclass
@@ -137,7 +139,7 @@ class UnitLayout:
 
 
 def _parts_in(partition: ModelPartition, n_layers: int) -> tuple[str, ...]:
-    return tuple(p for p in PARTS if any(f"{p}.{l}" in partition.space_labels for l in range(n_layers)))
+    return tuple(p for p in PARTS if any(unit_space(p, l) in partition.space_labels for l in range(n_layers)))
 
 
 def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = None,
@@ -151,8 +153,7 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
     requested part.
     """
     check_architecture(model, partition)
-    hf = hf_model_of(model)
-    s = model_shapes(hf)
+    s = model_shapes(model)
     parts = tuple(parts) if parts is not None else _parts_in(partition, s.n_layers)
     if not parts:
         raise PartitionMismatchError("the partition labels neither mlp.{l} nor attn.{l} spaces: "
@@ -167,7 +168,7 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
     slots: list[Slot] = []
     for layer in layer_ids:
         for part in parts:
-            space = f"{part}.{layer}"
+            space = unit_space(part, layer)
             if space not in partition.space_labels:
                 raise PartitionMismatchError(
                     f"the partition has no labels for {space} (made with other parts or another model): "

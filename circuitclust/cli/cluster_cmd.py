@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ..pipeline import ClusterOptions
-from .common import echo, format_table, one_line_errors
+from .common import DEVICE_MAP_HELP, DTYPE_HELP, echo, format_table, one_line_errors
 from .main import app
 
 _D = ClusterOptions()  # the defaults live in the options object
@@ -20,7 +20,7 @@ _D = ClusterOptions()  # the defaults live in the options object
 @app.command("cluster")
 @one_line_errors
 def cluster(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
     k: int = typer.Option(_D.k, "--k", help="clusters per graph"),
     parts: str = typer.Option(",".join(_D.parts), help="comma-separated: mlp, attn, or matrix kinds"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
@@ -31,6 +31,8 @@ def cluster(
     seeds: str = typer.Option(None, help="replicates: comma-separated seeds (e.g. 0,1,2), one run each, aggregated "
                                          "as mean and t interval across seeds (replaces --seed)"),
     device: str = typer.Option(_D.device, help="cpu, cuda, cuda:1 ... (default: CUDA if available)"),
+    dtype: str = typer.Option(_D.dtype, "--dtype", help=DTYPE_HELP),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     method: str = typer.Option(_D.method, help="spectral (co-clustering) or blocks (equal contiguous blocks)"),
     power: int = typer.Option(_D.power, help="cluster |W| (1) or W^2 (2)"),
     balance: float = typer.Option(_D.balance, help="spectral: every cluster keeps at least this share of n/k units "
@@ -55,7 +57,7 @@ def cluster(
     options = ClusterOptions(k=k, parts=tuple(p.strip() for p in parts.split(",") if p.strip()), method=method,
                              power=power, balance=balance, shuffles=shuffles, seed=seed, ncut=ncut,
                              ncut_shuffles=ncut_shuffles,
-                             device=device)
+                             device=device, dtype=dtype, device_map=device_map)
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if threads is not None:
         torch.set_num_threads(check_threads(threads))

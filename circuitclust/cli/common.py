@@ -149,3 +149,8 @@ def fmt_interval(summary: dict | None, digits: int = 4) -> str:
 def echo(msg: str = "") -> None:
     typer.echo(msg)
     sys.stdout.flush()
+
+
+DTYPE_HELP = "weights of the loaded model: float32 (default), bfloat16 or float16 (half the memory; bf16 needs a recent CPU or GPU)"
+DEVICE_MAP_HELP = ("spread the model over several devices instead of --device (inference only): auto, balanced, "
+                   "balanced_low_0, sequential, or a JSON object {\"module\": \"cuda:0\", ...}")

@@ -52,7 +52,7 @@ def finetune(model: str, out: str, resume: bool, overwrite: bool, **options: Any
 
 _fixed = [
     inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=typer.Argument(
-        ..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name")),
+        ..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name")),
     inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
         ..., "--out", help="run folder (metrics.jsonl, partition, checkpoints/, final/); new or empty unless "
                            "--resume or --overwrite")),

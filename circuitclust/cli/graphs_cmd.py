@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import typer
 
-from .common import echo, format_table, one_line_errors
+from .common import DTYPE_HELP, echo, format_table, one_line_errors
 from .main import app
 
 
-def graph_table(spec: str, parts: str = "mlp,attn") -> str:
-    """Load ``spec`` and return the per-layer table of its weight graphs (name, kind, shape, spaces, norm)."""
+def graph_table(spec: str, parts: str = "mlp,attn", dtype: str | None = None) -> str:
+    """Load ``spec`` (in ``dtype``, default float32) and return the per-layer table of its weight graphs (name,
+    kind, shape, spaces, norm)."""
     import torch
 
     from ..models import load_model, matrix_kinds, weight_graphs
+    from ..errors import check_dtype
     from ..models.loading import check_spec
 
+    dtype = check_dtype(dtype)
     matrix_kinds(parts)
     check_spec(spec)
-    model = load_model(spec, device="cpu")
+    model = load_model(spec, device="cpu", dtype=dtype)
     rows = []
     with torch.no_grad():
         for g in weight_graphs(model, parts=[p.strip() for p in parts.split(",") if p.strip()]):
@@ -29,8 +32,9 @@ def graph_table(spec: str, parts: str = "mlp,attn") -> str:
 @app.command("graphs")
 @one_line_errors
 def graphs(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a .gguf, or a hub name"),
     parts: str = typer.Option("mlp,attn", help="comma-separated: mlp, attn, or matrix kinds (mlp_in, attn_q, ...)"),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
 ) -> None:
     """Print every weight graph of MODEL: name, kind, [n_in x n_out] shape, unit spaces, Frobenius norm."""
-    echo(graph_table(model, parts))
+    echo(graph_table(model, parts, dtype))

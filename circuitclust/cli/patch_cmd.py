@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from ..pipeline import PatchOptions
-from .common import echo, format_table, one_line_errors
+from .common import DEVICE_MAP_HELP, DTYPE_HELP, echo, format_table, one_line_errors
 from .main import app
 
 _D = PatchOptions()  # the defaults live in the options object
@@ -20,7 +20,7 @@ _D = PatchOptions()  # the defaults live in the options object
 @app.command("patch")
 @one_line_errors
 def patch(
-    model: str = typer.Argument(..., help="gemma-3-270m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a run folder, a .gguf or a hub name"),
+    model: str = typer.Argument(..., help="gemma-3-270m|smollm2-135m, tiny-gpt2|tiny-pythia|tiny-gemma, an HF folder, a run folder, a .gguf or a hub name"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
     partition: Path = typer.Option(None, "--partition", help="partition.json (default: the run folder's, else co-cluster with --k)"),
     tasks: str = typer.Option(None, "--tasks", help="comma-separated task names or .jsonl paths (default: all bundled tasks)"),
@@ -36,6 +36,8 @@ def patch(
     circuits: bool = typer.Option(_D.circuits, "--circuits/--no-circuits", help="also search circuits per task"),
     compare: str = typer.Option(None, "--compare", help="a second model (e.g. the fine-tuned run) to compare on the same tasks and partition"),
     device: str = typer.Option(None, help="cpu, cuda ... (default: CUDA if available)"),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     threads: int = typer.Option(None, help="CPU threads for torch"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run already in --out"),
 ) -> None:
@@ -52,7 +54,7 @@ def patch(
     # Every option, the partition file and the task files are checked before a model loads.
     options = PatchOptions(metric=metric, method=method, threshold=threshold, batch_size=batch_size,
                            max_rows=max_rows, max_prompts=max_prompts, n_boot=n_boot, seed=seed, circuits=circuits,
-                           k=k, device=device)
+                           k=k, device=device, dtype=dtype, device_map=device_map)
     if threads is not None:
         torch.set_num_threads(check_threads(threads))
     for spec in (model, compare) if compare else (model,):

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..core.gw import EXACT_STARTS
-from .common import echo, format_table, one_line_errors
+from .common import DEVICE_MAP_HELP, DTYPE_HELP, echo, format_table, one_line_errors
 from .main import app
 
 
@@ -49,6 +49,8 @@ def similarity(
                                     "product,identity,profile,random,random,entropic); the lowest GW cost is kept"),
     batch_size: int = typer.Option(8, help="prompts per forward pass"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     compare: Optional[str] = typer.Option(None, help="a second model / RUN_DIR to compare on the same inputs"),
     out: Path = typer.Option(..., help="output folder (similarity.json, similarity.safetensors, gw.csv, cka.csv); "
                                        "new or empty, see --overwrite"),
@@ -64,7 +66,8 @@ def similarity(
 
     options = SimilarityOptions(n=n, metric=metric, solver=solver, seed=seed, split=split, hooks=hooks,
                                 n_groups=groups, contiguous=not free, n_boot=boot, batch_size=batch_size,
-                                starts=tuple(s.strip() for s in starts.split(",") if s.strip()), device=device)
+                                starts=tuple(s.strip() for s in starts.split(",") if s.strip()), device=device,
+                                dtype=dtype, device_map=device_map)
     seed_list = parse_seeds(seeds) if seeds is not None else None
     for spec in (model, compare) if compare else (model,):
         check_spec(spec)

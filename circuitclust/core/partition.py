@@ -2,9 +2,11 @@
 (:class:`ModelPartition`). Pure tensor code: no model knowledge beyond graph names, shapes and unit spaces.
 
 Cluster ``i`` of a matrix is the sub-graph ``rows with label i`` x ``columns with label i``. In a model
-partition, graphs that share a unit space (for example an MLP's ``mlp_in``, ``mlp_gate`` and ``mlp_out``
-share the hidden neurons ``mlp.{l}``) carry the same labels on that side, so cluster ``i`` of a layer is a
-real sub-network.
+partition, graphs that share a unit space on their tied side (for example an MLP's in, gate and out
+matrices share the hidden neurons) carry the same labels on that side, so cluster ``i`` of a layer is a
+real sub-network. Which side of a graph is tied is the graph's own ``tied_side``; the other side (the
+residual stream) is labelled per graph, otherwise every layer would collapse into one graph. Space names
+are opaque strings here.
 
 Persistence: :meth:`ModelPartition.to_state` / :meth:`~ModelPartition.from_state` give the JSON part and the label
 tensors that ``circuitclust.runfiles`` writes as ``partition.json`` + ``partition.safetensors`` (k, graphs with
@@ -20,22 +22,22 @@ import torch
 from ..errors import OptionError, PartitionMismatchError
 
 FORMAT = "circuitclust.partition/1"
-TIED_SPACE_PREFIXES = ("mlp.", "attn.", "attn_qk.", "attn_k.", "attn_v.")
-
-
-def is_tied_space(space: str) -> bool:
-    """Hidden-unit spaces are tied across the graphs that share them; ``resid`` is not (each graph's
-    residual side is labelled on its own, otherwise every layer would collapse into one graph)."""
-    return space.startswith(TIED_SPACE_PREFIXES)
 
 
 class GraphLike(Protocol):
-    """What the partition needs to know about a graph (``circuitclust.models.WeightGraph`` fits)."""
+    """What the partition needs to know about a graph (``circuitclust.models.WeightGraph`` fits):
+    ``tied_side`` is ``"in"`` or ``"out"``, the side whose unit space other graphs share."""
 
     name: str
     shape: tuple[int, int]
     in_space: str
     out_space: str
+    tied_side: str
+
+
+def tied_space(g: GraphLike) -> str:
+    """The unit space on ``g``'s tied side."""
+    return g.in_space if g.tied_side == "in" else g.out_space
 
 
 def block_labels(n: int, k: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -130,8 +132,8 @@ class ModelPartition:
         parts, spaces = {}, {}
         for g in graphs:
             sides = []
-            for space, n in ((g.in_space, g.shape[0]), (g.out_space, g.shape[1])):
-                if is_tied_space(space):
+            for side, space, n in (("in", g.in_space, g.shape[0]), ("out", g.out_space, g.shape[1])):
+                if side == g.tied_side:
                     lab = space_labels[space]
                 else:
                     lab = resid_labels.get(g.name)
@@ -147,11 +149,7 @@ class ModelPartition:
     def blocks(cls, graphs: Iterable[GraphLike], k: int, **provenance: Any) -> "ModelPartition":
         """Equal contiguous blocks on every side, tied spaces consistent (the authors' default)."""
         graphs = list(graphs)
-        sizes: dict[str, int] = {}
-        for g in graphs:
-            for space, n in ((g.in_space, g.shape[0]), (g.out_space, g.shape[1])):
-                if is_tied_space(space):
-                    sizes[space] = n
+        sizes = {tied_space(g): g.shape[0] if g.tied_side == "in" else g.shape[1] for g in graphs}
         labels = {s: block_labels(n, k) for s, n in sizes.items()}
         return cls.from_space_labels(graphs, k, labels, method="blocks", **provenance)
 

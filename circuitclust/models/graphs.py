@@ -1,13 +1,15 @@
 """Weight matrices of a transformer as bipartite graphs, oriented ``[n_in, n_out]``.
 
-A :class:`WeightGraph` does not copy weights: ``graph.weight`` is recomputed from the live HF parameter on
-every access (a transpose or a slice of it), so a loss on it back-propagates into the model and never sees
-stale values after an optimiser step.
+Where each matrix lives and how it is stored comes from the model's adapter (:mod:`.adapter`). A
+:class:`WeightGraph` does not copy weights: ``graph.weight`` is recomputed from the live HF parameter on
+every access (a transpose or a slice of it, in the parameter's dtype), so a loss on it back-propagates into
+the model and never sees stale values after an optimiser step.
 
 Unit spaces name what the rows and columns index, so graphs that share units can be partitioned
 consistently:
 
-- ``resid``: the residual stream (``d_model``); not tied across graphs by the partitioner.
+- ``resid``: the residual stream (``d_model``); not tied across graphs by the partitioner (every graph's
+  other side is its ``tied_side``).
 - ``mlp.{l}``: MLP hidden neurons of block ``l`` (shared by ``mlp_in``, ``mlp_gate`` and ``mlp_out``).
 - ``attn.{l}``: attention value/output head dimensions (``n_heads * d_head``): the output of ``attn_v``
   and the input of ``attn_o``. With grouped-query attention ``attn_v`` has fewer heads, so its output is
@@ -24,45 +26,30 @@ import torch
 from torch import nn
 
 from ..errors import OptionError
-from .families import MATRIX_KINDS, Family, Source, family_for
+from .adapter import Shapes, Source, adapter_for, hf_model_of, model_device, resolve  # noqa: F401 (re-exported)
+from .families import MATRIX_KINDS
 
 PARTS = {"mlp": ("mlp_in", "mlp_gate", "mlp_out"), "attn": ("attn_q", "attn_k", "attn_v", "attn_o")}
 _SHORT = {"mlp_in": "mlp.in", "mlp_gate": "mlp.gate", "mlp_out": "mlp.out",
           "attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v", "attn_o": "attn.o"}
+RESID = "resid"
 
 
-@dataclass(frozen=True)
-class Shapes:
-    """The dimensions of a model that the weight tables need."""
-
-    n_layers: int
-    d_model: int
-    d_mlp: int
-    n_heads: int
-    n_kv_heads: int
-    d_head: int
+def unit_space(part: str, layer: int) -> str:
+    """The unit space of ``part``'s units in block ``layer``: ``mlp.{l}`` (hidden neurons) or ``attn.{l}``
+    (attention value/output head dims), the spaces a partition labels and patching ablates."""
+    return f"{part}.{layer}"
 
 
-def model_shapes(hf_model: nn.Module) -> Shapes:
-    """Read layer count and widths from an HF causal-LM config (GPT-2, GPT-NeoX, Gemma, Llama names)."""
-    c = hf_model.config
-    n_layers = getattr(c, "num_hidden_layers", None) or c.n_layer
-    d_model = getattr(c, "hidden_size", None) or c.n_embd
-    n_heads = getattr(c, "num_attention_heads", None) or c.n_head
-    d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d_model
-    n_kv = getattr(c, "num_key_value_heads", None) or n_heads
-    d_head = getattr(c, "head_dim", None) or d_model // n_heads
-    return Shapes(int(n_layers), int(d_model), int(d_mlp), int(n_heads), int(n_kv), int(d_head))
+def space_part(space: str) -> tuple[str, int | None]:
+    """``"mlp.3"`` -> ``("mlp", 3)``; ``"resid"`` -> ``("resid", None)``."""
+    head, _, layer = space.partition(".")
+    return head, (int(layer) if layer else None)
 
 
-def hf_model_of(model: nn.Module) -> nn.Module:
-    """The underlying HF ``PreTrainedModel`` of a TransformerBridge (or the model itself)."""
-    return getattr(model, "original_model", model)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's parameters (of the HF model inside a TransformerBridge)."""
-    return next(hf_model_of(model).parameters()).device
+def model_shapes(model: nn.Module) -> Shapes:
+    """Layer count and widths of a model (TransformerBridge or HF causal LM), from its adapter."""
+    return adapter_for(model).shapes
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +57,8 @@ class WeightGraph:
     """One weight matrix as a bipartite graph.
 
     Attributes: ``name`` (``blocks.{l}.mlp.in`` ...), ``layer``, ``kind`` (one of ``MATRIX_KINDS``),
-    ``in_space`` / ``out_space`` (unit-space names, see module docstring), ``shape`` ``(n_in, n_out)``,
+    ``in_space`` / ``out_space`` (unit-space names, see module docstring), ``tied_side`` (``"in"`` or
+    ``"out"``: the side whose units are shared with other graphs), ``shape`` ``(n_in, n_out)``,
     ``param_name`` (the HF parameter it reads). ``weight`` is a ``[n_in, n_out]`` tensor tied to that
     parameter.
     """
@@ -83,6 +71,7 @@ class WeightGraph:
     shape: tuple[int, int]
     param_name: str
     _param: nn.Parameter
+    _bias: nn.Parameter | None
     _source: Source
     _n_heads: int
     _n_kv_heads: int
@@ -91,15 +80,14 @@ class WeightGraph:
     @property
     def weight(self) -> torch.Tensor:
         """The matrix ``[n_in, n_out]``: a differentiable view (or slice) of the live HF parameter."""
-        w = self._param if self._source.layout == "in_out" else self._param.t()
-        src = self._source
-        if src.fused == "concat":
-            w = w.chunk(3, dim=1)[src.part]
-        elif src.fused == "per_head":
-            n_in = w.shape[0]
-            w = w.reshape(n_in, self._n_heads, 3, self._d_head)[:, :, src.part, :]
-            w = w.reshape(n_in, self._n_heads * self._d_head)
-        return w
+        return self._source.view(self._param, self._n_heads, self._d_head)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The output bias ``[n_out]`` of this matrix (its slice of a fused bias), or None."""
+        if self._bias is None:
+            return None
+        return self._source.bias_view(self._bias, self._n_heads, self._d_head)
 
     @property
     def parameter(self) -> nn.Parameter:
@@ -112,9 +100,20 @@ class WeightGraph:
         return self._source.layout == "in_out"
 
     @property
+    def tied_side(self) -> str:
+        """``"in"`` when the rows are the hidden units shared with other graphs (``mlp_out``, ``attn_o``),
+        ``"out"`` when the columns are."""
+        return "in" if self.out_space == RESID else "out"
+
+    @property
     def n_heads(self) -> int:
         """Heads along the head-dimension side (``n_kv_heads`` for K/V under grouped-query attention)."""
         return self._n_kv_heads if self.kind in ("attn_k", "attn_v") else self._n_heads
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head along the head-dimension side."""
+        return self._d_head
 
     def __repr__(self) -> str:
         return f"WeightGraph({self.name!r}, {self.kind}, {self.in_space}->{self.out_space}, {self.shape})"
@@ -123,13 +122,11 @@ class WeightGraph:
 def _spaces(kind: str, layer: int, s: Shapes) -> tuple[str, str]:
     gqa = s.n_kv_heads != s.n_heads
     head = {
-        "mlp_in": f"mlp.{layer}", "mlp_gate": f"mlp.{layer}", "mlp_out": f"mlp.{layer}",
-        "attn_q": f"attn_qk.{layer}",
-        "attn_k": f"attn_k.{layer}" if gqa else f"attn_qk.{layer}",
-        "attn_v": f"attn_v.{layer}" if gqa else f"attn.{layer}",
-        "attn_o": f"attn.{layer}",
+        "mlp_in": "mlp", "mlp_gate": "mlp", "mlp_out": "mlp", "attn_q": "attn_qk",
+        "attn_k": "attn_k" if gqa else "attn_qk", "attn_v": "attn_v" if gqa else "attn", "attn_o": "attn",
     }[kind]
-    return (head, "resid") if kind in ("mlp_out", "attn_o") else ("resid", head)
+    head = unit_space(head, layer)
+    return (head, RESID) if kind in ("mlp_out", "attn_o") else (RESID, head)
 
 
 def _shape(kind: str, s: Shapes) -> tuple[int, int]:
@@ -171,26 +168,32 @@ def weight_graphs(
     ``parts`` picks ``"mlp"`` and/or ``"attn"`` (or individual kinds such as ``"mlp_in"``); ``layers``
     restricts to some blocks. Returns graphs ordered by layer, then by ``MATRIX_KINDS`` order.
     Raises :class:`OptionError` for an unknown part, ``ValueError`` for a matrix whose stored shape
-    disagrees with the config.
+    disagrees with the config, :class:`~circuitclust.errors.UnsupportedModelError` for an unsupported model.
     """
+    ad = adapter_for(model)
     hf = hf_model_of(model)
-    family: Family = family_for(hf.config.model_type)
-    s = model_shapes(hf)
-    kinds = [k for k in matrix_kinds(parts) if k in family.matrices]
-    blocks = hf.get_submodule(family.blocks)
+    s = ad.shapes
+    kinds = [k for k in matrix_kinds(parts) if k in ad.sources]
+    blocks = resolve(hf, ad.blocks)
     layer_ids = range(s.n_layers) if layers is None else list(layers)
     graphs = []
     for layer in layer_ids:
         if not 0 <= layer < s.n_layers:
             raise OptionError(f"layer {layer} out of range: the model has {s.n_layers} blocks")
         for kind in kinds:
-            src = family.matrices[kind]
-            param = blocks[layer].get_parameter(src.path)
+            src = ad.sources[kind]
+            param = resolve(blocks[layer], src.path)
+            bias = None
+            if src.bias_path is not None:
+                try:
+                    bias = resolve(blocks[layer], src.bias_path)  # None for bias=False
+                except AttributeError:  # a module without a bias attribute
+                    bias = None
+            spaces = _spaces(kind, layer, s)
             g = WeightGraph(
-                name=f"blocks.{layer}.{_SHORT[kind]}", layer=layer, kind=kind,
-                in_space=_spaces(kind, layer, s)[0], out_space=_spaces(kind, layer, s)[1],
-                shape=_shape(kind, s), param_name=f"{family.blocks}.{layer}.{src.path}",
-                _param=param, _source=src, _n_heads=s.n_heads,
+                name=f"blocks.{layer}.{_SHORT[kind]}", layer=layer, kind=kind, in_space=spaces[0],
+                out_space=spaces[1], shape=_shape(kind, s), param_name=ad.param_name(layer, kind),
+                _param=param, _bias=bias, _source=src, _n_heads=s.n_heads,
                 _n_kv_heads=s.n_kv_heads if kind in ("attn_k", "attn_v") else s.n_heads, _d_head=s.d_head,
             )
             if tuple(g.weight.shape) != g.shape:

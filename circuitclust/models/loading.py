@@ -1,7 +1,7 @@
 """``load_model``: any supported spec -> a TransformerLens ``TransformerBridge`` over an HF causal LM.
 
-Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline), ``gemma-3-270m`` (the
-embedded real model), a local HF folder (``save_pretrained`` output, or a fine-tuning run folder), a
+Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline), ``gemma-3-270m`` and
+``smollm2-135m`` (the embedded real models), a local HF folder (``save_pretrained`` output, or a fine-tuning run folder), a
 ``.gguf`` file, or a hub name (cached or online; offline and uncached fails at once with one line).
 """
 from __future__ import annotations
@@ -11,10 +11,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelNotAvailableError, UnsupportedModelError, resolve_device
+from ..errors import ModelNotAvailableError, check_device_map, check_dtype, resolve_device
 from ..resources import data_dir, hub_reachable
-from .embedded import EMBEDDED_NAME, ensure_embedded
-from .families import FAMILIES
+from .embedded import EMBEDDED, ensure_embedded, embedded_model, is_embedded
+
+_EMBEDDED_NAMES = " / ".join(EMBEDDED)
+from .families import family_for
 
 TINY_SEED = 0
 
@@ -33,9 +35,6 @@ TINY_CONFIGS: dict[str, dict] = {
                        layer_types=["sliding_attention", "full_attention"] * 2,
                        architectures=["Gemma3ForCausalLM"]),
 }
-# The adapter name TransformerLens uses for each tiny family (a real hub name of that architecture; no
-# hub call is made because the HF model and tokenizer are passed in).
-_BRIDGE_NAMES = {"tiny-gpt2": "gpt2", "tiny-pythia": "EleutherAI/pythia-70m", "tiny-gemma": "google/gemma-3-270m"}
 
 
 def tiny_tokenizer_dir() -> Path:
@@ -80,31 +79,57 @@ def resolve_folder(path: Path) -> Path:
     return folder
 
 
-def load_hf(spec: str, *, dtype: torch.dtype | None = None):
+def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``"float32"`` / ``"bfloat16"`` / ``"float16"`` (or a torch dtype; None = float32) as a ``torch.dtype``;
+    raises :class:`~circuitclust.errors.OptionError` for anything else."""
+    return getattr(torch, check_dtype(dtype) or "float32")
+
+
+def _dispatch(model, device_map):
+    """Place an already loaded model by ``device_map`` (what ``from_pretrained(device_map=...)`` does while
+    loading), for the models circuitclust builds itself."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        device_map = infer_auto_device_map(model, no_split_module_classes=model._no_split_modules)
+    return dispatch_model(model, device_map=device_map)
+
+
+def load_hf(spec: str, *, dtype: str | torch.dtype | None = None, device_map: str | dict | None = None):
     """Load the HF causal LM and tokenizer for ``spec`` without bridging. Returns ``(hf_model, tokenizer,
-    bridge_name)``; see the module docstring for the accepted specs."""
+    bridge_name)``; see the module docstring for the accepted specs.
+
+    ``dtype``: float32 (default), bfloat16 or float16. ``device_map`` (inference only): an accelerate
+    placement (``"auto"``, ``"balanced"``, ... or ``{module: device}``) applied while the weights load, so a
+    model too big for one GPU is spread over several (blocks stay whole); the model is left where the map puts
+    it (otherwise on the CPU, for :func:`bridge` to move)."""
     from transformers import AutoModelForCausalLM
 
-    dtype = dtype or torch.float32
+    dtype = torch_dtype(dtype)
+    device_map = check_device_map(device_map)
+    placed = {} if device_map is None else {"device_map": device_map}
     if spec in TINY_CONFIGS:
         model, tok = build_tiny(spec)
-        return model.to(dtype), tok, _BRIDGE_NAMES[spec]
-    if spec in (EMBEDDED_NAME, "embedded"):
-        spec = str(ensure_embedded())
+        model = model.to(dtype)
+        # the bridge's model name: a real hub name of the family (no hub call is made, the HF model and
+        # tokenizer are passed in)
+        return (model if device_map is None else _dispatch(model, device_map)), tok, family_for(model.config).example
+    if is_embedded(spec):
+        spec = str(ensure_embedded(embedded_model(spec).name))
     local = _check_local(spec)
     if local is None:
-        return _load_hub(spec, dtype)
+        return _load_hub(spec, dtype, placed)
     if local.is_file():  # a .gguf file; folders are HF model folders
         try:
             model = AutoModelForCausalLM.from_pretrained(str(local.parent), gguf_file=local.name, dtype=dtype,
-                                                         attn_implementation="eager")
+                                                         attn_implementation="eager", **placed)
             tok = _load_tokenizer_gguf(local)
         except Exception as e:  # transformers raises many types for a bad GGUF
             raise ModelNotAvailableError(f"cannot read {local} as a GGUF model: {_first_line(e)}") from e
         check_supported(model.config)
         return model, tok, spec
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype, attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype, attn_implementation="eager", **placed)
         tok = _load_tokenizer(local)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError... for a damaged folder
         raise ModelNotAvailableError(f"cannot load the HF model in {local} ({type(e).__name__}: "
@@ -145,9 +170,9 @@ def check_spec(spec: str) -> None:
     the hub is reachable. Raises :class:`ModelNotAvailableError` (or :class:`UnsupportedModelError`)."""
     spec = str(spec)
     if not spec.strip():
-        raise ModelNotAvailableError(f"the model spec is empty: give {EMBEDDED_NAME}, {', '.join(TINY_CONFIGS)}, a "
+        raise ModelNotAvailableError(f"the model spec is empty: give {_EMBEDDED_NAMES}, {', '.join(TINY_CONFIGS)}, a "
                                      "folder, a .gguf file or a hub name")
-    if spec in TINY_CONFIGS or spec in (EMBEDDED_NAME, "embedded"):
+    if spec in TINY_CONFIGS or is_embedded(spec):
         return
     if _check_local(spec) is not None:
         return
@@ -156,7 +181,7 @@ def check_spec(spec: str) -> None:
     try:
         cached = try_to_load_from_cache(spec, "config.json")
     except Exception:  # a name that is not a valid repo id
-        raise ModelNotAvailableError(f"'{spec}' is not a model name, folder or file: use {EMBEDDED_NAME}, "
+        raise ModelNotAvailableError(f"'{spec}' is not a model name, folder or file: use {_EMBEDDED_NAMES}, "
                                      f"{', '.join(TINY_CONFIGS)}, a folder, a .gguf file or a hub name") from None
     if not isinstance(cached, str) and not hub_reachable():
         raise ModelNotAvailableError(_not_cached(spec))
@@ -174,7 +199,7 @@ def _check_tokenizer_files(folder: Path) -> None:
 
 def _not_cached(name: str) -> str:
     return (f"model '{name}' is not in the local Hugging Face cache and the hub is unreachable: download it where "
-            f"there is network (`hf download {name} --local-dir DIR`) and pass DIR, or use '{EMBEDDED_NAME}' / "
+            f"there is network (`hf download {name} --local-dir DIR`) and pass DIR, or use {_EMBEDDED_NAMES} / "
             "tiny-gpt2 / tiny-pythia / tiny-gemma")
 
 
@@ -193,13 +218,9 @@ def _read_config(folder: Path):
 
 
 def check_supported(config) -> None:
-    """Raise :class:`UnsupportedModelError` (listing the supported families) unless circuitclust has an
-    architecture table for ``config.model_type``."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in FAMILIES:
-        raise UnsupportedModelError(
-            f"model_type {model_type!r} is not supported (circuitclust needs a dense decoder-only LM with a "
-            f"weight table): supported model types are {', '.join(sorted(FAMILIES))}")
+    """Raise :class:`UnsupportedModelError` (one line: why, and every supported family) unless circuitclust
+    has an adapter for the HF ``config``'s family."""
+    family_for(config)
 
 
 def _load_tokenizer_gguf(path: Path):
@@ -208,10 +229,10 @@ def _load_tokenizer_gguf(path: Path):
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
-def _load_hub(name: str, dtype: torch.dtype):
+def _load_hub(name: str, dtype: torch.dtype, placed: dict):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = dict(dtype=dtype, attn_implementation="eager")
+    kwargs = dict(dtype=dtype, attn_implementation="eager", **placed)
     try:  # the local HF cache first: no network, no retries
         from transformers import AutoConfig
 
@@ -233,11 +254,18 @@ def _load_hub(name: str, dtype: torch.dtype):
 
 def bridge(hf_model, tokenizer, name: str, device: str | torch.device | None = None):
     """Wrap an HF causal LM in a TransformerBridge (in place: the bridge rewires ``hf_model`` and forces
-    eager attention). Take any reference outputs from ``hf_model`` before calling this."""
+    eager attention). Take any reference outputs from ``hf_model`` before calling this. A model placed by a
+    ``device_map`` stays where it is (inputs go to its embedding's device); any other moves to ``device``."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    device = resolve_device(device)
-    hf_model = hf_model.to(device).eval()
+    from .adapter import model_device
+
+    if getattr(hf_model, "hf_device_map", None):
+        device = model_device(hf_model)
+        hf_model = hf_model.eval()
+    else:
+        device = resolve_device(device)
+        hf_model = hf_model.to(device).eval()
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # TransformerLens logs a deprecation notice for short aliases like "gpt2"
@@ -253,15 +281,20 @@ def default_device() -> torch.device:
     return resolve_device(None)
 
 
-def load_model(spec: str, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+def load_model(spec: str, *, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+               device_map: str | dict | None = None):
     """Load ``spec`` and return a ``TransformerBridge`` with hooks (``run_with_cache``, ``run_with_hooks``).
 
     The HF model is ``bridge.original_model`` (train it, ``save_pretrained`` it); the spec is recorded as
-    ``bridge.circuitclust_spec``. ``dtype`` defaults to float32, ``device`` to CUDA if available.
-    Raises :class:`~circuitclust.errors.ModelNotAvailableError` with a one-line reason when it cannot.
+    ``bridge.circuitclust_spec``. ``dtype`` (float32, bfloat16, float16) defaults to float32, ``device`` to
+    CUDA if available; ``device_map`` (inference only, instead of ``device``) spreads the model over several
+    devices as :func:`load_hf` says. Raises :class:`~circuitclust.errors.ModelNotAvailableError` with a
+    one-line reason when it cannot, :class:`~circuitclust.errors.OptionError` for a bad dtype or map.
     """
-    resolve_device(device)  # a bad device fails before the model is read
-    hf_model, tok, name = load_hf(str(spec), dtype=dtype)
+    torch_dtype(dtype)  # a bad dtype, map or device fails before the model is read
+    if check_device_map(device_map, device) is None:
+        resolve_device(device)
+    hf_model, tok, name = load_hf(str(spec), dtype=dtype, device_map=device_map)
     b = bridge(hf_model, tok, name, device)
     b.circuitclust_spec = str(spec)
     return b

@@ -28,11 +28,10 @@ def group_spans(groups: Mapping[str, Any] | None, n_layers: int) -> list[tuple[i
 
 
 def _short(layer: str) -> str:
-    """``blocks.3.hook_resid_post`` -> ``3 resid_post`` for tick labels (hover keeps the full name)."""
-    parts = layer.split(".")
-    if len(parts) >= 3 and parts[0] == "blocks":
-        return f"{parts[1]} {parts[-1].removeprefix('hook_')}"
-    return layer
+    """A hook name's short tick label (hover keeps the full name)."""
+    from ..models.adapter import hook_label
+
+    return hook_label(layer)
 
 
 def layer_similarity_heatmaps(data: Mapping[str, Any]) -> go.Figure:

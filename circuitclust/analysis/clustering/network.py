@@ -10,7 +10,7 @@ from torch import nn
 from ...core.measures import ncut, null_stats
 from ...core.network import NetworkGraph, spectral_clustering
 from ...errors import CircuitclustError, check_int
-from ...models import hf_model_of, weight_graphs
+from ...models import adapter_for, weight_graphs
 from .stacks import _bar, _seed_for, _tied_side
 
 
@@ -28,8 +28,7 @@ def network_graph(model: nn.Module, parts: Sequence[str] = ("mlp", "attn"), devi
     graphs = weight_graphs(model, parts=parts)
     if not graphs:
         raise CircuitclustError(f"the model has no weight graphs for parts {list(parts)}")
-    cfg = hf_model_of(model).config
-    parallel = bool(getattr(cfg, "use_parallel_residual", False) or getattr(cfg, "parallel_attn", False))
+    parallel = adapter_for(model).parallel_residual
     has_attn = any(g.kind.startswith("attn") for g in graphs)
     mid = (lambda l: f"pre.{l}") if (parallel or not has_attn) else (lambda l: f"mid.{l}")
 

@@ -10,14 +10,14 @@ from torch import nn
 from ...core.partition import ModelPartition
 from ...core.svd import resolve_method
 from ...errors import OptionError, PartitionMismatchError, check_choice, check_float, check_int
-from ...models import hf_model_of, weight_graphs
+from ...models import adapter_for, source_name, weight_graphs
 from .stacks import _bar, _cluster_stacks, _oriented, _resid_sizes, _split_cols, _weights, tied_groups
 
 
 def model_id(model: nn.Module) -> str:
     """The spec a model was loaded from (or its HF ``name_or_path``)."""
     spec = getattr(model, "circuitclust_spec", None)
-    return str(spec) if spec else str(getattr(hf_model_of(model).config, "_name_or_path", "") or "unknown")
+    return str(spec) if spec else (source_name(model) or "unknown")
 
 
 METHODS = ("spectral", "blocks")
@@ -28,7 +28,7 @@ def check_architecture(model: nn.Module, partition: ModelPartition) -> None:
     ``model``'s (two families can share every graph shape, e.g. GPT-2 and Pythia of one width). A partition
     may move between models of one architecture: a fine-tuned model and its base share their partition."""
     made_for = partition.provenance.get("model_type")
-    model_type = hf_model_of(model).config.model_type
+    model_type = adapter_for(model).model_type
     if made_for is not None and made_for != model_type:
         raise PartitionMismatchError(
             f"this partition was made for a {made_for} model ({partition.provenance.get('model', 'unknown')}), "
@@ -79,7 +79,7 @@ def partition_model(
     if not graphs:
         raise OptionError(f"the model has no weight graphs for parts {list(parts)}")
     check_k(k, graphs)
-    prov = {"model": model_id(model), "model_type": hf_model_of(model).config.model_type, "seed": int(seed),
+    prov = {"model": model_id(model), "model_type": adapter_for(model).model_type, "seed": int(seed),
             "parts": list(parts)}
     if method == "blocks":
         return ModelPartition.blocks(graphs, k, **prov)

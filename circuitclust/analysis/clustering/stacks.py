@@ -22,19 +22,13 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ...core.cocluster import cocluster_labels
-from ...core.partition import is_tied_space
-from ...errors import CircuitclustError
 
 #: Upper bound on matrix entries clustered in one batch (keeps peak memory near 1-2 GB in float32).
 BATCH_ELEMENTS = 48 * 2**20
 
 
 def _tied_side(g) -> str:
-    if is_tied_space(g.in_space):
-        return "in"
-    if is_tied_space(g.out_space):
-        return "out"
-    raise CircuitclustError(f"{g.name} has no hidden (tied) side: {g.in_space} -> {g.out_space}")
+    return g.tied_side
 
 
 def tied_groups(graphs: Iterable) -> dict[str, list]:

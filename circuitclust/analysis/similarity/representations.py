@@ -14,19 +14,15 @@ import torch
 
 from ...core.distances import MIN_POINTS
 from ...errors import CircuitclustError, DataError, OptionError, check_int
-from ...models.graphs import model_device
+from ...models import EXAMPLE_HOOK, LAYER_HOOKS, adapter_for, model_device, model_shapes
 from ..interventions import cache_activations
 
-HOOK_SHORTCUTS = {
-    "resid_post": "blocks.{l}.hook_resid_post",
-    "resid_pre": "blocks.{l}.hook_resid_pre",
-    "mlp_out": "blocks.{l}.hook_mlp_out",
-    "attn_out": "blocks.{l}.hook_attn_out",
-}
+#: the layer shortcuts a hook list may use (each expands to every block; the model adapter names the hooks)
+HOOK_SHORTCUTS = tuple(LAYER_HOOKS)
 
 
 def resolve_hooks(model, hooks: str | Sequence[str] | None = None) -> list[str]:
-    """Hook names to compare, in order. ``None`` = ``blocks.{l}.hook_resid_post`` for every block; a
+    """Hook names to compare, in order. ``None`` = the residual stream after every block (``resid_post``); a
     shortcut (``resid_post``, ``resid_pre``, ``mlp_out``, ``attn_out``) expands to every block; other strings
     are explicit hook names. Raises :class:`CircuitclustError` for a hook the model does not have."""
     if hooks is None:
@@ -35,11 +31,12 @@ def resolve_hooks(model, hooks: str | Sequence[str] | None = None) -> list[str]:
         hooks = [h.strip() for h in hooks.split(",") if h.strip()]
     if not hooks:
         raise OptionError(f"hooks is empty: give {', '.join(HOOK_SHORTCUTS)} or hook names such as "
-                          "blocks.0.hook_resid_post", option="hooks")
+                          f"{EXAMPLE_HOOK}", option="hooks")
     names: list[str] = []
+    adapter = adapter_for(model)
     for h in hooks:
         if h in HOOK_SHORTCUTS:
-            names += [HOOK_SHORTCUTS[h].format(l=l) for l in range(model.cfg.n_layers)]
+            names += [adapter.layer_hook(h, l) for l in range(model_shapes(model).n_layers)]
         else:
             names.append(h)
     available = set(model.hook_dict)
@@ -47,7 +44,7 @@ def resolve_hooks(model, hooks: str | Sequence[str] | None = None) -> list[str]:
     if missing:
         raise CircuitclustError(
             f"hook '{missing[0]}' does not exist in this model: use {', '.join(HOOK_SHORTCUTS)} or a name such "
-            f"as blocks.0.hook_resid_post (the model has {len(available)} hooks; see model.hook_dict)")
+            f"as {EXAMPLE_HOOK} (the model has {len(available)} hooks; see model.hook_dict)")
     if len(set(names)) != len(names):
         raise CircuitclustError("the same hook is listed twice")
     return names
