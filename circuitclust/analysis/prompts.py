@@ -210,15 +210,18 @@ def sample_task(pool: TaskPrompts, n: int | None, n_reference: int = 16, seed: i
     """Draw the evaluated prompts and a disjoint reference set (for mean ablation) at random with ``seed``.
 
     ``n`` prompts (None: all the pool leaves after the reference set) from ``pool``; ``n_reference``
-    reference prompts from ``reference_pool`` when given, else from the prompts of ``pool`` not drawn (at
-    least one, and never more than a quarter of the pool when ``n`` is None). Both keep
+    reference prompts from ``reference_pool`` when given, else from the prompts of ``pool`` not drawn (when
+    the pool cannot give ``n + n_reference``, the reference set shrinks to a quarter of the pool, at least
+    one prompt, and the evaluated set to the rest). Both keep
     ``info["sample"] = {"seed", "indices", "reference_indices"}``. Raises :class:`DataError` when the pool
     cannot give both sets."""
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(pool), generator=g)
     if reference_pool is None:
-        n_ref = min(n_reference, max(1, len(pool) // 4)) if n is None else n_reference
-        n_eval = len(pool) - n_ref if n is None else min(n, len(pool) - n_ref)
+        want = len(pool) if n is None else n
+        # a pool too small for both sets gives the reference at most a quarter of it (at least one prompt)
+        n_ref = n_reference if want + n_reference <= len(pool) else min(n_reference, max(1, len(pool) // 4))
+        n_eval = min(want, len(pool) - n_ref)
         if n_eval < 1 or n_ref < 1:
             raise DataError(f"task '{pool.name}' has {len(pool)} usable prompts: too few for {n or 1} evaluated "
                             f"and {n_ref} reference prompts (lower max_prompts or n_reference)")
