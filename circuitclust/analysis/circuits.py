@@ -192,7 +192,10 @@ def find_circuit(faith: Faithfulness, scores: Scores, threshold: float = 0.8, gr
                circuit_faithfulness=None)
     if not search:
         return out
-    evaluate = lambda sizes: [faith.of_sizes(order, sizes)[s] for s in sizes]  # noqa: E731
+    def evaluate(sizes: list[int]) -> list[float]:
+        got = faith.of_sizes(order, sizes)
+        return [got[s] for s in sizes]
+
     size = search_smallest(points, evaluate, threshold)
     out["search"] = [[s, f] for s, f in sorted(points.items())]
     if size is None:
@@ -235,7 +238,11 @@ def find_cluster_circuit(faith: Faithfulness, scores: Scores, threshold: float =
                 "cluster_circuit": []}
     order = scores.to_nodes().order()
     points = faith.of_sizes(order, geometric_sizes(s), level="node")
-    size = search_smallest(points, lambda sizes: [faith.of_sizes(order, sizes, "node")[x] for x in sizes], threshold)
+    def evaluate(sizes: list[int]) -> list[float]:
+        got = faith.of_sizes(order, sizes, "node")
+        return [got[x] for x in sizes]
+
+    size = search_smallest(points, evaluate, threshold)
     return {"cluster_faithfulness_curve": [[a, f] for a, f in sorted(points.items())], "cluster_circuit_size": size,
             "cluster_circuit_fraction": None if size is None else size / s,
             "cluster_circuit": [] if size is None else [layout.nodes[i].as_dict() for i in order[:size].tolist()]}
