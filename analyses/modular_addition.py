@@ -216,7 +216,7 @@ def patching(model, partition, full, subtasks, *, threshold: float, n_boot: int,
     agree = attribution_agreement(model, full, layout, "logit_diff", batch_size, exact=exact)
     out["attribution_spearman"] = agree["spearman"]
     circ = task_circuits(model, full, layout, agree["unit_attribution_mean"], agree["reference"], "logit_diff",
-                         threshold, batch_size)
+                         threshold, batch_size, method="mean")  # ranked by mean-ablation attribution: ablate alike
     circ.pop("units", None)
     out["circuit"] = circ
     return out

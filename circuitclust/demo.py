@@ -27,11 +27,13 @@ class DemoOptions:
 
     ``lam`` is a per-weight lambda (``loss_reduction="entries"``): about 3x the value at which the loss's push
     on an MLP weight matches the task gradient's on Gemma 3 270M (``benchmarks/finetune_study.py``).
-    ``tasks``: comma-separated recall tasks for patching, or ``all``; exact cluster ablation costs one forward
-    pass per (layer, cluster) per batch, and the embedded model's 262k-token unembedding makes each pass slow
-    on a CPU, so the default is two tasks. ``shuffles`` per graph for the clusterability null: 99 lets p reach
-    0.01 (the batched null costs about 130 s of CPU per clustering step of the embedded Gemma, shared by the
-    torch threads);
+    ``tasks``: comma-separated patching tasks (recall task names, ``ioi``, ``wiki``, ``chemistry``), ``recall``
+    or ``all``; exact cluster ablation costs one forward pass per (layer, part, cluster) per batch, and the
+    embedded model's 262k-token unembedding makes each pass slow on a CPU, so the default is two tasks. The
+    patch step's units are MLP neurons and attention heads (the attention clusters are co-clustered there,
+    since fine-tuning partitions the MLPs), and its circuits use counterfactual ablation with both controls.
+    ``shuffles`` per graph for the clusterability null: 99 lets p reach 0.01 (the batched null costs about
+    130 s of CPU per clustering step of the embedded Gemma, shared by the torch threads);
     ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``; ``analyses/`` use 0.5).
     """
 
@@ -69,18 +71,18 @@ class DemoOptions:
 
     @property
     def task_names(self) -> list[str]:
-        from .data import list_tasks
+        from .data import expand_tasks
 
-        return list_tasks() if self.tasks == "all" else [t.strip() for t in self.tasks.split(",") if t.strip()]
+        return expand_tasks(self.tasks) if self.tasks.strip() else []
 
     def check_inputs(self) -> None:
         """The model spec, tasks and corpus exist and can be read (before any step starts)."""
-        from .data import load_corpus, load_task
+        from .data import load_corpus, task_kind
         from .models.loading import check_spec
 
         check_spec(self.model)
         for name in self.task_names:
-            load_task(name)
+            task_kind(name)
         load_corpus(self.data, "train")
 
 

@@ -197,22 +197,43 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = 
 # ------------------------------------------------------------------------------------------------- patch
 @dataclass(frozen=True)
 class PatchOptions:
-    """How to patch clusters (validated on creation): ``metric`` (logit_diff | logprob), cluster ``method``
-    for the effect matrix (zero | mean | resample), circuit ``threshold`` (fraction of the metric kept),
-    ``n_boot`` bootstrap resamples, ``max_prompts`` per task (None: all), ``batch_size`` prompts per batch,
-    ``max_rows`` prompt rows per forward pass, ``circuits`` (search circuits), ``k`` (clusters when the
-    model is co-clustered here), ``seed``, ``device``, ``dtype`` (float32, bfloat16, float16) and
-    ``device_map`` (several devices instead of ``device``)."""
+    """How to patch (validated on creation).
+
+    Units: ``parts`` (MLP neurons and attention heads, or head dims where the partition splits a head; a part
+    the partition lacks is co-clustered here with its k). Effect matrix: cluster ablation ``method`` (zero |
+    mean | counterfactual), ``metric`` (logit_diff | logprob; texts use the per-token loss), ``n_boot``
+    bootstrap resamples. Circuits: units outside a circuit ablated with ``circuit_method`` (counterfactual,
+    MIB's most faithful, by default), ``threshold`` (faithfulness a circuit must reach), ``controls`` (the
+    random-ranking baseline and the nonsense task beside every circuit), ``cluster_level`` (also circuits of
+    cluster nodes), ``n_check`` units per task whose attribution is checked by exact ablation (the ``top_k``
+    attribution ranks first among them). Prompts: ``max_prompts`` evaluated per task and ``n_reference``
+    reference prompts (mean ablation), both drawn at random with each seed of ``seeds`` (default: ``seed``);
+    several seeds are replicates, aggregated as a mean and an interval. Texts (``wiki``, ``chemistry``):
+    windows of ``text_tokens`` tokens scored on their last ``loss_tokens``. ``n_null``: samples of each
+    specialisation null. ``batch_size`` prompts per batch, ``max_rows`` prompt rows per forward pass,
+    ``circuits`` (search circuits), ``k`` (clusters when the model is co-clustered here), ``device``,
+    ``dtype`` (float32, bfloat16, float16) and ``device_map`` (several devices instead of ``device``)."""
 
     metric: str = "logit_diff"
     method: Ablation | str = Ablation.MEAN
+    circuit_method: Ablation | str = Ablation.COUNTERFACTUAL
+    parts: tuple[str, ...] = ("mlp", "attn")
     threshold: float = 0.8
     batch_size: int = 8
     max_rows: int = 64
-    max_prompts: int | None = None
+    max_prompts: int | None = 32
+    n_reference: int = 16
     n_boot: int = 1000
     seed: int = 0
+    seeds: tuple[int, ...] | None = None
     circuits: bool = True
+    controls: bool = True
+    cluster_level: bool = True
+    n_check: int = 32
+    top_k: int = 8
+    n_null: int = 1000
+    text_tokens: int = 48
+    loss_tokens: int = 16
     k: int = 4
     device: str | None = None
     dtype: str | None = None
@@ -222,19 +243,37 @@ class PatchOptions:
         from .analysis.patch_run import check_patch_options
 
         object.__setattr__(self, "method", Ablation.parse(self.method))
+        object.__setattr__(self, "circuit_method", Ablation.parse(self.circuit_method, "circuit_method"))
+        object.__setattr__(self, "parts", tuple(self.parts))
         check_patch_options(metric=self.metric, method=self.method, threshold=self.threshold,
-                            batch_size=self.batch_size, n_boot=self.n_boot, max_rows=self.max_rows)
+                            batch_size=self.batch_size, n_boot=self.n_boot, max_rows=self.max_rows,
+                            circuit_method=self.circuit_method, n_check=self.n_check, top_k=self.top_k,
+                            n_null=self.n_null, parts=self.parts)
         check_int("k", self.k, 2)
+        check_int("n_reference", self.n_reference, 1, 100_000)
+        check_int("text_tokens", self.text_tokens, 4, 4096)
+        check_int("loss_tokens", self.loss_tokens, 1, self.text_tokens - 2)
         if self.max_prompts is not None:
             check_int("max_prompts", self.max_prompts, 1)
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(self.seeds))
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                raise OptionError("seeds must be distinct integers, at least one", option="seeds")
+            for sd in self.seeds:
+                check_int("seeds", sd, 0)
         resolve_device(self.device)
         _check_placement(self)
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return self.seeds if self.seeds else (self.seed,)
 
 
 @dataclass
 class PatchResult:
-    """Cluster ablation effects, specialisation and circuits of one model (``base``), and, when a second
-    model was given, its own (``other``) and the paired ``comparison``; with the partition and options."""
+    """Cluster ablation effects, specialisation and circuits of one model (``base``, the first seed's analysis;
+    with several seeds ``base.circuits["replicates"]`` aggregates them), and, when a second model was given,
+    its own (``other``) and the paired ``comparison``; with the partition and options."""
 
     model: str
     options: PatchOptions
@@ -263,26 +302,64 @@ class PatchResult:
         write_run_config(folder, {"model": self.model, "partition": self.partition_source, "tasks": self.tasks,
                                   "k": self.partition.k, "compare": self.compare_model, "options": asdict(o),
                                   "max_prompts": o.max_prompts, "metric": o.metric, "method": o.method,
+                                  "circuit_method": o.circuit_method, "parts": list(o.parts),
                                   "threshold": o.threshold, "batch_size": o.batch_size, "n_boot": o.n_boot,
-                                  "seed": o.seed, "circuits": o.circuits, "max_rows": o.max_rows,
-                                  "wall_s": self.wall_s})
+                                  "seed": o.seed, "seeds": list(o.seed_list), "circuits": o.circuits,
+                                  "max_rows": o.max_rows, "wall_s": self.wall_s})
         return folder
+
+
+def _task_pools(m, tasks: Sequence[Any], o: PatchOptions) -> list[tuple[Any, Any]]:
+    """Every usable prompt of each task (and, for texts, its reference pool) for model ``m``."""
+    from .analysis.prompts import encode_task, load_task_prompts
+
+    out = []
+    for i, t in enumerate(tasks):
+        if isinstance(t, (str, Path)):
+            out.append(load_task_prompts(m, str(t), seed=o.seed, text_tokens=o.text_tokens,
+                                         loss_tokens=o.loss_tokens))
+        else:
+            out.append((encode_task(m, t, name=f"task{i}"), None))
+    return out
+
+
+def _analyse_seeds(m, partition: ModelPartition, pools, o: PatchOptions, name: str, progress: bool, on_tasks=None):
+    from .analysis.patch_run import aggregate_replicates, analyse_model, replicate_summary
+    from .analysis.prompts import sample_task
+
+    opts = dict(metric=o.metric, method=o.method, threshold=o.threshold, batch_size=o.batch_size,
+                n_boot=o.n_boot, circuits=o.circuits, progress=progress, max_rows=o.max_rows, parts=o.parts,
+                circuit_method=o.circuit_method, controls=o.controls, n_check=o.n_check, top_k=o.top_k,
+                n_null=o.n_null, cluster_level=o.cluster_level)
+    first, summaries = None, []
+    for sd in o.seed_list:
+        drawn = [sample_task(pool, o.max_prompts, o.n_reference, sd, ref) for pool, ref in pools]
+        if on_tasks is not None and first is None:
+            on_tasks([p for p, _ in drawn])
+        res = analyse_model(m, partition, [p for p, _ in drawn], references=[r for _, r in drawn], seed=sd,
+                            model_name=name, **opts)
+        first = first or res
+        summaries.append(replicate_summary(res))
+    if len(o.seed_list) > 1:
+        first.circuits["replicates"] = aggregate_replicates(list(o.seed_list), summaries)
+    return first
 
 
 def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None = None,
           options: PatchOptions | None = None, compare: Any = None, progress: bool = False,
           on_tasks=None, **overrides: Any) -> PatchResult:
-    """Ablate every (layer, cluster) of ``partition`` on every task; effect matrix with CIs, specialisation,
-    flips, attribution agreement and smallest circuits; with ``compare``, the same for a second model (e.g.
-    the fine-tuned run) on the same prompts and partition, and the paired differences.
+    """Ablate every (layer, part, cluster) of ``partition`` on every task; effect matrix with CIs and BH q,
+    specialisation against its nulls, flips, attribution checked against exact ablation, and circuits with
+    MIB's faithfulness curve, CPR and CMD beside a random ranking and the nonsense control; with ``compare``,
+    the same for a second model (e.g. the fine-tuned run) on the same prompts and partition, and the paired
+    differences.
 
-    ``tasks``: bundled task names, .jsonl paths or lists of rows. ``partition``: default the one a run folder
-    given as ``model`` (or ``compare``) holds, else a co-clustering of ``model`` with ``options.k``.
-    ``on_tasks`` (optional) receives the encoded tasks (e.g. to print how many prompts each kept)."""
-    from .analysis.patch_run import analyse_model
+    ``tasks``: bundled recall task names, ``ioi``, ``wiki``, ``chemistry``, .jsonl paths or lists of rows.
+    ``partition``: default the one a run folder given as ``model`` (or ``compare``) holds, else a
+    co-clustering of ``model`` with ``options.k``; parts it lacks are co-clustered here. ``on_tasks``
+    (optional) receives the first seed's sampled tasks (e.g. to print how many prompts each kept)."""
     from .analysis.patch_run import compare as compare_results
-    from .analysis.prompts import encode_task
-    from .analysis.units import default_partition, unit_layout
+    from .analysis.units import complete_partition, default_partition, unit_layout
     from .runfiles import run_partition
 
     o = replace(options or PatchOptions(), **overrides)
@@ -298,22 +375,20 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
                 break
     if partition is None:
         partition, source = default_partition(m, k=o.k, seed=o.seed), f"co-clustered here (k={o.k})"
-    unit_layout(m, partition)  # fail fast on a partition made for another model
+    partition, added = complete_partition(m, partition, o.parts, o.seed)
+    if added:
+        source += f"; {', '.join(added)} co-clustered here (k={partition.k})"
+    unit_layout(m, partition, o.parts)  # fail fast on a partition made for another model
     names = [t if isinstance(t, (str, Path)) else f"task{i}" for i, t in enumerate(tasks)]
     if len({str(n) for n in names}) != len(names):
         raise OptionError(f"tasks {', '.join(map(str, names))}: a task is listed twice", option="tasks")
-    encoded = [encode_task(m, t, max_prompts=o.max_prompts) for t in tasks]
-    if on_tasks is not None:
-        on_tasks(encoded)
-    opts = dict(metric=o.metric, method=o.method, threshold=o.threshold, batch_size=o.batch_size,
-                n_boot=o.n_boot, seed=o.seed, circuits=o.circuits, progress=progress, max_rows=o.max_rows)
-    base = analyse_model(m, partition, encoded, model_name=_spec(model), **opts)
+    base = _analyse_seeds(m, partition, _task_pools(m, tasks, o), o, _spec(model), progress, on_tasks)
     result = PatchResult(_spec(model), o, partition, source, [str(n) for n in names], base)
     if compare is not None:
         del m
         other_model = _bridge(compare, dev, o)
-        other_tasks = [encode_task(other_model, t, max_prompts=o.max_prompts) for t in tasks]
-        result.other = analyse_model(other_model, partition, other_tasks, model_name=_spec(compare), **opts)
+        result.other = _analyse_seeds(other_model, partition, _task_pools(other_model, tasks, o), o, _spec(compare),
+                                      progress)
         result.comparison = compare_results(base, result.other, o.n_boot, o.seed)
         result.compare_model = _spec(compare)
     result.wall_s = time.perf_counter() - t0

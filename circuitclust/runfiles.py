@@ -184,24 +184,38 @@ def write_patch_results(out: str | Path, result: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     eff, spec, circ = result.effects, result.specialisation, result.circuits
     write_json(out / "effects.json", eff)
+    q = eff.get("q")
     rows = [[n["layer"], n["part"], n["cluster"], n["size"], t, eff["effect"][i][j], eff["ci_low"][i][j],
-             eff["ci_high"][i][j]] for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]
-    write_csv(out / "effects.csv", ["layer", "part", "cluster", "size", "task", "effect", "ci_low", "ci_high"], rows)
+             eff["ci_high"][i][j], None if q is None else q[i][j]]
+            for i, n in enumerate(eff["nodes"]) for j, t in enumerate(eff["tasks"])]
+    write_csv(out / "effects.csv", ["layer", "part", "cluster", "size", "task", "effect", "ci_low", "ci_high", "q_bh"],
+              rows)
     write_json(out / "specialisation.json", spec)
     write_csv(out / "specialisation.csv",
-               ["layer", "part", "cluster", "size", "specialisation", "max_share", "top_task", "total_abs_effect"],
-               [[c["layer"], c["part"], c["cluster"], c["size"], c["specialisation"], c["max_share"], c["top_task"],
-                 c["total_abs_effect"]] for c in spec["per_cluster"]])
+               ["layer", "part", "cluster", "size", "specialisation", "top_task_share", "top_task", "total_abs_effect"],
+               [[c["layer"], c["part"], c["cluster"], c["size"], c["specialisation"], c["top_task_share"],
+                 c["top_task"], c["total_abs_effect"]] for c in spec["per_cluster"]])
     write_json(out / "circuits.json", circ)
-    keys = ["circuit_size", "fraction", "n_units_total", "share_largest_cluster", "clusters_touched",
-            "cluster_circuit_size", "cluster_circuit_fraction", "full_metric", "empty_metric"]
-    write_csv(out / "circuits.csv", ["task", *keys, "attribution_spearman"],
-               [[t, *[c.get(k) for k in keys], circ["attribution_spearman_per_task"].get(t)]
+    keys = ["circuit_size", "fraction", "circuit_faithfulness", "cpr", "cmd", "n_units_total", "share_largest_cluster",
+            "clusters_touched", "cluster_circuit_size", "cluster_circuit_fraction", "full_metric", "empty_metric"]
+
+    def sub(c: dict, part: str, key: str):
+        return (c.get(part) or {}).get(key)
+
+    write_csv(out / "circuits.csv", ["task", *keys, "random_cpr", "nonsense_fraction", "nonsense_cpr", "red_flag",
+                                     "attribution_spearman_nodes", "attribution_spearman_units", "top_k_overlap"],
+               [[t, *[c.get(k) for k in keys], sub(c, "random", "cpr"), sub(c, "nonsense", "fraction"),
+                 sub(c, "nonsense", "cpr"), sub(c, "nonsense", "red_flag"),
+                 circ["attribution_spearman_per_task"].get(t), sub(c, "attribution_check", "spearman"),
+                 sub(c, "attribution_check", "top_k_overlap")]
                 for t, c in circ["tasks"].items()])
-    write_csv(out / "faithfulness.csv", ["task", "level", "size", "faithfulness"],
-               [[t, lvl, s, f] for t, c in circ["tasks"].items()
-                for lvl, key in (("unit", "faithfulness_curve"), ("cluster", "cluster_faithfulness_curve"))
-                for s, f in c.get(key, [])])
+    curve_rows = []
+    for t, c in circ["tasks"].items():
+        for name, curve in (("attribution", c.get("curve")), ("random", sub(c, "random", "curve")),
+                            ("nonsense", sub(c, "nonsense", "curve"))):
+            curve_rows += [[t, name, q_, n_, f_] for q_, n_, f_ in curve or []]
+        curve_rows += [[t, "cluster nodes", None, n_, f_] for n_, f_ in c.get("cluster_faithfulness_curve") or []]
+    write_csv(out / "faithfulness.csv", ["task", "curve", "fraction", "size", "faithfulness"], curve_rows)
     return [out / n for n in ("effects.json", "effects.csv", "specialisation.json", "specialisation.csv",
                               "circuits.json", "circuits.csv", "faithfulness.csv")]
 
@@ -329,9 +343,10 @@ def load_specialisation(path: str | Path) -> dict[str, Any]:
 
 
 def load_circuits(path: str | Path) -> dict[str, Any]:
-    """``circuits.json`` (schema ``circuitclust.circuits/1``): threshold, tasks ``{task: {faithfulness_curve
-    [[n_units, frac]], circuit_size, fraction, n_units_total, share_largest_cluster, clusters_touched,
-    cluster_circuit}}``, attribution_spearman."""
+    """``circuits.json`` (schema ``circuitclust.circuits/N``; /2 is described in
+    ``circuitclust.analysis.patch_run``): threshold, ablation, grid, tasks ``{task: {curve [[fraction, n_units,
+    f]], cpr, cmd, circuit_size, fraction, random, nonsense, attribution_check, cluster_circuit, ...}}``,
+    red_flags, attribution_spearman."""
     return _load_json(path, "circuits.json", ("tasks",))
 
 

@@ -6,6 +6,12 @@ is A or B (their input columns point along the embedding difference, which is sc
 layer norm) and write +-(unembedding of P - unembedding of Q). Prompts ending in A answer P (corrupted: B,
 Q); prompts ending in B answer Q (corrupted: A, P). Task 2 does the same with tokens C/D -> R/S through a
 second set of planted neurons.
+
+``planted_model(head=True)`` plants a circuit that spans both unit kinds: task 1's neurons write half as much,
+and attention head :data:`PLANTED_HEAD` attends to the A/B token (a constant query bias against keys that read
+"the token is A or B"), reads the same "A or B" direction through its value and writes about as much as the
+neurons through W_O. Under counterfactual ablation the head alone or the neurons alone keep about half of
+the logit difference, so no circuit without both keeps 80% of it.
 """
 from __future__ import annotations
 
@@ -19,9 +25,11 @@ C, D, R, S = 302, 303, 402, 403
 # (layer, neuron, sign): + reads "last token is A", writes +(P - Q)
 PLANTED_1 = [(1, 5, 1), (1, 70, 1), (2, 130, -1), (2, 131, -1)]
 PLANTED_2 = [(2, 200, 1), (2, 201, -1)]
+PLANTED_HEAD = (2, 1)  # (layer, head) of the planted head (head=True)
+HEAD_SCALE = 400.0
 
 
-def planted_model():
+def planted_model(head: bool = False):
     m = load_model("tiny-gpt2", device="cpu")
     hf = hf_model_of(m)
     wte = hf.transformer.wte.weight
@@ -48,7 +56,23 @@ def planted_model():
             for layer, n, sign in planted:
                 gs[(layer, "mlp_in")].weight[:, n] = 4 * sign * read
                 hf.transformer.h[layer].mlp.c_fc.bias[n] = -1.0
-                gs[(layer, "mlp_out")].weight[n] = 60 * sign * write
+                gs[(layer, "mlp_out")].weight[n] = (30 if head and x == A else 60) * sign * write
+            if head and x == A:
+                layer, h = PLANTED_HEAD
+                d = hf.config.n_embd // hf.config.n_head
+                cols = slice(h * d, (h + 1) * d)
+                for kind in ("attn_q", "attn_k", "attn_v"):
+                    gs[(layer, kind)].weight[:, cols] = 0.0
+                attn = hf.transformer.h[layer].attn.c_attn
+                e = hf.config.n_embd
+                for part in range(3):  # q, k, v biases of the head
+                    attn.bias[part * e + h * d:part * e + (h + 1) * d] = 0.0
+                either = centred[0] + centred[1]
+                either = either - basis @ (basis.T @ either)
+                attn.bias[h * d] = 10.0  # every query is the same: attend where the key says "A or B"
+                gs[(layer, "attn_k")].weight[:, h * d] = either / either.norm()
+                gs[(layer, "attn_v")].weight[:, h * d] = read
+                gs[(layer, "attn_o")].weight[h * d] = HEAD_SCALE * write
     return m
 
 
@@ -66,10 +90,13 @@ def planted_prompts(task: int = 1, n: int = 8, seed: int = 0) -> TaskPrompts:
     return TaskPrompts(f"planted{task}", clean, torch.full((n,), 5), corrupted, answer, corrupted_answer)
 
 
-def planted_units(layout, planted=PLANTED_1) -> set[int]:
-    """Global unit ids of the planted neurons in ``layout``."""
+def planted_units(layout, planted=PLANTED_1, head: bool = False) -> set[int]:
+    """Global unit ids of the planted neurons in ``layout`` (and of the planted head, whole-head units)."""
     out = set()
     for layer, n, _ in planted:
         slot = next(s for s in layout.slots if s.layer == layer and s.part == "mlp")
         out.add(slot.unit_offset + n)
+    if head:
+        slot = next(s for s in layout.slots if s.layer == PLANTED_HEAD[0] and s.part == "attn")
+        out.add(slot.unit_offset + PLANTED_HEAD[1])
     return out

@@ -67,17 +67,32 @@ def specialisation(seed: int = 0) -> dict:
             "flips_histogram": {t: [5, 3, 1, 0, 1] for t in TASKS}}
 
 
-def circuits(smaller: bool = False) -> dict:
-    total = N_LAYERS * 256
+GRID = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+
+
+def circuits(smaller: bool = False, red_flag: bool = False) -> dict:
+    total = N_LAYERS * (256 + 4)  # MLP neurons and attention heads
     tasks = {}
     for i, t in enumerate(TASKS):
         size = (60 if smaller else 120) + 10 * i
-        curve = [[n, min(1.0, n / size * 0.8)] for n in (0, 16, 32, 64, size, 256, 512, total)]
-        tasks[t] = {"faithfulness_curve": sorted(curve), "circuit_size": size, "fraction": size / total,
-                    "n_units_total": total, "share_largest_cluster": 0.4 + 0.1 * i, "clusters_touched": 3 + i,
+        curve = [[q, int(q * total), min(1.0, int(q * total) / size * 0.8)] for q in GRID]
+        rand = [[q, n, f * 0.3] for q, n, f in curve]
+        flag = red_flag and i == 0
+        nonsense = ({"defined": True, "curve": [[q, n, min(1.0, 2 * f)] for q, n, f in curve], "cpr": 0.7,
+                     "circuit_size": size // 2, "fraction": size / 2 / total, "red_flag": True} if flag else
+                    {"defined": False, "curve": [], "cpr": None, "circuit_size": None, "fraction": None,
+                     "red_flag": False, "note": "faithfulness is undefined"})
+        tasks[t] = {"curve": curve, "cpr": 0.6 - 0.1 * i, "cmd": 0.4 + 0.1 * i, "circuit_size": size,
+                    "fraction": size / total, "circuit_faithfulness": 0.81, "n_units_total": total,
+                    "parts": {"mlp": size - 3, "attn": 3}, "share_largest_cluster": 0.4 + 0.1 * i,
+                    "clusters_touched": 3 + i, "random": {"defined": True, "curve": rand, "cpr": 0.2, "cmd": 0.8},
+                    "nonsense": nonsense,
+                    "attribution_check": {"spearman": 0.7, "spearman_random": 0.5, "top_k_overlap": 0.75},
                     "cluster_circuit": [{"layer": i % N_LAYERS, "part": "mlp", "cluster": 1, "size": 64},
                                         {"layer": 3, "part": "mlp", "cluster": i % K, "size": 64}]}
-    return {"schema": "circuitclust.circuits/1", "threshold": 0.8, "tasks": tasks, "attribution_spearman": 0.83}
+    return {"schema": "circuitclust.circuits/2", "threshold": 0.8, "ablation": "counterfactual", "grid": GRID,
+            "tasks": tasks, "attribution_spearman": 0.83, "red_flags": [TASKS[0]] if red_flag else [],
+            "attribution_check": {t: {"spearman": 0.7, "top_k_overlap": 0.75} for t in TASKS}}
 
 
 def similarity() -> dict:
@@ -141,7 +156,7 @@ def make_run(root: Path, *, partitions: bool = True, finetuned_model: bool = Fal
     _write(root / "patch_base" / "circuits.json", circuits())
     _write(root / "patch_finetuned" / "effects.json", effects(scale=2.0, seed=1))
     _write(root / "patch_finetuned" / "specialisation.json", specialisation(seed=1))
-    _write(root / "patch_finetuned" / "circuits.json", circuits(smaller=True))
+    _write(root / "patch_finetuned" / "circuits.json", circuits(smaller=True, red_flag=True))
     _write(root / "similarity" / "similarity.json", similarity())
     if partitions:
         make_partition(root / "cluster_base")

@@ -190,3 +190,18 @@ def test_set_batched_sweep_equals_one_set_at_a_time(tiny_bridge, method):
     only = ablation_sweep(m, p, layout, sets[:7], method, batch_size=4, max_rows=64, clean=False)
     assert set(only) == {"ablated", "ablated_correct"}
     torch.testing.assert_close(only["ablated"], old["ablated"][:7], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-pythia", "tiny-gemma"])
+def test_counterfactual_with_the_clean_prompt_as_its_own_counterfactual_changes_nothing(name):
+    from circuitclust.analysis.attribution import attribution_patching
+    from circuitclust.analysis.prompts import TaskPrompts
+
+    m = load_model(name, device="cpu")
+    _, layout, p = _setup(m)
+    same = TaskPrompts(p.name, p.clean, p.lengths, p.clean, p.answer, p.corrupted_answer)
+    every = torch.ones(1, layout.n_dims, dtype=torch.bool)
+    r = ablation_sweep(m, same, layout, torch.cat([every, node_masks(layout)[:3]]), "counterfactual", batch_size=4)
+    for row in r["ablated"]:
+        torch.testing.assert_close(row, r["clean"], atol=1e-5, rtol=1e-5)
+    assert attribution_patching(m, same, layout, batch_size=4)["corrupted"].abs().max() == 0

@@ -96,7 +96,7 @@ def test_main_tiny_writes_well_formed_results(modadd, tmp_path):
             assert len(pr["effect"]) == len(pr["nodes"]) == 4  # 1 layer x k = 4 MLP clusters
             c = pr["circuit"]
             assert c["n_units_total"] == 64
-            assert c["faithfulness_curve"] and all(len(pt) == 2 for pt in c["faithfulness_curve"])
+            assert not c["defined"] or (len(c["curve"]) == 10 and all(len(pt) == 3 for pt in c["curve"]))
             if c["circuit_size"] is not None:
                 assert 1 <= c["circuit_size"] <= 64 and math.isclose(c["fraction"], c["circuit_size"] / 64)
             assert len(pr["specialisation"]["tasks"]) == 2

@@ -24,7 +24,7 @@ def test_specialisation_formula():
     e = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-2.0, 2.0, 0.0]])
     sp = specialisation(e)
     torch.testing.assert_close(sp["score"], torch.tensor([1.0, 0.0, 0.0, 1 - math.log(2) / math.log(3)]))
-    torch.testing.assert_close(sp["max_share"], torch.tensor([1.0, 1 / 3, 1 / 3, 0.5]))
+    torch.testing.assert_close(sp["top_task_share"], torch.tensor([1.0, 1 / 3, 1 / 3, 0.5]))
     weights = torch.tensor([1.0, 3.0, 0.0, 4.0])
     assert float(sp["model"]) == pytest.approx(float((sp["score"] * weights).sum() / weights.sum()))
     with pytest.raises(CircuitclustError):

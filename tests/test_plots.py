@@ -177,13 +177,19 @@ def test_specialisation_and_flips():
 
 
 def test_faithfulness_sizes_and_locations():
-    base, tuned = F.circuits(), F.circuits(smaller=True)
+    base, tuned = F.circuits(), F.circuits(smaller=True, red_flag=True)
     fig = plots.faithfulness_curves({"base": base, "tuned": tuned})
     lines = [t for t in fig.data if t.mode == "lines+markers"]
-    assert len(lines) == 6 and len(fig.data) == 8
-    assert list(lines[0].x) == [p[0] for p in base["tasks"]["capitals"]["faithfulness_curve"]]
-    assert lines[3].line.dash == "dash" and lines[0].line.color == lines[3].line.color
-    assert any(s.y0 == 0.8 for s in fig.layout.shapes)
+    # per run and task: attribution and random curves; the tuned run's red-flagged task adds its nonsense curve
+    assert len(lines) == 2 * 3 * 2 + 1 and len(fig.data) == len(lines) + 6
+    first = base["tasks"]["capitals"]["curve"]
+    assert list(lines[0].x) == [p[0] for p in first] and list(lines[0].y) == [p[2] for p in first]
+    assert lines[1].line.dash == "dot" and lines[0].line.color == lines[1].line.color  # random beside it
+    assert [t for t in lines if t.line.dash == "dash"][0].name.startswith("tuned: nonsense")
+    assert "RED FLAG" in fig.layout.annotations[0].text and "RED FLAG" not in fig.layout.annotations[1].text
+    assert fig.layout.xaxis.type == "log" and any(s.y0 == 0.8 for s in fig.layout.shapes)
+    old = {"schema": "circuitclust.circuits/1", "threshold": 0.8, "tasks": {"t": {"faithfulness_curve": [[10, 0.5], [100, 1.0]], "n_units_total": 100}}}
+    assert list(plots.faithfulness_curves(old).data[0].x) == [0.1, 1.0]  # a circuits/1 file still draws
     fig = plots.circuit_sizes({"base": base, "tuned": tuned})
     assert len(fig.data) == 6 and list(fig.data[3].y) == [60, 70, 80]
     fig = plots.circuit_locations({"base": base}, effects=F.effects())

@@ -59,7 +59,9 @@ def test_summary_values(full_report):
     assert "tiny-gpt2" in text
     assert "mean 0.452 over 8 graphs (chance 0.25, shuffled 0.251 ± 0.004)" in text
     assert "wiki 20 → 25; chemistry 30 → 40" in text
-    assert "capitals 60 units (5.86%)" in text
+    assert "capitals 120 units (11.5%), CPR 0.6 (random 0.2)" in text and "capitals 60 units (5.77%)" in text
+    assert "RED FLAG for capitals: small faithful nonsense circuit" in text and "no red flag; capitals undefined" in text
+    assert '<p class="flag">RED FLAG (patch_finetuned)' in text and "effects at BH" not in text
     assert "[0–1], [2–3] (stability 0.9)" in text
     assert "not run" not in text
 

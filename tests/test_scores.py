@@ -44,7 +44,7 @@ def test_scores_refuse_the_wrong_shape_or_level(layout):
 
 def test_ablation_is_one_parsed_type():
     assert Ablation.parse("mean") is Ablation.MEAN and Ablation.MEAN == "mean"
-    assert json.dumps({"method": Ablation.RESAMPLE}) == '{"method": "resample"}'
+    assert json.dumps({"method": Ablation.RESAMPLE}) == '{"method": "counterfactual"}'
     with pytest.raises(OptionError, match="method='median'"):
         Ablation.parse("median")
     with pytest.raises(OptionError, match="method"):

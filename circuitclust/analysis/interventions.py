@@ -1,4 +1,4 @@
-"""Cluster ablations through TransformerBridge hooks: zero, mean or resample exactly the units of a cluster.
+"""Ablations through TransformerBridge hooks: zero, mean or counterfactual values on exactly the chosen units.
 
 An ablation is a ``[n_dims]`` bool mask over the global dims of a :class:`~.units.UnitLayout` (True =
 replace). Only the hook points whose slots have a True dim get a hook. Replacement values:
@@ -6,9 +6,12 @@ replace). Only the hook points whose slots have a True dim get a hook. Replaceme
 - ``zero``: 0.
 - ``mean``: the per-position mean activation over a reference set (:func:`mean_activations`; positions past
   every reference prompt take the mean over all real positions). Position-wise means keep position-specific
-  activations (the first token's huge "attention sink" values) out of the other positions.
-- ``resample``: the activation of the paired corrupted prompt at the same position (interchange
-  intervention; needs ``TaskPrompts.corrupted``), cached by one extra forward pass per batch.
+  activations (the first token's huge "attention sink" values) out of the other positions. The analyses pass
+  a reference set disjoint from the evaluated prompts (``circuitclust.analysis.prompts.sample_task``), so the
+  replacement carries no information about the prompts being scored.
+- ``counterfactual`` (also accepted as ``resample``, its earlier name): the activation of the paired
+  corrupted prompt at the same position (interchange intervention, MIB's "patching"; needs
+  ``TaskPrompts.corrupted``), cached by one extra forward pass per batch.
 
 Units of one cluster are exactly the dims labelled with that cluster in the partition's ``mlp.{l}`` /
 ``attn.{l}`` space, one layer at a time (:func:`node_masks`) or in all layers at once
@@ -40,13 +43,18 @@ class Ablation(str, Enum):
 
     ZERO = "zero"
     MEAN = "mean"
-    RESAMPLE = "resample"
+    COUNTERFACTUAL = "counterfactual"
+    RESAMPLE = "counterfactual"  # the earlier name of the same ablation (an alias member)
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls.COUNTERFACTUAL if value == "resample" else None
 
     @classmethod
     def parse(cls, value: "Ablation | str", name: str = "method") -> "Ablation":
-        """``value`` as an :class:`Ablation`; :class:`~circuitclust.errors.OptionError` naming ``name``
-        otherwise."""
-        return cls(check_choice(name, value, [a.value for a in cls]))
+        """``value`` as an :class:`Ablation` (``"resample"`` reads as ``counterfactual``);
+        :class:`~circuitclust.errors.OptionError` naming ``name`` otherwise."""
+        return cls(check_choice(name, value, [*METHODS, "resample"]))
 
 
 METHODS = tuple(a.value for a in Ablation)
@@ -90,11 +98,21 @@ def metric_logits(model, batch: TaskPrompts, tokens: torch.Tensor | None = None,
 
     Prompt tasks: ``[b, V]`` logits at each prompt's last real position; only the distinct last positions
     of the batch are unembedded (``logits_to_keep``). A model that rejects or ignores ``logits_to_keep``
-    falls back to unembedding every position (same values). Plain texts, or ``full_logits=True``:
-    ``[b, T, V]`` logits of every position.
+    falls back to unembedding every position (same values). Plain texts scored on their last
+    ``batch.loss_tokens`` tokens: ``[b, loss_tokens, V]`` logits at the positions that predict them (equal-length
+    texts, so the positions are shared by every row). Other plain texts, or ``full_logits=True``: ``[b, T, V]``
+    logits of every position.
     """
     tokens = batch.clean if tokens is None else tokens
     hooks = list(fwd_hooks)
+    if batch.is_text and batch.loss_tokens is not None and not full_logits:
+        k, t = batch.loss_tokens, tokens.shape[1]
+        pos = torch.arange(t - k - 1, t - 1, device=tokens.device)
+        try:
+            logits = model.run_with_hooks(tokens, fwd_hooks=hooks, logits_to_keep=pos)
+        except TypeError:
+            logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        return logits if logits.shape[1] == k else logits[:, pos.to(logits.device)]
     if batch.is_text or full_logits:
         return model.run_with_hooks(tokens, fwd_hooks=hooks)
     return logits_at(lambda **kw: model.run_with_hooks(tokens, fwd_hooks=hooks, **kw),
@@ -144,15 +162,15 @@ def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[
 
     ``masks[hook]``: ``[n]`` bool (the same dims in every row) or ``[b, n]`` bool (per batch row, to
     evaluate several ablation sets in one forward). ``reference`` (``method="mean"``): ``{hook: [T_max + 1,
-    n]}`` from :func:`mean_activations`; ``corrupted`` (``method="resample"``): ``{hook: [b, T, n]}``
+    n]}`` from :func:`mean_activations`; ``corrupted`` (``method="counterfactual"``): ``{hook: [b, T, n]}``
     activations of the paired corrupted prompts, row-aligned with the batch. Hooks with no True dim are
     skipped.
     """
     method = Ablation.parse(method)
-    if method == "mean" and reference is None:
+    if method == Ablation.MEAN and reference is None:
         raise CircuitclustError("mean ablation needs reference activations (mean_activations)")
-    if method == "resample" and corrupted is None:
-        raise CircuitclustError("resample ablation needs corrupted prompts; this task has none")
+    if method == Ablation.COUNTERFACTUAL and corrupted is None:
+        raise CircuitclustError("counterfactual ablation needs corrupted prompts; this task has none")
     hooks = []
     for name, mask in masks.items():
         if not bool(mask.any()):
@@ -162,9 +180,9 @@ def ablation_hooks(masks: dict[str, torch.Tensor], method: str, reference: dict[
 
         def fn(act, hook, mask=mask, name=name):
             x = flat(act)
-            if method == "zero":
+            if method == Ablation.ZERO:
                 value = torch.zeros((), dtype=x.dtype, device=x.device)
-            elif method == "mean":
+            elif method == Ablation.MEAN:
                 value = _reference_at(reference[name], x.shape[1]).to(x.dtype)
             else:
                 value = corrupted[name].to(x.dtype)
@@ -198,18 +216,19 @@ def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.
     Returns CPU tensors: ``clean`` ``[n]`` and ``ablated`` ``[n_sets, n]`` per-prompt metric values,
     ``clean_correct`` ``[n]`` and ``ablated_correct`` ``[n_sets, n]`` top-1 correctness (``clean=False``:
     only the ``ablated*`` entries, and no forward for the intact model). ``method="mean"`` without
-    ``reference`` computes it from ``prompts``.
+    ``reference`` computes it from ``prompts`` themselves (an in-sample mean, which keeps task information in
+    the replacement: the analyses always pass a disjoint reference set's means).
 
-    Work per batch of ``b`` prompts: 1 corrupted pass (resample only, stopped after the last needed hook),
-    then the intact model and every set, ``max(1, max_rows // b)`` of them stacked per forward (``max_rows``
-    bounds the memory; ``max_rows < 2 * b`` evaluates one set per forward). Plain texts (every position
-    unembedded) always take one set per forward. ``full_logits=True`` unembeds every position of prompt
-    tasks too (the slow reference path; same values).
+    Work per batch of ``b`` prompts: 1 corrupted pass (counterfactual only, stopped after the last needed
+    hook), then the intact model and every set, ``max(1, max_rows // b)`` of them stacked per forward
+    (``max_rows`` bounds the memory; ``max_rows < 2 * b`` evaluates one set per forward). Plain texts whose
+    loss covers every position take one set per forward. ``full_logits=True`` unembeds every position (the
+    slow reference path; same values).
     """
     method = Ablation.parse(method)
     dev = model_device(model)
     sets = sets.to(dev)
-    if method == "mean" and reference is None:
+    if method == Ablation.MEAN and reference is None:
         reference = mean_activations(model, prompts, layout.hooks, batch_size)
     needed = [s.hook for s in layout.slots if bool(sets[:, s.offset:s.offset + s.n_dims].any())]
     # the intact model is one more "set" with no dim ablated, so its rows share the batched forwards
@@ -224,9 +243,9 @@ def ablation_sweep(model, prompts: TaskPrompts, layout: UnitLayout, sets: torch.
     for batch in it:
         batch = batch.to(dev)
         b = len(batch)
-        per_fwd = 1 if batch.is_text else max(1, max_rows // b)
+        per_fwd = 1 if batch.is_text and batch.loss_tokens is None else max(1, max_rows // b)
         corrupted = None
-        if method == "resample":
+        if method == Ablation.COUNTERFACTUAL:
             if batch.corrupted is None:
                 raise CircuitclustError(f"'{prompts.name}' has no corrupted prompts: use zero or mean ablation")
             _, corrupted = cache_activations(model, batch.corrupted, needed, logits=False)

@@ -64,10 +64,21 @@ def logit_diff(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
 
 
 def token_loss(logits: torch.Tensor, batch: TaskPrompts) -> torch.Tensor:
-    """``[b]`` mean next-token cross-entropy over each text's real tokens (``logits`` ``[b, T, V]``)."""
+    """``[b]`` mean next-token cross-entropy over each text's real tokens (``logits`` ``[b, T, V]``), or over
+    its last ``batch.loss_tokens`` tokens when set (equal-length texts; ``logits`` ``[b, T, V]`` or the
+    ``[b, loss_tokens, V]`` logits at the positions that predict them)."""
     if logits.dim() != 3:
         raise CircuitclustError("the per-token loss needs the logits of every position, not the last only")
     tokens = batch.clean.to(logits.device)
+    if batch.loss_tokens is not None:
+        k, t = batch.loss_tokens, tokens.shape[1]
+        if logits.shape[1] == t:
+            logits = logits[:, t - k - 1:t - 1]
+        elif logits.shape[1] != k:
+            raise CircuitclustError(f"the loss covers the last {k} tokens but {logits.shape[1]} positions of "
+                                    "logits were given")
+        return torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), tokens[:, t - k:],
+                                                 reduction="none").mean(1)
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tokens[:, 1:], reduction="none")
     mask = batch.position_mask().to(logits.device)[:, 1:]
     return (nll * mask).sum(1) / mask.sum(1).clamp_min(1)

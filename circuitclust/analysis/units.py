@@ -205,3 +205,26 @@ def unit_layout(model, partition: ModelPartition, parts: Iterable[str] | None = 
 def default_partition(model, k: int = 4, parts: tuple[str, ...] = ("mlp", "attn"), seed: int = 0) -> ModelPartition:
     """Co-cluster the model with :func:`circuitclust.analysis.clustering.partition_model`."""
     return partition_model(model, k=k, parts=parts, seed=seed)
+
+
+def complete_partition(model, partition: ModelPartition, parts: Iterable[str] = PARTS, seed: int = 0
+                       ) -> tuple[ModelPartition, list[str]]:
+    """``partition`` with labels for every part in ``parts``: a part it does not label at all (e.g. attention
+    in a partition of the MLPs only, what MLP-only fine-tuning writes) is co-clustered here with the
+    partition's k and ``seed`` and merged in. Returns ``(partition, parts added)``; the same object when
+    nothing was missing."""
+    parts = tuple(parts)
+    for p in parts:
+        if p not in PARTS:
+            raise OptionError(f"unknown part '{p}': use 'mlp' and/or 'attn'")
+    n_layers = model_shapes(hf_model_of(model)).n_layers
+    missing = [p for p in parts if p not in _parts_in(partition, n_layers)]
+    if not missing:
+        return partition, []
+    check_architecture(model, partition)
+    extra = partition_model(model, k=partition.k, parts=tuple(missing), seed=seed)
+    prov = {**partition.provenance,
+            "completed_parts": {p: f"co-clustered for patching (spectral, k={partition.k}, seed={seed})" for p in missing}}
+    merged = ModelPartition({**partition.graphs, **extra.graphs}, {**partition.spaces, **extra.spaces}, partition.k,
+                            {**partition.space_labels, **extra.space_labels}, prov)
+    return merged, missing

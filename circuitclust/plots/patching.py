@@ -118,45 +118,73 @@ def flips_histogram(data: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
+def _curve_points(info: Mapping[str, Any]) -> list[tuple[float, int, float]]:
+    """``(fraction, n_units, f)`` points of a task's attribution curve (``curve``, or an older file's
+    ``faithfulness_curve`` [[n_units, f]] read against ``n_units_total``)."""
+    if info.get("curve"):
+        return [(p[0], p[1], p[2]) for p in info["curve"]]
+    n = info.get("n_units_total") or 1
+    return [(p[0] / n, p[0], p[1]) for p in info.get("faithfulness_curve") or []]
+
+
 def faithfulness_curves(data: Mapping[str, Any]) -> go.Figure:
-    """Fraction of the task metric kept vs circuit size (units kept, all others mean-ablated), one line per
-    (run, task): colour = task, dash = run; the threshold as a horizontal line and each circuit size as a
-    marker. Returns one line trace per (run, task) plus one marker trace per run."""
+    """MIB faithfulness f = (m(C) - m(empty)) / (m(full) - m(empty)) against the fraction of units kept (log
+    axis), one panel per task: per run (colour) the attribution-ranked circuits (solid), the random-ranking
+    baseline (dotted) and the nonsense control (dashed), CPR in the legend, a star at the smallest faithful
+    circuit and the threshold as a line; a panel title says "RED FLAG" when the nonsense control found a
+    circuit as small as the real one. Returns one trace per (run, task, curve) plus the stars."""
     runs = as_runs(data)
-    fig = go.Figure()
     tasks: list[str] = []
     for d in runs.values():
         for t in d.get("tasks") or {}:
             if t not in tasks:
                 tasks.append(t)
+    cols = min(3, max(1, len(tasks)))
+    rows = max(1, -(-len(tasks) // cols))
+    titles = []
+    for t in tasks:
+        flags = [run_name(lab) for lab, d in runs.items()
+                 if ((d.get("tasks") or {}).get(t, {}).get("nonsense") or {}).get("red_flag")]
+        titles.append(t + (f" — RED FLAG: small faithful nonsense circuit ({', '.join(flags)})" if flags else ""))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or [""], horizontal_spacing=0.06,
+                        vertical_spacing=0.12 if rows > 1 else 0.0)
     thresholds = set()
     for r, (label, d) in enumerate(runs.items()):
-        who = run_name(label)
+        who, c = run_name(label), colour(r)
         if d.get("threshold") is not None:
             thresholds.add(d["threshold"])
-        mx, my, mt = [], [], []
-        for t, info in (d.get("tasks") or {}).items():
-            curve = info.get("faithfulness_curve") or []
-            c = TASK_COLOURS[tasks.index(t) % len(TASK_COLOURS)]
-            fig.add_trace(go.Scatter(
-                x=[p[0] for p in curve], y=[p[1] for p in curve], mode="lines+markers", name=f"{t} ({who})",
-                line=dict(color=c, dash=RUN_DASHES[r % len(RUN_DASHES)]), marker=dict(size=4),
-                hovertemplate=f"{t} ({who})<br>%{{x}} units kept<br>metric kept: %{{y:.3f}}<extra></extra>"))
+        for ti, t in enumerate(tasks):
+            info = (d.get("tasks") or {}).get(t)
+            if not info:
+                continue
+            row, col = ti // cols + 1, ti % cols + 1
+            lines = [("attribution", _curve_points(info), "solid", info.get("cpr"))]
+            for key, dash in (("random", "dot"), ("nonsense", "dash")):
+                sub = info.get(key) or {}
+                if sub.get("curve"):
+                    lines.append((key, [(p[0], p[1], p[2]) for p in sub["curve"]], dash, sub.get("cpr")))
+            for name, pts, dash, cpr in lines:
+                pts = [p for p in pts if p[0] > 0]
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts], y=[p[2] for p in pts], customdata=[p[1] for p in pts],
+                    mode="lines+markers", name=f"{who}: {name} (CPR {fmt(cpr, 3)})", legendgroup=f"{who}-{name}",
+                    showlegend=ti == 0, line=dict(color=c, dash=dash), marker=dict(size=4),
+                    hovertemplate=(f"{t} ({who}, {name} ranking)<br>%{{x:.3%}} of units (%{{customdata}})<br>"
+                                   "faithfulness: %{y:.3f}<extra></extra>")), row=row, col=col)
             if info.get("circuit_size") is not None:
-                size = info["circuit_size"]
-                mx.append(size)
-                my.append(next((p[1] for p in curve if p[0] == size), d.get("threshold")))
-                mt.append(f"{t}: circuit of {size} units ({fmt(info.get('fraction'), 3)} of "
-                          f"{info.get('n_units_total', '?')})")
-        if mx:
-            fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name=f"circuit size ({who})", text=mt,
-                                     marker=dict(symbol="star", size=12, color=colour(r), line=dict(width=1)),
-                                     hovertemplate=f"%{{text}} ({who})<extra></extra>"))
+                fig.add_trace(go.Scatter(
+                    x=[info["fraction"]], y=[info.get("circuit_faithfulness", d.get("threshold"))], mode="markers",
+                    name=f"{who}: smallest faithful circuit", legendgroup=f"{who}-star", showlegend=ti == 0,
+                    marker=dict(symbol="star", size=12, color=c, line=dict(width=1)),
+                    text=[f"{t}: {info['circuit_size']} units ({fmt(100 * info['fraction'], 3)}% of "
+                          f"{info.get('n_units_total', '?')}), f = {fmt(info.get('circuit_faithfulness'), 3)}"],
+                    hovertemplate=f"%{{text}} ({who})<extra></extra>"), row=row, col=col)
     for th in thresholds:
-        fig.add_hline(y=th, line=dict(color="grey", dash="dot"), annotation_text=f"threshold {th:g}")
-    base_layout(fig, "Faithfulness: task metric kept when only the top-attributed units are kept", height=460)
-    fig.update_xaxes(title_text="units kept (ranked by attribution)")
-    fig.update_yaxes(title_text="fraction of the task metric kept")
+        fig.add_hline(y=th, line=dict(color="grey", dash="dot"))
+    base_layout(fig, "Faithfulness (MIB): attribution-ranked circuits vs a random ranking (dotted) and the "
+                     "nonsense task (dashed)", height=max(460, 320 * rows))
+    fig.update_xaxes(type="log", title_text="fraction of units kept")
+    fig.update_yaxes(title_text="faithfulness f", col=1)
     return fig
 
 

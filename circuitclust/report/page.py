@@ -30,7 +30,7 @@ table.summary{border-collapse:collapse;margin:12px 0 24px;font-size:92%}
 table.summary th,table.summary td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 table.summary thead th{background:#f0f0f0} td.step{color:#555;font-family:monospace} td.notrun{color:#999;font-style:italic}
 section{margin-top:28px;border-top:2px solid #eee} .cc-figure{margin:12px 0}
-p.note{color:#a33} p.intro{color:#444;max-width:1100px} ul.files{font-family:monospace;font-size:85%;color:#444}
+p.note{color:#a33} p.flag{color:#fff;background:#b22;padding:6px 10px;font-weight:bold} p.intro{color:#444;max-width:1100px} ul.files{font-family:monospace;font-size:85%;color:#444}
 """
 
 
@@ -98,10 +98,20 @@ def build_report(run_dir: str | Path, compare: str | Path | None = None, out: st
         b.add(sec, "pareto front", lambda: plots.pareto_front(data["finetune_study"]))
         sections.append(sec)
     if data["effects"] or data["specialisation"] or data["circuits"]:
-        sec = _Section("Cluster patching", "Ablating one cluster at a time (effects with bootstrap CIs over "
-                       "prompts), specialisation, and circuits found by attribution patching and confirmed by "
-                       "ablation. From: " + ", ".join(x for x in (files_of("effects"), files_of("specialisation"),
-                                                                 files_of("circuits")) if x) + ".")
+        sec = _Section("Cluster patching", "Ablating one cluster at a time (effects with 95% bootstrap CIs over "
+                       "prompts, Benjamini-Hochberg across the matrix), specialisation beside its nulls, and "
+                       "circuits of MLP neurons and attention heads ranked by attribution patching and confirmed by "
+                       "ablation: MIB faithfulness f = (m(C) − m(empty)) / (m(full) − m(empty)) on a fixed grid of "
+                       "circuit sizes, CPR (area under f) and CMD (area under |1 − f|), beside a random ranking and "
+                       "a nonsense version of each task (answers shuffled across prompts). From: "
+                       + ", ".join(x for x in (files_of("effects"), files_of("specialisation"),
+                                               files_of("circuits")) if x) + ".")
+        for cname, d in data["circuits"].items():
+            flags = d.get("red_flags") or [t for t, i in (d.get("tasks") or {}).items()
+                                           if (i.get("nonsense") or {}).get("red_flag")]
+            if flags:
+                sec.flags.append(f"RED FLAG ({cname}): the nonsense control found a faithful circuit as small as the "
+                                 f"real task's for {', '.join(flags)}: these circuit sizes do not show a mechanism.")
         if data["effects"]:
             b.add(sec, "effect matrix", lambda: plots.effect_heatmaps(data["effects"]))
         if data["specialisation"]:

@@ -16,6 +16,7 @@ class _Section:
     intro: str = ""
     figures: list[str] = field(default_factory=list)  # HTML of each figure
     notes: list[str] = field(default_factory=list)  # problems, shown in place of a figure
+    flags: list[str] = field(default_factory=list)  # warnings about the results themselves (e.g. a red flag)
 
 
 def _figure_html(fig: go.Figure, idx: int) -> str:
@@ -43,6 +44,7 @@ def _section_html(sec: _Section) -> str:
     parts = [f"<section><h2>{html.escape(sec.title)}</h2>"]
     if sec.intro:
         parts.append(f'<p class="intro">{html.escape(sec.intro)}</p>')
+    parts += [f'<p class="flag">{html.escape(n)}</p>' for n in sec.flags]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in sec.notes]
     parts += sec.figures
     parts.append("</section>")

@@ -85,14 +85,40 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
                 f"{d} {fmt((first.get('heldout_ppl') or {}).get(d), 4)} → {fmt(last['heldout_ppl'][d], 4)}"
                 for d in doms))
     for name, d in data["circuits"].items():
-        parts = [f"{t} {info.get('circuit_size')} units ({fmt(100 * info['fraction'], 3)}%)"
-                 if info.get("fraction") is not None else f"{t} {info.get('circuit_size')} units"
-                 for t, info in (d.get("tasks") or {}).items()]
-        add(f"circuit size (keeps ≥ {fmt(d.get('threshold'))} of the metric)", by_name[name], "; ".join(parts))
+        parts = []
+        for t, info in (d.get("tasks") or {}).items():
+            text = f"{t} {info.get('circuit_size')} units"
+            if info.get("fraction") is not None:
+                text += f" ({fmt(100 * info['fraction'], 3)}%)"
+            if info.get("cpr") is not None:
+                text += f", CPR {fmt(info['cpr'], 3)} (random {fmt((info.get('random') or {}).get('cpr'), 3)})"
+            parts.append(text)
+        ablation = f", {d['ablation']} ablation" if d.get("ablation") else ""
+        add(f"circuit size (f ≥ {fmt(d.get('threshold'))}{ablation})", by_name[name], "; ".join(parts))
+        nz = {t: info["nonsense"] for t, info in (d.get("tasks") or {}).items() if info.get("nonsense")}
+        if nz:
+            flags = d.get("red_flags") or [t for t, n in nz.items() if n.get("red_flag")]
+            add("nonsense control (answers shuffled)", by_name[name],
+                (f"RED FLAG for {', '.join(flags)}: small faithful nonsense circuit; " if flags else "no red flag; ")
+                + "; ".join(f"{t} {'undefined' if not n.get('defined') else n.get('circuit_size')}"
+                            for t, n in nz.items()))
         if d.get("attribution_spearman") is not None:
-            add("attribution vs exact patching (Spearman)", by_name[name], fmt(d["attribution_spearman"], 3))
+            add("attribution vs exact patching (Spearman, clusters)", by_name[name], fmt(d["attribution_spearman"], 3))
+        chk = d.get("attribution_check") or {}
+        if chk:
+            add("attribution vs exact (single units: Spearman, top-k overlap)", by_name[name],
+                "; ".join(f"{t} {fmt(c.get('spearman'), 3)}, {fmt(c.get('top_k_overlap'), 2)}" for t, c in chk.items()))
+    for name, d in data["effects"].items():
+        if d.get("n_significant_bh") is not None:
+            add("effects at BH q ≤ 0.05", by_name[name], f"{d['n_significant_bh']} of {d.get('n_cells')} cells")
     for name, d in data["specialisation"].items():
         add("specialisation (model score)", by_name[name], fmt(d.get("model_score"), 3))
+        for key, label in (("label_shuffle", "shuffled task labels"), ("random_partition", "random partitions")):
+            n = (d.get("nulls") or {}).get(key)
+            if n:
+                add(f"specialisation vs null ({label})", by_name[name],
+                    f"observed {fmt(n['observed'], 3)}, null {fmt(n['null_mean'], 3)} "
+                    f"[{fmt(n['null_range_95'][0], 3)}, {fmt(n['null_range_95'][1], 3)}], p = {fmt(n['p'], 2)}")
     for name, d in data["similarity"].items():
         spans = plots.group_spans(d.get("groups"), len(d.get("layers", [])))
         stab = (d.get("groups") or {}).get("stability")
