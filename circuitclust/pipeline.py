@@ -548,7 +548,7 @@ def cluster_seeds(model: Any, seeds: Sequence[int], options: ClusterOptions | No
     (:func:`cluster_summary`). Returns :class:`Replicates`."""
     seeds = parse_seeds(seeds)
     o = replace(options or ClusterOptions(), **overrides)
-    m = _bridge(model, str(resolve_device(o.device)))
+    m = _bridge(model, str(resolve_device(o.device)), o)
     runs = [cluster(m, replace(o, seed=s), progress=progress) for s in seeds]
     for r in runs:
         r.model = _spec(model)
@@ -605,8 +605,8 @@ def similarity_seeds(model: Any, seeds: Sequence[int], data: str | Sequence[str]
     seeds = parse_seeds(seeds)
     o = replace(options or SimilarityOptions(), **overrides)
     dev = str(resolve_device(o.device))
-    m = _bridge(model, dev)
-    other = _bridge(compare, dev) if compare is not None else None
+    m = _bridge(model, dev, o)
+    other = _bridge(compare, dev, o) if compare is not None else None
     runs = []
     for s in seeds:
         res = similarity(m, data, replace(o, seed=s), compare=other, progress=progress)
