@@ -26,7 +26,7 @@ import torch
 
 from ..core.partition import ModelPartition
 from ..errors import OptionError, PartitionMismatchError
-from ..models import model_shapes, unit_hook, unit_space, weight_graphs
+from ..models import hf_model_of, model_shapes, unit_hook, unit_space, weight_graphs
 from .clustering import check_architecture, partition_model
 
 PARTS = ("mlp", "attn")

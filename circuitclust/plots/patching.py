@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._common import (DIVERGING_SCALE, RUN_DASHES, TASK_COLOURS, as_runs, base_layout, colour, fmt, node_hover,
+from ._common import (DIVERGING_SCALE, TASK_COLOURS, as_runs, base_layout, colour, fmt, node_hover,
                       node_label, run_name)
 
 SCORE_KEYS = ("score", "specialisation", "specialization", "value")
