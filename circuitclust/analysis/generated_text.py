@@ -19,6 +19,7 @@ import torch
 
 from ..atomic import write_text
 from ..errors import check_float, check_int
+from ..models.loading import model_fingerprint
 
 GENERATED = "generated"
 
@@ -40,17 +41,6 @@ class GenerationOptions:
         check_int("new_tokens", self.new_tokens, 8)
         check_int("batch_size", self.batch_size, 1)
         check_float("temperature", self.temperature, 0.0, open_min=True)
-
-
-def model_fingerprint(hf: Any) -> str:
-    """A short hash of the model's config and of a sample of its weights: the same model gives the same key
-    wherever it was loaded from."""
-    h = hashlib.sha256(hf.config.to_json_string(use_diff=False).encode())
-    with torch.no_grad():
-        for _, p in list(hf.named_parameters())[:4]:
-            flat = p.detach().float().flatten()
-            h.update(flat[:: max(1, flat.numel() // 4096)].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -112,4 +102,4 @@ def generated_texts(model: str, options: GenerationOptions = GenerationOptions()
     return texts
 
 
-__all__ = ["GENERATED", "GenerationOptions", "cache_path", "generate_texts", "generated_texts", "model_fingerprint"]
+__all__ = ["GENERATED", "GenerationOptions", "cache_path", "generate_texts", "generated_texts"]

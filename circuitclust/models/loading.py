@@ -6,6 +6,8 @@ Specs: ``tiny-gpt2`` / ``tiny-pythia`` / ``tiny-gemma`` (random, seeded, offline
 """
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from pathlib import Path
 
@@ -298,3 +300,14 @@ def load_model(spec: str, *, device: str | torch.device | None = None, dtype: st
     b = bridge(hf_model, tok, name, device)
     b.circuitclust_spec = str(spec)
     return b
+
+
+def model_fingerprint(hf: torch.nn.Module) -> str:
+    """A short hash of the model's config and of a sample of its weights: the same model gives the same key
+    wherever it was loaded from."""
+    h = hashlib.sha256(hf.config.to_json_string(use_diff=False).encode())
+    with torch.no_grad():
+        for _, p in list(hf.named_parameters())[:4]:
+            flat = p.detach().float().flatten()
+            h.update(flat[:: max(1, flat.numel() // 4096)].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
