@@ -39,6 +39,7 @@ from ..core.measures import normalised_clusterability
 from ..core.partition import ModelPartition
 from ..data import corpus_texts, other_domain, token_blocks
 from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
+from ..models.adapter import adapter_for
 from ..models.graphs import matrix_kinds, weight_graphs
 from ..runfiles import (
     append_metrics,
@@ -432,7 +433,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     hf, tok, _ = load_hf(str(ckpt) if ckpt else cfg.model)
-    max_len = getattr(hf.config, "max_position_embeddings", None) or getattr(hf.config, "n_positions", None)
+    max_len = adapter_for(hf).n_ctx
     if max_len is not None and cfg.seq_len > max_len:
         raise OptionError(f"--seq-len {cfg.seq_len} is longer than the model's context ({max_len} tokens)")
     teacher = None
