@@ -249,41 +249,37 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist,
-               autocast: Callable[[], Any]) -> float:
-    """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
+def _mean_over_blocks(model, blocks: torch.Tensor, batch_size: int, d: _Dist, autocast: Callable[[], Any],
+                      score: Callable[[torch.Tensor], tuple[float, int]]) -> float:
+    """``sum / count`` of ``score(x) -> (sum, count)`` over batches ``x`` of ``blocks [n, T]``, with ``model``
+    in eval mode and every process scoring its own share (the sums are all-reduced)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     mine = blocks[d.rank:: d.world]
     for i in range(0, len(mine), batch_size):
-        x = mine[i: i + batch_size].to(d.device)
         with autocast():
-            s, t = model(input_ids=x).logits, teacher(input_ids=x).logits
-        total += float(_kl(s, t)) * x.shape[0] * x.shape[1]
-        count += x.numel()
+            t, c = score(mine[i: i + batch_size].to(d.device))
+        total, count = total + t, count + c
     total, count = d.sum([total, float(count)])
     model.train(was_training)
     return total / max(count, 1.0)
 
 
-@torch.no_grad()
+def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist,
+               autocast: Callable[[], Any]) -> float:
+    """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
+    def score(x: torch.Tensor) -> tuple[float, int]:
+        return float(_kl(model(input_ids=x).logits, teacher(input_ids=x).logits)) * x.shape[0] * x.shape[1], x.numel()
+    return _mean_over_blocks(model, blocks, batch_size, d, autocast, score)
+
+
 def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist,
                        autocast: Callable[[], Any]) -> float:
     """exp(mean next-token NLL) of ``model`` on ``blocks [n, T]``, shared over processes."""
-    was_training = model.training
-    model.eval()
-    nll, count = 0.0, 0
-    mine = blocks[d.rank:: d.world]
-    for i in range(0, len(mine), batch_size):
-        x = mine[i: i + batch_size].to(d.device)
-        with autocast():
-            logits = model(input_ids=x).logits
-        nll += float(_lm_loss(logits, x, reduction="sum"))
-        count += x[:, 1:].numel()
-    nll, count = d.sum([nll, float(count)])
-    model.train(was_training)
-    return math.exp(nll / max(count, 1.0))
+    def score(x: torch.Tensor) -> tuple[float, int]:
+        return float(_lm_loss(model(input_ids=x).logits, x, reduction="sum")), x[:, 1:].numel()
+    return math.exp(_mean_over_blocks(model, blocks, batch_size, d, autocast, score))
 
 
 # ------------------------------------------------------------------------------------------------- setup
