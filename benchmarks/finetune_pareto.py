@@ -88,11 +88,10 @@ def run(a: argparse.Namespace) -> None:
             print(f"[pareto] {out}: finished in {time.time() - t0:.0f} s", flush=True)
 
 
-def _record(rec: dict, base: dict) -> dict:
-    inc = {d: rec["heldout_ppl"][d] / base["heldout_ppl"][d] - 1.0 for d in rec["heldout_ppl"]}
+def _record(rec: dict) -> dict:
     row = {"step": rec["step"], "tokens": rec["tokens"], "C": rec["mean_clusterability"], "chance": rec["chance"],
-           "C_norm": rec.get("mean_clusterability_norm"), "ppl": rec["heldout_ppl"], "ppl_increase": inc,
-           "lam": rec["lam"]}
+           "C_norm": rec.get("mean_clusterability_norm"), "ppl": rec["heldout_ppl"],
+           "ppl_increase": rec["heldout_ppl_increase"], "lam": rec["lam"]}
     if "budget" in rec:
         row["budget_held"] = rec["budget"]["held"]
     return row
@@ -110,7 +109,7 @@ def collect(a: argparse.Namespace) -> None:
         runs[name] = {"recipe": metrics.parent.parent.name, "seed": cfg["seed"], "steps": cfg["steps"],
                       "finished": (metrics.parent / "final" / "config.json").is_file(),
                       "config": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device")},
-                      "evaluations": [_record(r, recs[0]) for r in recs]}
+                      "evaluations": [_record(r) for r in recs]}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     doc = {"model": a.model,
            "command": f"benchmarks/finetune_pareto.py run --model {a.model} --out {a.out} (then collect)",

@@ -3,6 +3,7 @@ by the trainer with ``data="generated"`` (held-out evaluation then on both bundl
 import json
 
 import pytest
+import torch
 
 from circuitclust.analysis.finetune import FinetuneConfig, finetune
 from circuitclust.analysis.generated_text import GenerationOptions, cache_path, generate_texts, generated_texts
@@ -28,14 +29,16 @@ def test_samples_are_seeded_and_as_long_as_asked():
 
 
 def test_cache_is_written_once_reused_and_rebuilt_when_damaged(cache):
-    texts = generated_texts("tiny-gpt2", SMALL, progress=False)
-    hf, _, _ = load_hf("tiny-gpt2")
+    hf, tok, _ = load_hf("tiny-gpt2")
+    rng = torch.get_rng_state()
+    texts = generated_texts(hf, tok, SMALL, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG is left as it was
     path = cache_path(hf, SMALL)
     assert path.is_file() and [json.loads(x)["text"] for x in path.read_text().splitlines()] == texts
     path.write_text('{"text": "edited by hand"}\n')
-    assert generated_texts("tiny-gpt2", SMALL, progress=False) == ["edited by hand"]  # a valid cache is read
+    assert generated_texts(hf, tok, SMALL, progress=False) == ["edited by hand"]  # a valid cache is read
     path.write_text("not json\n")
-    assert generated_texts("tiny-gpt2", SMALL, progress=False) == texts  # a damaged one is regenerated
+    assert generated_texts(hf, tok, SMALL, progress=False) == texts  # a damaged one is regenerated
     assert cache_path(hf, GenerationOptions(n_texts=7, new_tokens=12, batch_size=4)) != path
 
 

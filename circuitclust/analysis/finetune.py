@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ..core.measures import normalised_clusterability
 from ..core.partition import ModelPartition
-from ..data import corpus_texts, other_domain, token_blocks
+from ..data import BUNDLED_CORPORA, corpus_texts, other_domain, token_blocks
 from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
 from ..models.adapter import adapter_for
 from ..models.graphs import matrix_kinds, weight_graphs
@@ -387,20 +387,26 @@ class _Run:
         return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.d.device.type == "cuda")
 
 
-def _texts(cfg: FinetuneConfig, train_texts, eval_texts) -> tuple[list[str], dict[str, list[str]]]:
-    """Training texts, and held-out texts of the training corpus and of the other bundled domain(s)."""
+def _texts(cfg: FinetuneConfig, train_texts, eval_texts) -> tuple[list[str] | None, dict[str, list[str]]]:
+    """Training texts (None for ``--data generated``: they need the loaded base model, see
+    :func:`_generated`), and held-out texts of the training corpus and of the other bundled domain(s)."""
     if train_texts is not None:
         texts = train_texts
     elif cfg.data == GENERATED:
-        texts = generated_texts(cfg.model, GenerationOptions(n_texts=cfg.gen_texts, new_tokens=cfg.gen_tokens),
-                                progress=int(os.environ.get("RANK", "0")) == 0, device=cfg.device)
+        texts = None
     else:
         texts = corpus_texts(cfg.data, "train")
     if eval_texts is None:
         eval_texts = {} if cfg.data == GENERATED else \
-            {cfg.data if cfg.data in ("wiki", "chemistry") else "heldout": corpus_texts(cfg.data, "heldout")}
+            {cfg.data if cfg.data in BUNDLED_CORPORA else "heldout": corpus_texts(cfg.data, "heldout")}
         eval_texts.update({dom: corpus_texts(dom, "heldout") for dom in other_domain(cfg.data)})
     return texts, eval_texts
+
+
+def _generated(cfg: FinetuneConfig, base, tok) -> list[str]:
+    """``--data generated``: the cached texts of the base model (already loaded, on the training device)."""
+    return generated_texts(base, tok, GenerationOptions(n_texts=cfg.gen_texts, new_tokens=cfg.gen_tokens),
+                           progress=int(os.environ.get("RANK", "0")) == 0)
 
 
 def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval_texts) -> _Run:
@@ -439,6 +445,9 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
             p.requires_grad_(False)
     hf.to(d.device)
     hf.train(cfg.dropout)
+    if texts is None:  # the base model: the teacher, the model itself before training, or loaded once more
+        base = teacher if teacher is not None else hf if not ckpt else load_hf(cfg.model)[0].to(d.device)
+        texts = _generated(cfg, base, tok)
     train_blocks = token_blocks(texts, tok, cfg.seq_len)
     eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
     train_blocks, control_blocks = _control_split(cfg, tok, train_blocks, own_corpus=train_texts is None)
@@ -494,6 +503,11 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     return run
 
 
+def _lam(r: _Run, step: int) -> float:
+    """Lambda at (0-based) ``step``: the schedule's value times the budget controller's current multiplier."""
+    return lam_at(r.cfg, step) * r.budget["scale"]
+
+
 def _control_split(cfg: FinetuneConfig, tok, train_blocks: torch.Tensor,
                    own_corpus: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The budget's control text, kept apart from both training and the reported held-out split (so the
@@ -506,7 +520,7 @@ def _control_split(cfg: FinetuneConfig, tok, train_blocks: torch.Tensor,
     if len(train_blocks) < 2 * n:
         raise OptionError(f"--budget-blocks {n} leaves too little training text ({len(train_blocks)} blocks): "
                           "lower --budget-blocks or --seq-len, or give more text")
-    own = cfg.data if cfg.data in ("wiki", "chemistry", GENERATED) else "train tail"
+    own = cfg.data if cfg.data in (*BUNDLED_CORPORA, GENERATED) else "train tail"
     control = {own: train_blocks[-n:]}
     if own_corpus:
         control.update({dom: token_blocks(corpus_texts(dom, "train"), tok, cfg.seq_len)[:n]
@@ -565,7 +579,7 @@ def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
     mean clusterability the step saw (None when the loss was off)."""
     cfg, d = r.cfg, r.d
     t0 = time.perf_counter()
-    lam = lam_at(cfg, step) * r.budget["scale"]
+    lam = _lam(r, step)
     shown_c = None
     for m in range(cfg.grad_accum):
         first = ((step * cfg.grad_accum + m) * d.world + d.rank) * cfg.batch_size
@@ -611,7 +625,7 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     per = r.closs.clusterability()
     norm = normalised_clusterability(torch.tensor(list(per.values())), torch.tensor(list(r.closs.chance().values())))
     rec = {"step": step, "tokens": step * r.tokens_per_step, "task_loss": task / n if n else None,
-           "lam": lam_at(cfg, max(step - 1, 0)) * r.budget["scale"] if step else 0.0,
+           "lam": _lam(r, step - 1) if step else 0.0,
            "mean_clusterability": mean_of(per), "chance": r.chance, "clusterability": per,
            "mean_clusterability_norm": float(norm.nanmean()),
            "heldout_ppl": {name: heldout_perplexity(r.hf, b, cfg.batch_size, d, r.autocast)

@@ -57,14 +57,16 @@ def generate_texts(hf: Any, tok: Any, options: GenerationOptions, progress: bool
     hf.eval()
     texts: list[str] = []
     batches = range(0, options.n_texts, options.batch_size)
-    for i, start in enumerate(tqdm(batches, desc="generating text", disable=not progress)):
-        n = min(options.batch_size, options.n_texts - start)
-        torch.manual_seed(options.seed + i)  # generate() samples from the global generator
-        ids = torch.full((n, 1), bos, dtype=torch.long, device=device)
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=options.temperature,
-                          top_k=0, top_p=1.0, max_new_tokens=options.new_tokens,
-                          min_new_tokens=options.new_tokens, pad_token_id=tok.eos_token_id)
-        texts += tok.batch_decode(out[:, 1:], skip_special_tokens=True)
+    # generate() samples from the global generator: seed it per batch, and leave the caller's RNG as it was
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for i, start in enumerate(tqdm(batches, desc="generating text", disable=not progress)):
+            n = min(options.batch_size, options.n_texts - start)
+            torch.manual_seed(options.seed + i)
+            ids = torch.full((n, 1), bos, dtype=torch.long, device=device)
+            out = hf.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                              temperature=options.temperature, top_k=0, top_p=1.0, max_new_tokens=options.new_tokens,
+                              min_new_tokens=options.new_tokens, pad_token_id=tok.eos_token_id)
+            texts += tok.batch_decode(out[:, 1:], skip_special_tokens=True)
     hf.train(was_training)
     return [t for t in texts if t.strip()]
 
@@ -78,17 +80,13 @@ def cache_path(hf: Any, options: GenerationOptions) -> Path:
     return cache_root() / "generated" / f"{key}.jsonl"
 
 
-def generated_texts(model: str, options: GenerationOptions = GenerationOptions(), progress: bool = True,
-                    device: str | None = None) -> list[str]:
-    """The cached texts of base model ``model`` (a model spec), generating and caching them on first use.
+def generated_texts(hf: Any, tok: Any, options: GenerationOptions = GenerationOptions(),
+                    progress: bool = True) -> list[str]:
+    """The cached texts of the base model ``hf`` (an HF causal LM, on the device to generate on) with tokenizer
+    ``tok``, generating and caching them on first use; the caller's RNG state is left as it was.
 
     A damaged cache file is regenerated; the file is written atomically, so a killed run leaves none.
     """
-    from ..models.loading import load_hf
-
-    hf, tok, _ = load_hf(model)
-    if device is not None:
-        hf.to(device)
     path = cache_path(hf, options)
     try:
         texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
