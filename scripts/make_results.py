@@ -8,10 +8,11 @@ before and after) and wall time. ``scripts/results_tables.py`` turns them into t
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python scripts/make_results.py enmeshment_gemma [KIND ...]
     .venv/bin/python scripts/make_results.py --list
 
-Kinds and their cost on the project's 2-core CPU: ``enmeshment_gemma`` (Gemma 3 270M MLP clusterability,
-spectral and balanced, 3 seeds x 99 shuffles, and equal blocks; ~15-30 min), ``attribution_gemma`` (attribution
-vs exact cluster patching on 8 country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma``
-(the recall tasks' accuracy; ~1 min), ``shuffle_null`` (the shuffle-null benchmark; ~5 min on a quiet machine).
+Kinds and their cost on the project's 2-core CPU: ``enmeshment_gemma`` / ``enmeshment_smollm2`` (MLP
+clusterability of Gemma 3 270M / SmolLM2 135M, spectral and balanced, 3 seeds x 99 shuffles, and equal blocks;
+~10-20 min each on a quiet machine), ``attribution_gemma`` (attribution vs exact cluster patching on 8
+country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma`` / ``recall_smollm2`` (the recall
+tasks' accuracy; ~1 min), ``shuffle_null`` (the shuffle-null benchmark; ~5 min on a quiet machine).
 """
 from __future__ import annotations
 
@@ -97,29 +98,33 @@ SHUFFLES = 99
 PLAIN_SHUFFLES: int | None = None
 
 
-def enmeshment_gemma() -> Path:
-    """Claim 1: clusterability of Gemma 3 270M's 54 MLP graphs (k = 4) under the spectral partition, plain and
-    balanced (0.5), 3 seeds x SHUFFLES shuffles each, and under equal blocks (deterministic, one seed)."""
+#: The embedded real models the per-model results are made for: result-kind suffix -> model spec.
+MODELS = {"gemma": "gemma-3-270m", "smollm2": "smollm2-135m"}
+
+
+def enmeshment(model_spec: str, kind: str) -> Path:
+    """Claim 1: clusterability of a model's MLP graphs (k = 4) under the spectral partition, plain and balanced
+    (0.5), 3 seeds x SHUFFLES shuffles each, and under equal blocks (deterministic, one seed)."""
     import circuitclust as cc
     from circuitclust.models import load_model
 
-    out, t0, l0 = _fresh("enmeshment_gemma"), time.perf_counter(), load()
-    model = load_model("gemma-3-270m", device="cpu")
+    out, t0, l0 = _fresh(kind), time.perf_counter(), load()
+    model = load_model(model_spec, device="cpu")
     seeds = ",".join(map(str, SEEDS))
     commands = []
     plain = SHUFFLES if PLAIN_SHUFFLES is None else PLAIN_SHUFFLES
     for name, balance, shuffles in (("spectral_balanced", 0.5, SHUFFLES), ("spectral", 0.0, plain)):
         opts = cc.ClusterOptions(k=4, parts=("mlp",), shuffles=shuffles, balance=balance, device="cpu")
         cc.cluster_seeds(model, SEEDS, opts).save(out / name)
-        commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --shuffles {shuffles} --balance "
+        commands.append(f"circuitclust cluster {model_spec} --k 4 --parts mlp --shuffles {shuffles} --balance "
                         f"{balance} --seeds {seeds} --device cpu --out {name}")
     res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), method="blocks", shuffles=SHUFFLES, device="cpu"))
-    res.model = "gemma-3-270m"
+    res.model = model_spec
     res.save(out / "blocks")
-    commands.append(f"circuitclust cluster gemma-3-270m --k 4 --parts mlp --method blocks --shuffles {SHUFFLES} "
+    commands.append(f"circuitclust cluster {model_spec} --k 4 --parts mlp --method blocks --shuffles {SHUFFLES} "
                     "--device cpu --out blocks")
     _keep_json_csv(out)
-    _manifest(out, commands, SEEDS, t0, l0)
+    _manifest(out, commands, SEEDS, t0, l0, model=model_spec)
     return out
 
 
@@ -160,12 +165,12 @@ def attribution_gemma() -> Path:
     return out
 
 
-def recall_gemma() -> Path:
-    """Top-1 recall accuracy of Gemma 3 270M on the bundled tasks (Wilson 95% CIs); deterministic."""
-    out, t0, l0 = _fresh("recall_gemma"), time.perf_counter(), load()
-    cmd = [sys.executable, "-m", "circuitclust", "tasks", "gemma-3-270m", "--json", str(out / "recall.json")]
+def recall(model_spec: str, kind: str) -> Path:
+    """Top-1 recall accuracy of a model on the bundled tasks (Wilson 95% CIs); deterministic."""
+    out, t0, l0 = _fresh(kind), time.perf_counter(), load()
+    cmd = [sys.executable, "-m", "circuitclust", "tasks", model_spec, "--json", str(out / "recall.json")]
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    _manifest(out, ["circuitclust tasks gemma-3-270m --json recall.json"], [], t0, l0)
+    _manifest(out, [f"circuitclust tasks {model_spec} --json recall.json"], [], t0, l0, model=model_spec)
     return out
 
 
@@ -180,10 +185,18 @@ def shuffle_null() -> Path:
     return out
 
 
+def _per_model(fn: Callable[[str, str], Path], prefix: str, short: str) -> Callable[[], Path]:
+    def produce() -> Path:
+        return fn(MODELS[short], f"{prefix}_{short}")
+
+    produce.__doc__ = (fn.__doc__ or "").replace("a model", MODELS[short], 1)
+    return produce
+
+
 PRODUCERS: dict[str, Callable[[], Path]] = {
-    "enmeshment_gemma": enmeshment_gemma,
+    **{f"enmeshment_{s}": _per_model(enmeshment, "enmeshment", s) for s in MODELS},
     "attribution_gemma": attribution_gemma,
-    "recall_gemma": recall_gemma,
+    **{f"recall_{s}": _per_model(recall, "recall", s) for s in MODELS},
     "shuffle_null": shuffle_null,
 }
 

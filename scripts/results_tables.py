@@ -107,15 +107,17 @@ def _mean(xs: list) -> float | None:
 def table_enmeshment(data: dict) -> str:
     labels = {"blocks": "equal contiguous blocks", "spectral": "spectral co-clustering",
               "spectral_balanced": "spectral, balanced (each cluster >= 0.5 n/k units per side)"}
-    lines = ["| partition (k = 4, 54 MLP graphs) | mean C | chance | normalised C | shuffled (mean C of the null) "
-             "| graphs at BH q <= 0.05 (per seed) | p floor | graphs with an empty cluster (per seed) |",
+    n_graphs = len(next(iter(data.values()))["seeds"][0]["graphs"]) if data else 0
+    lines = [f"| partition (k = 4, {n_graphs} MLP graphs) | mean C | chance | normalised C "
+             "| shuffled (mean C of the null) | graphs at BH q <= 0.05 (per seed) | p floor "
+             "| graphs with an empty cluster (per seed) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, d in data.items():
         runs = d["seeds"]
         empty = [sum(1 for g in r["graphs"] if min(g["row_sizes"]) == 0 or min(g["col_sizes"]) == 0) for r in runs]
         has_null = any(g.get("q") is not None for g in runs[0]["graphs"])
-        sig = ", ".join(str(sum(1 for g in r["graphs"] if g["q"] <= 0.05)) for r in runs) + " of 54" if has_null \
-            else "no null run"
+        sig = (", ".join(str(sum(1 for g in r["graphs"] if g["q"] <= 0.05)) for r in runs) + f" of {n_graphs}"
+               if has_null else "no null run")
         floor = _mean([g.get("p_floor") for g in runs[0]["graphs"]])
         if d["replicates"] is not None:
             ml = d["replicates"]["model_level"]
@@ -128,7 +130,7 @@ def table_enmeshment(data: dict) -> str:
         lines.append(f"| {labels.get(name, name)} | {c} | {ch} | {nm} | {sh} | {sig} | {num(floor, 2)} "
                      f"| {', '.join(map(str, empty))} |")
     lines.append("")
-    lines.append("Means over the 54 graphs; with several seeds, mean [95% interval] across seeds (Student t; each "
+    lines.append(f"Means over the {n_graphs} graphs; with several seeds, mean [95% interval] across seeds (Student t; each "
                  "seed re-runs the partitioner and its shuffle null). Blocks are deterministic (one run).")
     return "\n".join(lines)
 
@@ -230,8 +232,10 @@ def table_finetune_study(data: dict) -> str:
 
 
 register("enmeshment_gemma", load_enmeshment, table_enmeshment)
+register("enmeshment_smollm2", load_enmeshment, table_enmeshment)
 register("attribution_gemma", load_attribution, table_attribution)
 register("recall_gemma", load_recall, table_recall)
+register("recall_smollm2", load_recall, table_recall)
 register("shuffle_null", load_shuffle_null, table_shuffle_null)
 register("finetune_study", load_finetune_study, table_finetune_study)
 

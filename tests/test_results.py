@@ -76,19 +76,22 @@ def _means(rows: list[dict], key: str) -> float:
     return sum(vals) / len(vals)
 
 
-@pytest.mark.slow  # ~15 s CPU each: a partition of Gemma's 54 MLP graphs (and a 9-shuffle null where stored)
+@pytest.mark.slow  # ~15 s CPU each: a partition of the model's MLP graphs (and a 9-shuffle null where stored)
+@pytest.mark.parametrize("kind,fixture", [("enmeshment_gemma", "embedded_bridge"),
+                                          ("enmeshment_smollm2", "smollm2_bridge")])
 @pytest.mark.parametrize("variant,balance", [("spectral", 0.0), ("spectral_balanced", 0.5)])
-def test_enmeshment_of_gemma_comes_out_again(embedded_bridge, variant, balance):
+def test_enmeshment_comes_out_again(request, kind, fixture, variant, balance):
     # Tolerances: the partition of seed 0 is deterministic on one machine; on another CPU or BLAS, float
-    # round-off can move k-means to another optimum on a few of the 54 graphs, which moves the mean C by at
-    # most a few thousandths. The null's mean over 54 graphs from 9 shuffles (stored: 99) differs by its
+    # round-off can move k-means to another optimum on a few of the graphs, which moves the mean C by at
+    # most a few thousandths. The null's mean over all graphs from 9 shuffles (stored: 99) differs by its
     # sampling error (null sd ~0.001-0.013 per graph), well under 0.003.
     import circuitclust as cc
 
-    stored = _stored("enmeshment_gemma", variant, "seed0", "clusterability.json")
+    stored = _stored(kind, variant, "seed0", "clusterability.json")
+    model = request.getfixturevalue(fixture)
     null = stored["shuffles"] > 0
-    res = cc.cluster(embedded_bridge, cc.ClusterOptions(k=4, parts=("mlp",), shuffles=9 if null else 0,
-                                                        balance=balance, seed=0, device="cpu"))
+    res = cc.cluster(model, cc.ClusterOptions(k=4, parts=("mlp",), shuffles=9 if null else 0,
+                                              balance=balance, seed=0, device="cpu"))
     got = res.graphs
     assert [g["name"] for g in got] == [g["name"] for g in stored["graphs"]]
     assert _means(got, "clusterability") == pytest.approx(_means(stored["graphs"], "clusterability"), abs=0.005)
