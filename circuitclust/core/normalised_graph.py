@@ -20,11 +20,12 @@ import torch
 BLOCK_BYTES = 1 << 20
 
 
-def _empty_like_pages(shape: torch.Size, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def empty_huge(shape: torch.Size | tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised tensor; on CPU backed by NumPy's allocator, which asks Linux for transparent huge pages
     on large arrays (PyTorch's only does with THP_MEM_ALLOC_ENABLE=1 set before it starts), which makes filling
-    a fresh large tensor several times faster: first touching 4 KB pages is what costs, not the copy."""
-    if device.type != "cpu":
+    a fresh large tensor several times faster (first touching 4 KB pages is what costs, not the copy), and random
+    reads from it (a gather) cheaper, with ~500x fewer TLB entries to miss."""
+    if device.type != "cpu" or dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):  # not NumPy's
         return torch.empty(shape, dtype=dtype, device=device)
     return torch.from_numpy(np.empty(tuple(shape), dtype=torch.empty((), dtype=dtype).numpy().dtype))
 
@@ -42,7 +43,7 @@ class NormalisedGraph:
     def __init__(self, w: torch.Tensor, power: int = 1, *, dtype: torch.dtype = torch.float32,
                  block_rows: int | None = None):
         self.power, self.dtype = power, dtype
-        self.a = _empty_like_pages(w.shape, dtype, w.device)
+        self.a = empty_huge(w.shape, dtype, w.device)
         if power == 1:
             torch.abs(w, out=self.a) if w.dtype == dtype else self.a.copy_(w).abs_()
         else:

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import torch
 
 from ...core.cocluster import cocluster_graph
-from ...core.normalised_graph import NormalisedGraph
+from ...core.normalised_graph import NormalisedGraph, empty_huge
 from ...core.partition import ModelPartition
 from .stacks import _resid_sizes, _seed_for, _tied_side, tied_groups
 
@@ -135,7 +135,9 @@ def _prepare(layouts: list[_Layout], weights: dict[str, torch.Tensor], partition
                 totals[g.name] = float(v.double().square().sum() if power == 1 else v.double().sum())
                 gen = torch.Generator(device=w.device).manual_seed(_seed_for(seed, "shuffle-order:" + g.name))
                 vals.append(v[torch.randperm(v.numel(), generator=gen, device=w.device)])
-            lay.values.append(torch.cat(vals))
+            # the gathers read these at random: huge pages spare most of their TLB misses
+            lay.values.append(torch.cat(vals, out=empty_huge((sum(v.numel() for v in vals),), vals[0].dtype,
+                                                              vals[0].device)))
             if fixed:
                 lay.labels.append(_stack_labels(partition, members, vals[0].device))
     return totals
@@ -169,7 +171,7 @@ class _NullRun:
     def _buffer(self, numel: int, device: torch.device) -> torch.Tensor:
         buf = getattr(self.local, "buf", None)
         if buf is None or buf.numel() < numel or buf.device != device:
-            buf = self.local.buf = torch.empty(numel, dtype=torch.float32, device=device)
+            buf = self.local.buf = empty_huge((numel,), torch.float32, device)
         return buf
 
     def run(self, item: tuple[int, range]) -> None:
