@@ -66,13 +66,28 @@ def load() -> list[float]:
 
 
 def _fresh(kind: str) -> Path:
+    """An empty staging folder for ``results/<kind>/``: :func:`main` puts it in place once the producer has
+    finished, so a failed or interrupted run leaves the stored result as it was."""
     global _COMMIT
     _COMMIT = git_commit()  # the code that runs is the code at the start
-    out = RESULTS / kind
+    out = RESULTS / f".{kind}.partial"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     return out
+
+
+def _put_in_place(staging: Path, kind: str) -> Path:
+    final = RESULTS / kind
+    old = RESULTS / f".{kind}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
 
 
 def _manifest(out: Path, commands: list[str], seeds, started: float, load_before: list[float], **extra) -> None:
@@ -219,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown kind {kind!r}: use one of {', '.join(PRODUCERS)}")
     for kind in args.kinds:
         t = time.perf_counter()
-        path = PRODUCERS[kind]()
+        path = _put_in_place(PRODUCERS[kind](), kind)
         print(f"{kind}: wrote {path.relative_to(ROOT)} in {time.perf_counter() - t:.0f} s")
 
 

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from ..core.measures import normalised_clusterability
 from ..core.partition import ModelPartition
 from ..data import BUNDLED_CORPORA, corpus_texts, other_domain, token_blocks
-from ..errors import OptionError, RunFolderError, check_choice, check_float, check_int, resolve_device
+from ..errors import (OptionError, RunFolderError, check_choice, check_dtype, check_float, check_int,
+                      resolve_device)
 from ..models.adapter import adapter_for
 from ..models.graphs import matrix_kinds, weight_graphs
 from ..runfiles import (
@@ -134,9 +135,13 @@ class FinetuneConfig:
     keep_checkpoints: int = _opt(2, "checkpoints kept (0 = all)")
     seed: int = _opt(0, "seed of initialisation-free randomness: data order, dropout, partition")
     device: str | None = _opt(None, "cpu | cuda | cuda:N (default: CUDA if available)")
+    dtype: str | None = _opt(None, "compute dtype of mixed precision: float32 or bfloat16 (default: bfloat16 on "
+                                   "CUDA, float32 elsewhere); the trained weights and AdamW's state stay float32, "
+                                   "the frozen base model (distillation teacher) is held in it")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "graphs", tuple(self.graphs))
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
         self.validate()
 
     def validate(self) -> None:
@@ -167,6 +172,16 @@ class FinetuneConfig:
         if self.permute and self.partition_warmup > 0:
             raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
         resolve_device(self.device)
+        if check_dtype(self.dtype) not in (None, "float32", "bfloat16"):
+            # float16 gradients underflow without loss scaling, which this trainer does not do
+            raise OptionError(f"fine-tuning computes in float32 or bfloat16, not {self.dtype}: use --dtype "
+                              "bfloat16 to halve the memory of activations and of the frozen base model",
+                              option="dtype")
+
+    def compute_dtype(self, device: torch.device) -> torch.dtype:
+        """The dtype forward passes run in on ``device`` (autocast; float32 means none)."""
+        name = self.dtype or ("bfloat16" if device.type == "cuda" else "float32")
+        return getattr(torch, name)
 
     @property
     def budgeted(self) -> bool:
@@ -384,7 +399,8 @@ class _Run:
         return c.batch_size * c.grad_accum * self.d.world * c.seq_len
 
     def autocast(self):
-        return torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.d.device.type == "cuda")
+        dtype = self.cfg.compute_dtype(self.d.device)
+        return torch.autocast(self.d.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def _texts(cfg: FinetuneConfig, train_texts, eval_texts) -> tuple[list[str] | None, dict[str, list[str]]]:
@@ -440,7 +456,8 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
         raise OptionError(f"--seq-len {cfg.seq_len} is longer than the model's context ({max_len} tokens)")
     teacher = None
     if cfg.distill > 0 or cfg.max_kl > 0:
-        teacher = (load_hf(cfg.model)[0] if ckpt else copy.deepcopy(hf)).to(d.device).eval()
+        teacher = (load_hf(cfg.model)[0] if ckpt else copy.deepcopy(hf))
+        teacher = teacher.to(d.device, cfg.compute_dtype(d.device)).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
     hf.to(d.device)
