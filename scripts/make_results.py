@@ -189,6 +189,47 @@ def recall(model_spec: str, kind: str) -> Path:
     return out
 
 
+#: The base-vs-clustered circuit runs (issue: circuits the field would accept): the demo's pipeline with
+#: >= 32 prompts on every task; the demo's fine-tuning recipe gives the clustered model.
+CIRCUITS = {"max_prompts": 32, "tasks": "all"}
+#: Files of a patch run folder kept under results/ (the per-prompt tensors and partitions are not).
+PATCH_FILES = ("circuits.csv", "faithfulness.csv", "specialisation.json", "comparison.json", "run_config.json",
+               "compare/circuits.csv", "compare/faithfulness.csv", "compare/specialisation.json")
+#: ``--from-run``: an existing demo run folder to collect instead of running the demo again.
+FROM_RUN: Path | None = None
+
+
+def collect_circuits(run: Path, out: Path) -> None:
+    """Copy a demo run's patch results (:data:`PATCH_FILES`) and its fine-tuning's evaluations into ``out``."""
+    for name in PATCH_FILES:
+        src = run / "patch" / name
+        if src.is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / name)
+    (out / "finetune_metrics.json").write_text(json.dumps(
+        [json.loads(line) for line in (run / "finetune" / "metrics.jsonl").read_text().splitlines()], indent=1) + "\n")
+
+
+def circuits(model_spec: str, kind: str) -> Path:
+    """Base vs clustered circuits of a model: the demo (its fine-tuning recipe, then patching with MLP neurons
+    and attention heads, counterfactual circuits with both controls) with 32 prompts on all nine tasks."""
+    out, t0, l0 = _fresh(kind), time.perf_counter(), load()
+    cmd = (f"circuitclust demo --model {model_spec} --out RUN --max-prompts {CIRCUITS['max_prompts']} "
+           f"--tasks {CIRCUITS['tasks']}")
+    if FROM_RUN is not None:
+        run = FROM_RUN
+    else:
+        import tempfile
+
+        run = Path(tempfile.mkdtemp(prefix="circuits-")) / "demo"
+        subprocess.run([sys.executable, "-m", "circuitclust", *cmd.split()[1:]], check=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    collect_circuits(run, out)
+    made = cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")
+    _manifest(out, [made], [0], t0, l0, model=model_spec)
+    return out
+
+
 def shuffle_null() -> Path:
     """The shuffle-null benchmark (benchmarks/shuffle_null.py): 100 shuffles of Gemma 3 270M's 54 MLP graphs,
     batched (1 and 2 workers) against the per-shuffle path; timings need a quiet machine (load recorded)."""
@@ -212,6 +253,7 @@ PRODUCERS: dict[str, Callable[[], Path]] = {
     **{f"enmeshment_{s}": _per_model(enmeshment, "enmeshment", s) for s in MODELS},
     "attribution_gemma": attribution_gemma,
     **{f"recall_{s}": _per_model(recall, "recall", s) for s in MODELS},
+    **{f"circuits_{s}": _per_model(circuits, "circuits", s) for s in MODELS},
     "shuffle_null": shuffle_null,
 }
 
@@ -223,7 +265,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shuffles", type=int, default=SHUFFLES, help="shuffles per graph and seed (enmeshment_gemma)")
     ap.add_argument("--plain-shuffles", type=int, default=None,
                     help="shuffles of the unbalanced spectral variant (default: --shuffles)")
+    ap.add_argument("--from-run", type=Path, default=None,
+                    help="circuits_*: collect this finished demo run folder instead of running the demo")
     args = ap.parse_args(argv)
+    globals()["FROM_RUN"] = args.from_run
     globals()["SHUFFLES"] = args.shuffles
     globals()["PLAIN_SHUFFLES"] = args.plain_shuffles
     if args.list or not args.kinds:

@@ -130,7 +130,8 @@ def table_enmeshment(data: dict) -> str:
         lines.append(f"| {labels.get(name, name)} | {c} | {ch} | {nm} | {sh} | {sig} | {num(floor, 2)} "
                      f"| {', '.join(map(str, empty))} |")
     lines.append("")
-    lines.append(f"Means over the {n_graphs} graphs; with several seeds, mean [95% interval] across seeds (Student t; each "
+    lines.append(f"Means over the {n_graphs} graphs; with several seeds, mean [95% interval] across seeds "
+                 "(Student t; each "
                  "seed re-runs the partitioner and its shuffle null). Blocks are deterministic (one run).")
     return "\n".join(lines)
 
@@ -188,6 +189,75 @@ def table_shuffle_null(d: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------ circuits_*
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def load_circuits(folder: Path) -> dict:
+    """A base-vs-clustered patch run: circuits per task of both models, comparison, specialisation, and the
+    fine-tuning's evaluations (the clustered model's capability cost)."""
+    return {"base": _csv_rows(folder / "circuits.csv"), "clustered": _csv_rows(folder / "compare" / "circuits.csv"),
+            "comparison": read_json(folder / "comparison.json"),
+            "spec": {"base": read_json(folder / "specialisation.json"),
+                     "clustered": read_json(folder / "compare" / "specialisation.json")},
+            "finetune": read_json(folder / "finetune_metrics.json")}
+
+
+def _f(row: dict, key: str, digits: int = 3, pct: bool = False) -> str:
+    v = row.get(key)
+    if v in (None, ""):
+        return "-"
+    v = float(v)
+    return f"{100 * v:.1f}%" if pct else num(v, digits)
+
+
+def table_circuits(d: dict) -> str:
+    ft0, ft = d["finetune"][0], d["finetune"][-1]
+    ppl0, ppl = ft0["heldout_ppl"], ft["heldout_ppl"]
+    cost = ", ".join(f"{dom} {ppl0[dom]:.2f} -> {ppl[dom]:.2f} ({100 * (ppl[dom] / ppl0[dom] - 1):+.1f}%)"
+                     for dom in ppl)
+    lines = [f"Clustered model: the demo's fine-tuning, {ft['step']} steps; mean C {ft0['mean_clusterability']:.3f} -> "
+             f"{ft['mean_clusterability']:.3f} (chance {ft['chance']:.3f}); held-out perplexity {cost}.", "",
+             "| task | circuit base (units, f >= 0.8) | circuit clustered | CPR base / clustered | random-ranking CPR "
+             "base / clustered | nonsense control base / clustered | attribution vs exact (Spearman, units) |",
+             "|---|---|---|---|---|---|---|"]
+    clustered = {r["task"]: r for r in d["clustered"]}
+    smaller = []
+    for b in d["base"]:
+        c = clustered.get(b["task"], {})
+        if b.get("fraction") and c.get("fraction"):
+            smaller.append(float(c["fraction"]) < float(b["fraction"]))
+
+        def nonsense(r: dict) -> str:
+            if r.get("task") in ("wiki", "chemistry"):
+                return "n/a (text)"
+            if r.get("nonsense_fraction") not in (None, ""):
+                return _f(r, "nonsense_fraction", pct=True) + (" RED FLAG" if r.get("red_flag") == "True" else "")
+            if r.get("nonsense_cpr") not in (None, ""):
+                return f"no faithful circuit (CPR {_f(r, 'nonsense_cpr')})"
+            return "undefined (no effect)"
+        lines.append(f"| {b['task']} | {b.get('circuit_size') or '-'} ({_f(b, 'fraction', pct=True)}) | "
+                     f"{c.get('circuit_size') or '-'} ({_f(c, 'fraction', pct=True)}) | "
+                     f"{_f(b, 'cpr')} / {_f(c, 'cpr')} | "
+                     f"{_f(b, 'random_cpr')} / {_f(c, 'random_cpr')} | {nonsense(b)} / {nonsense(c) if c else '-'} | "
+                     f"{_f(b, 'attribution_spearman_units')} / {_f(c, 'attribution_spearman_units')} |")
+    sp = d["comparison"]["specialisation"]
+    nb, nc = d["spec"]["base"]["nulls"], d["spec"]["clustered"]["nulls"]
+    lines += ["", f"Clustered circuits smaller on {sum(smaller)} of {len(smaller)} tasks. Specialisation (model score, "
+              f"{d['spec']['base']['interval']['method']}): base {num(sp['base'])}, clustered {num(sp['other'])}, "
+              f"difference {num(sp['diff'])} [{num(sp['diff_ci'][0])}, {num(sp['diff_ci'][1])}] (95%, paired "
+              f"bootstrap). Nulls: shuffled task labels base {num(nb['label_shuffle']['null_mean'])} (p "
+              f"{nb['label_shuffle']['p']:.3g}), clustered {num(nc['label_shuffle']['null_mean'])} (p "
+              f"{nc['label_shuffle']['p']:.3g}); random partitions of the same cluster sizes base "
+              f"{num(nb['random_partition']['null_mean'])} (p {nb['random_partition']['p']:.3g}), clustered "
+              f"{num(nc['random_partition']['null_mean'])} (p {nc['random_partition']['p']:.3g})."]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------- finetune_study
 STUDY_STEPS = (25, 50, 100)
 
@@ -236,6 +306,8 @@ register("enmeshment_smollm2", load_enmeshment, table_enmeshment)
 register("attribution_gemma", load_attribution, table_attribution)
 register("recall_gemma", load_recall, table_recall)
 register("recall_smollm2", load_recall, table_recall)
+register("circuits_gemma", load_circuits, table_circuits)
+register("circuits_smollm2", load_circuits, table_circuits)
 register("shuffle_null", load_shuffle_null, table_shuffle_null)
 register("finetune_study", load_finetune_study, table_finetune_study)
 

@@ -502,7 +502,8 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
         _set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
     model = hf
     if d.on:
-        model = torch.nn.parallel.DistributedDataParallel(hf, device_ids=[d.device] if d.device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            hf, device_ids=[d.device] if d.device.type == "cuda" else None)
     run = _Run(cfg, d, out, hf, tok, model, teacher, closs, part, params, opt, sched, train_blocks, eval_blocks,
                acc, start, mean_of(closs.chance()), control_blocks, budget)
     if cfg.budgeted and budget["base_control"] is None:
