@@ -26,6 +26,7 @@ _LAZY = {
     "SimilarityResult": "circuitclust.pipeline",
     "cluster_seeds": "circuitclust.pipeline",
     "similarity_seeds": "circuitclust.pipeline",
+    "finetune_seeds": "circuitclust.pipeline",
     "Replicates": "circuitclust.pipeline",
     "layer_similarity": "circuitclust.analysis.similarity",
     "LayerSimilarity": "circuitclust.analysis.similarity",

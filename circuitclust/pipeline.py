@@ -501,10 +501,11 @@ def parse_seeds(seeds: str | Sequence[int]) -> tuple[int, ...]:
 
 @dataclass
 class Replicates:
-    """One operation run once per seed (``kind``: cluster | similarity): the per-seed results ``runs`` (in
-    ``seeds`` order, each a :class:`ClusterResult` or :class:`SimilarityResult`) and ``summary``, their numbers
-    aggregated across seeds (mean and Student t 95% interval, see :mod:`circuitclust.core.replicates`).
-    ``save`` writes each run into ``seed{S}/`` and the summary into ``replicates.json`` (+ CSV)."""
+    """One operation run once per seed (``kind``: cluster | similarity | finetune): the per-seed results ``runs``
+    (in ``seeds`` order, each a :class:`ClusterResult`, a :class:`SimilarityResult`, or a fine-tuning's last
+    evaluation record) and ``summary``, their numbers aggregated across seeds (mean and Student t 95% interval,
+    see :mod:`circuitclust.core.replicates`). ``save`` writes each run into ``seed{S}/`` (a fine-tuning has
+    already written its own) and the summary into ``replicates.json`` (+ CSV)."""
 
     kind: str
     seeds: tuple[int, ...]
@@ -516,7 +517,8 @@ class Replicates:
 
         folder = Path(folder)
         for seed, run in zip(self.seeds, self.runs):
-            run.save(folder / f"seed{seed}")
+            if hasattr(run, "save"):
+                run.save(folder / f"seed{seed}")
         return write_replicates(folder, {"kind": self.kind, "seeds": list(self.seeds), **self.summary})
 
 
@@ -553,6 +555,40 @@ def cluster_seeds(model: Any, seeds: Sequence[int], options: ClusterOptions | No
     for r in runs:
         r.model = _spec(model)
     return Replicates("cluster", seeds, runs, cluster_summary(runs, seeds))
+
+
+#: The numbers of a fine-tuning's last evaluation that its replicates summarise.
+FINETUNE_SUMMARY = ("step", "tokens", "task_loss", "mean_clusterability", "mean_clusterability_norm", "chance",
+                    "heldout_ppl", "heldout_ppl_increase", "kl", "time_budget_hit")
+
+
+def finetune_seeds(config: FinetuneConfig, seeds: str | Sequence[int], *, resume: bool = False,
+                   overwrite: bool = False, progress: bool = True) -> Replicates:
+    """:func:`finetune` once per seed in ``seeds`` (the seed sets the data order, dropout and the partition),
+    each run in ``config.out/seed{S}/`` (resumable on its own), and their last evaluations aggregated across
+    seeds: ``Replicates("finetune", ...)`` whose ``save(config.out)`` writes ``replicates.json`` (+ CSV).
+
+    ``config.out`` holds nothing but those runs and the summary; anything else there raises
+    :class:`~circuitclust.errors.RunFolderError` before any training starts."""
+    import re
+
+    from .errors import RunFolderError
+    from .core.replicates import aggregate, interval_info
+
+    seeds = parse_seeds(seeds)
+    root = Path(config.out)
+    if root.exists():
+        foreign = [p.name for p in root.iterdir()
+                   if not re.fullmatch(r"seed\d+|replicates\.(json|csv)|\.?replicates\.(json|csv)\.tmp.*", p.name)]
+        if not root.is_dir() or foreign:
+            raise RunFolderError(f"{root} holds {', '.join(sorted(foreign)[:3]) or 'a file'}, not only seed{{S}}/ "
+                                 "runs: give --out a new folder for fine-tuning with --seeds")
+    runs = [finetune(replace(config, seed=s, out=str(root / f"seed{s}")), resume=resume, overwrite=overwrite,
+                     progress=progress) for s in seeds]
+    last = [{k: r.get(k) for k in FINETUNE_SUMMARY} for r in runs]
+    summary = {"model": config.model, "options": {**asdict(config), "seed": None, "out": str(root)},
+               "interval": interval_info(seeds), "model_level": aggregate(last)}
+    return Replicates("finetune", seeds, runs, summary)
 
 
 def similarity_summary(runs: Sequence["SimilarityResult"], seeds: Sequence[int]) -> dict[str, Any]:
@@ -619,4 +655,4 @@ def similarity_seeds(model: Any, seeds: Sequence[int], data: str | Sequence[str]
 
 __all__ = ["ClusterOptions", "ClusterResult", "cluster", "FinetuneConfig", "finetune", "PatchOptions",
            "PatchResult", "patch", "SimilarityOptions", "SimilarityResult", "similarity", "Replicates", "parse_seeds",
-           "cluster_seeds", "cluster_summary", "similarity_seeds", "similarity_summary"]
+           "cluster_seeds", "cluster_summary", "similarity_seeds", "similarity_summary", "finetune_seeds"]

@@ -158,7 +158,8 @@ def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Write ``replicates.json`` (schema ``circuitclust.replicates/1``: ``kind`` (cluster | similarity),
     ``seeds``, ``interval`` (how the across-seed intervals were made) and the kind's summary, every number as
     ``{"mean", "sd", "n", "lo", "hi", "min", "max", "values"}``) and ``replicates.csv`` (cluster: one row per
-    graph; similarity: one row per layer) into ``folder``, each atomically. Returns the JSON path."""
+    graph; similarity: one row per layer; finetune: one row per number of the last evaluation) into ``folder``,
+    each atomically. Returns the JSON path."""
     folder = Path(folder)
     if doc["kind"] == "cluster":
         fields = ("clusterability", "chance", "clusterability_norm", "shuffle_mean", "z")
@@ -166,6 +167,13 @@ def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
         rows = [[g["name"]] + [x for f in fields for x in _ends(g.get(f))]
                 + [(g.get(f) or {}).get("max") if isinstance(g.get(f), dict) else None for f in ("p", "q")]
                 for g in doc["graphs"]]
+    elif doc["kind"] == "finetune":
+        header = ["quantity", "mean", "lo", "hi"]
+        rows = []
+        for name, v in doc["model_level"].items():
+            for sub, x in (v.items() if isinstance(v, dict) and "mean" not in v else [(None, v)]):
+                if isinstance(x, dict) and "mean" in x:
+                    rows.append([name if sub is None else f"{name}.{sub}"] + _ends(x))
     else:
         header = ["layer"] + [f"{f}_{e}" for f in ("gw_to_next", "cka_to_next") for e in ("mean", "lo", "hi")]
         base = doc["base"]

@@ -127,6 +127,8 @@ CASES = [
      ["longer than the model's context"]),
     ("finetune-graphs", ["finetune", TINY, "--graphs", "foo", "--out", "{o}"], ["unknown part 'foo'"]),
     ("finetune-partition", ["finetune", TINY, "--partition", "random", "--out", "{o}"], ["--partition"]),
+    ("finetune-seeds", ["finetune", TINY, "--seeds", "0,x", "--out", "{o}"], ["--seeds", "0,x"]),
+    ("finetune-float16", ["finetune", TINY, "--dtype", "float16", "--out", "{o}"], ["--dtype", "bfloat16"]),
     ("finetune-resume-and-overwrite", ["finetune", TINY, "--resume", "--overwrite", "--out", "{o}"],
      ["pass only one"]),
     ("patch-threshold", ["patch", TINY, "--threshold", "2", "--out", "{o}"], ["--threshold=2"]),

@@ -280,3 +280,33 @@ def test_float16_fine_tuning_is_refused_in_one_line(tmp_path):
         FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "r"), dtype="float16")
     with pytest.raises(CircuitclustError, match="dtype"):
         FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "r"), dtype="int8")
+
+
+def test_seeds_run_one_fine_tuning_each_and_aggregate_their_last_evaluations(tmp_path):
+    from circuitclust.pipeline import finetune_seeds
+
+    cfg = FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "reps"), steps=2, eval_every=2, **SMALL)
+    reps = finetune_seeds(cfg, "0,1", progress=False)
+    reps.save(cfg.out)
+    doc = json.loads((tmp_path / "reps" / "replicates.json").read_text())
+    assert doc["kind"] == "finetune" and doc["seeds"] == [0, 1] and doc["interval"]["n"] == 2
+    finals = [metrics(tmp_path / "reps" / f"seed{s}")[-1] for s in (0, 1)]
+    c = doc["model_level"]["mean_clusterability"]
+    assert c["values"] == pytest.approx([f["mean_clusterability"] for f in finals])
+    assert c["values"][0] != c["values"][1]  # the seed changes the data order, so the run
+    assert c["lo"] < c["mean"] < c["hi"]
+    assert set(doc["model_level"]["heldout_ppl_increase"]) == {"wiki", "chemistry"}
+    assert json.loads((tmp_path / "reps" / "seed1" / "run_config.json").read_text())["config"]["seed"] == 1
+    assert "mean_clusterability" in (tmp_path / "reps" / "replicates.csv").read_text()
+
+
+def test_seeds_refuse_a_folder_holding_something_else(tmp_path):
+    from circuitclust.errors import RunFolderError
+    from circuitclust.pipeline import finetune_seeds
+
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "notes.txt").write_text("mine")
+    cfg = FinetuneConfig(model="tiny-gpt2", out=str(tmp_path / "mixed"), steps=1, **SMALL)
+    with pytest.raises(RunFolderError, match="notes.txt"):
+        finetune_seeds(cfg, [0, 1], progress=False)
+    assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["notes.txt"]

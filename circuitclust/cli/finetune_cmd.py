@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from ..analysis.finetune import FinetuneConfig
-from .common import echo, format_table, one_line_errors
+from .common import echo, fmt_interval, format_table, one_line_errors
 from .main import app
 
 
@@ -33,7 +34,8 @@ def _config_parameters() -> list[inspect.Parameter]:
     return params
 
 
-def finetune(model: str, out: str, resume: bool, overwrite: bool, **options: Any) -> None:
+def finetune(model: str, out: str, resume: bool, overwrite: bool, seeds: Optional[str] = None,
+             **options: Any) -> None:
     """Fine-tune MODEL with the clusterability loss; evaluate held-out perplexity on both bundled domains."""
     from ..analysis.finetune import finetune as run
 
@@ -41,6 +43,21 @@ def finetune(model: str, out: str, resume: bool, overwrite: bool, **options: Any
         if isinstance(f.default, tuple) and f.name in options:
             options[f.name] = tuple(s.strip() for s in options[f.name].split(",") if s.strip())
     cfg = FinetuneConfig(model=model, out=out, **options)
+    if seeds is not None:
+        from ..pipeline import finetune_seeds, parse_seeds
+
+        reps = finetune_seeds(cfg, parse_seeds(seeds), resume=resume, overwrite=overwrite)
+        reps.save(out)
+        ml = reps.summary["model_level"]
+        rows = [("mean clusterability", fmt_interval(ml["mean_clusterability"])),
+                ("normalised", fmt_interval(ml["mean_clusterability_norm"])),
+                ("chance", fmt_interval(ml["chance"]))]
+        rows += [(f"held-out ppl {name}", fmt_interval(v)) for name, v in (ml.get("heldout_ppl") or {}).items()]
+        rows += [(f"held-out ppl rise {name}", fmt_interval(v)) for name, v in
+                 (ml.get("heldout_ppl_increase") or {}).items()]
+        echo(format_table(["last evaluation", "mean [95% over seeds " + ",".join(map(str, reps.seeds)) + "]"], rows))
+        echo(f"wrote {Path(out) / 'replicates.json'} and one run per seed in {out}/seed{{S}}/")
+        return
     last = run(cfg, resume=resume, overwrite=overwrite)
     if last:
         rows = [("step", last["step"]), ("mean clusterability", last["mean_clusterability"]),
@@ -60,6 +77,10 @@ _fixed = [
         False, "--resume", help="continue RUN_DIR from its newest checkpoint (or start it if it holds none)")),
     inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
         False, "--overwrite", help="delete the run already in RUN_DIR and start again")),
+    inspect.Parameter("seeds", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=typer.Option(
+        None, "--seeds", help="replicates: comma-separated seeds (e.g. 0,1,2), one run each in OUT/seed{S}/ "
+                              "(with --resume, each continues), the last evaluations aggregated as mean and t "
+                              "interval in OUT/replicates.json (replaces --seed)")),
 ]
 finetune.__signature__ = inspect.Signature(_fixed + _config_parameters())  # type: ignore[attr-defined]
 finetune.__annotations__ = {p.name: p.annotation for p in finetune.__signature__.parameters.values()}
