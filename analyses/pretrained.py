@@ -5,9 +5,12 @@ models form smaller circuits; they do not specialise more).
     python analyses/pretrained.py --models gpt2 EleutherAI/pythia-70m --data wiki --out runs/papers_wiki
     python analyses/pretrained.py --models gemma-3-270m --data chemistry --out runs/gemma_chemistry
 
-Each model runs the demo pipeline (``circuitclust.demo.run_demo``, what ``circuitclust demo`` runs) into
-OUT/<model>/; a model whose weights are not available here (no hub access, not cached) is recorded as such,
-never faked. Writes OUT/summary.json and OUT/summary.md and prints the table.
+Each model runs the demo pipeline (``circuitclust.demo.run_demo``, what ``circuitclust demo`` runs) once per
+seed of ``--seeds`` into OUT/<model>/seed<S>/ (the seed sets the partition, the fine-tuning's data order, the
+prompt sample and every null), and each figure is given as its mean and Student t 95% interval across seeds.
+The default is 3 seeds; one demo run of an embedded model takes about 25 minutes of the 2-core CPU, and with a
+single seed the table says it has no interval. A model whose weights are not available here (no hub access,
+not cached) is recorded as such, never faked. Writes OUT/summary.json and OUT/summary.md and prints the table.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 from circuitclust import runfiles
+from circuitclust.core.replicates import aggregate
 
 
 def _mean(xs):
@@ -57,22 +61,36 @@ def summarise(run: Path) -> dict:
     }
 
 
+def _fmt(v, digits: int = 3) -> str:
+    """A number, or an across-seed summary as ``mean [lo, hi]`` (``mean`` alone with one seed)."""
+    if isinstance(v, dict):
+        if v.get("mean") is None:
+            return "-"
+        text = f"{v['mean']:.{digits}f}"
+        return text + (f" [{v['lo']:.{digits}f}, {v['hi']:.{digits}f}]" if v.get("lo") is not None else "")
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
 def markdown(results: dict) -> str:
-    lines = ["| model | C base (chance, shuffle) | C after fine-tune (train partition) | held-out ppl before -> after "
-             "| mean circuit fraction base -> tuned | specialisation base -> tuned |", "|---|---|---|---|---|---|"]
+    """The claims table: one row per model, every figure as mean [95% t interval over the seeds]."""
+    lines = ["| model | seeds | C base (chance, shuffle) | C after fine-tune (train partition) | held-out ppl before "
+             "-> after | mean circuit fraction base -> tuned | specialisation base -> tuned |",
+             "|---|---|---|---|---|---|---|"]
     for model, r in results.items():
         if "error" in r:
-            lines.append(f"| {model} | not run: {r['error']} | | | | |")
+            lines.append(f"| {model} | - | not run: {r['error']} | | | | |")
             continue
-        s, t = r["spectral_base"], r["training_partition"]
-        ppl = ", ".join(f"{d} {r['heldout_ppl_before'][d]:.1f} -> {r['heldout_ppl_after'][d]:.1f}"
-                        for d in r["heldout_ppl_before"])
-        fb = _mean([v["fraction"] for v in r["circuits_base"].values()])
-        ff = _mean([v["fraction"] for v in r["circuits_finetuned"].values()])
-        lines.append(f"| {model} | {s['mean_C']:.3f} ({s['mean_chance']:.3f}, {s['mean_shuffle'] or float('nan'):.3f}) "
-                     f"| {t['C_before']:.3f} -> {t['C_after']:.3f} (chance {t['chance']:.3f}, {t['steps']} steps) "
-                     f"| {ppl} | {fb:.3f} -> {ff:.3f} | {r['specialisation_base']:.3f} -> "
-                     f"{r['specialisation_finetuned']:.3f} |")
+        a, seeds = r["summary"], r["seeds"]
+        s, t = a["spectral_base"], a["training_partition"]
+        ppl = ", ".join(f"{d} {_fmt(a['heldout_ppl_before'][d], 1)} -> {_fmt(a['heldout_ppl_after'][d], 1)}"
+                        for d in a["heldout_ppl_before"])
+        lines.append(f"| {model} | {','.join(map(str, seeds))}{' (one seed: no interval)' if len(seeds) < 2 else ''} "
+                     f"| {_fmt(s['mean_C'])} ({_fmt(s['mean_chance'])}, {_fmt(s['mean_shuffle'])}) "
+                     f"| {_fmt(t['C_before'])} -> {_fmt(t['C_after'])} (chance {_fmt(t['chance'])}) "
+                     f"| {ppl} | {_fmt(a['mean_fraction_base'])} -> {_fmt(a['mean_fraction_finetuned'])} "
+                     f"| {_fmt(a['specialisation_base'])} -> {_fmt(a['specialisation_finetuned'])} |")
+    lines.append("")
+    lines.append("Mean [Student t 95% interval] across seeds; each seed is a whole demo run.")
     return "\n".join(lines)
 
 
@@ -80,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["gpt2", "EleutherAI/pythia-70m"])
     ap.add_argument("--data", default="wiki")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds: one whole demo run each")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=50, help="fine-tuning optimizer steps per model")
     ap.add_argument("--minutes", type=float, default=30.0, help="safety cap on each fine-tuning's wall time")
@@ -104,9 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--set {item}: unknown option {key!r}; DemoOptions has {', '.join(types)}")
         extra[key] = value if types[key] in (str, type(None)) else types[key](value)
 
+    from circuitclust.pipeline import parse_seeds
+
+    seeds = parse_seeds(args.seeds)
     results = {}
     for model in args.models:
-        run = args.out / model.replace("/", "__")
         try:
             load_hf(model)  # fail early and plainly when the weights are not available here
         except ModelNotAvailableError as e:
@@ -114,8 +135,17 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         t0 = time.perf_counter()
         extra.setdefault("balance", args.balance)
-        run_demo(DemoOptions(model=model, data=args.data, steps=args.steps, minutes=args.minutes, **extra), run)
-        results[model] = {**summarise(run), "seconds": round(time.perf_counter() - t0, 1), "run": str(run)}
+        per_seed = []
+        for seed in seeds:
+            run = args.out / model.replace("/", "__") / f"seed{seed}"
+            run_demo(DemoOptions(model=model, data=args.data, steps=args.steps, minutes=args.minutes,
+                                 **{**extra, "seed": seed}), run)
+            per_seed.append({**summarise(run), "run": str(run)})
+        for r in per_seed:  # one number per seed for the table's circuit column
+            r["mean_fraction_base"] = _mean([v["fraction"] for v in r["circuits_base"].values()])
+            r["mean_fraction_finetuned"] = _mean([v["fraction"] for v in r["circuits_finetuned"].values()])
+        results[model] = {"seeds": list(seeds), "per_seed": per_seed, "summary": aggregate(per_seed),
+                          "seconds": round(time.perf_counter() - t0, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"command": " ".join(["python", "analyses/pretrained.py", *(argv or sys.argv[1:])]), "data": args.data,
            "results": results}
