@@ -95,8 +95,6 @@ def _manifest(out: Path, commands: list[str], seeds, started: float, load_before
            "seeds": list(seeds), "machine": machine(), "load_average_before": load_before,
            "load_average_after": load(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
            "wall_s": round(time.perf_counter() - started, 1), **extra}
-    if "run_wall_s" in extra:  # a collected run: its own time (when it recorded one), not the copying's
-        doc["wall_s"] = extra["run_wall_s"]
     (out / "manifest.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
@@ -232,7 +230,8 @@ def circuits(model_spec: str, kind: str) -> Path:
     collect_circuits(run, out)
     made = cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")
     log = run / "demo_log.json"
-    wall = {"run_wall_s": json.loads(log.read_text()).get("seconds") if log.is_file() else None} if FROM_RUN else {}
+    # a collected run: its own time (when it recorded one), not the copying's; ``extra`` overrides ``wall_s``
+    wall = {"wall_s": json.loads(log.read_text()).get("seconds") if log.is_file() else None} if FROM_RUN else {}
     _manifest(out, [made], [0], t0, l0, model=model_spec, **wall)
     return out
 

@@ -172,7 +172,7 @@ class FinetuneConfig:
         if self.permute and self.partition_warmup > 0:
             raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
         resolve_device(self.device)
-        if check_dtype(self.dtype) not in (None, "float32", "bfloat16"):
+        if self.dtype not in (None, "float32", "bfloat16"):  # canonical since __post_init__
             # float16 gradients underflow without loss scaling, which this trainer does not do
             raise OptionError(f"fine-tuning computes in float32 or bfloat16, not {self.dtype}: use --dtype "
                               "bfloat16 to halve the memory of activations and of the frozen base model",
