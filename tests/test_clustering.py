@@ -180,6 +180,27 @@ def test_batched_shuffle_null_is_the_same_null_as_drawing_each_shuffle_afresh(mo
         assert new[g.name].std() == pytest.approx(float(ref[g.name].std()), rel=0.3)
 
 
+def test_paired_gather_moves_exactly_the_values_of_one_gather_per_stack():
+    # Stacks are gathered two at a time through an int64 view of interleaved sources; whatever the stacks a
+    # call asks for (a whole pair, a pair split between calls, the odd last stack, out of order), each output
+    # must be bit for bit that stack's own source gathered through the index.
+    from circuitclust.analysis.clustering.null import _Layout
+
+    gen = torch.Generator().manual_seed(0)
+    lay = _Layout((4, (3, 2)), ["a", "b", "c", "d", "e"], [[]] * 5)
+    values = [torch.randn(20, generator=gen).abs() for _ in range(5)]
+    values[1][3] = float("inf")  # any bit pattern passes unchanged
+    lay.add_sources(values)
+    assert [tuple(s.shape) for s in lay.sources] == [(20, 2), (20, 2), (20, 1)]
+    index = torch.randperm(20, generator=gen, dtype=torch.int32)
+    pair = torch.empty(20, 2)
+    for stacks in ([0, 1, 2, 3, 4], [1, 2], [3], [4], [0], [2, 3, 4], [1, 0], [3, 4, 0, 1]):
+        out = torch.full((len(stacks), 4, 5), float("nan"))
+        lay.gather(stacks, index, out, pair)
+        for b, i in enumerate(stacks):
+            assert torch.equal(out[b].reshape(-1), values[i][index.long()]), (stacks, i)
+
+
 def test_shuffle_null_is_deterministic_whatever_the_workers_and_matches_blocks(models):
     from circuitclust.analysis.clustering.null import shuffle_null
     from circuitclust.analysis.clustering.stacks import _weights
