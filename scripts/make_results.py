@@ -12,7 +12,9 @@ Kinds and their cost on the project's 2-core CPU: ``enmeshment_gemma`` / ``enmes
 clusterability of Gemma 3 270M / SmolLM2 135M, spectral and balanced, 3 seeds x 99 shuffles, and equal blocks;
 ~10-20 min each on a quiet machine), ``attribution_gemma`` (attribution vs exact cluster patching on 8
 country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma`` / ``recall_smollm2`` (the recall
-tasks' accuracy; ~1 min), ``shuffle_null`` (the shuffle-null benchmark; ~5 min on a quiet machine).
+tasks' accuracy; ~1 min), ``circuits_gemma`` / ``circuits_smollm2`` (base vs clustered circuits: the demo with 32
+prompts per task, then its patch step on two further prompt seeds; ~1 h / ~1.5 h), ``shuffle_null`` (the
+shuffle-null benchmark; ~4 min on a quiet machine).
 """
 from __future__ import annotations
 
@@ -189,50 +191,77 @@ def recall(model_spec: str, kind: str) -> Path:
     return out
 
 
-#: The base-vs-clustered circuit runs: the demo's pipeline with 32 prompts per task; the demo's fine-tuning
-#: recipe gives the clustered model. ``shuffles`` only sets the demo's clustering steps, which are not collected
-#: (19 keeps them short). The tasks, chosen for time on the 2-core CPU (the effect matrix and the circuits of one
-#: task cost about 5 minutes per model there): the demo's two recall tasks and IOI; the other recall tasks, wiki
+#: The base-vs-clustered circuit runs: the demo's pipeline with 32 prompts per task (prompt seed 0); the demo's
+#: fine-tuning recipe gives the clustered model; then the demo's patch step again on that fine-tuning with each
+#: further prompt seed (``--circuit-seeds``: a new sample of 32 prompts, bootstrap, controls and attention
+#: co-clustering per seed). ``shuffles`` only sets the demo's clustering steps, which are not collected (19 keeps
+#: them short). The tasks, chosen for time on the 2-core CPU (the effect matrix and the circuits of one task cost
+#: about 5 minutes per model and seed there): the demo's two recall tasks and IOI; the other recall tasks, wiki
 #: and chemistry are left out (see benchmarks/circuits.py for all eight on the base Gemma).
 CIRCUITS = {"max_prompts": 32, "shuffles": 19, "tasks": "country_capital,element_symbol,ioi"}
+#: Prompt seeds of the circuit runs (``--circuit-seeds``; the first is the demo's).
+CIRCUIT_SEEDS: tuple[int, ...] = (0, 1, 2)
 #: Files of a patch run folder kept under results/ (the per-prompt tensors and partitions are not).
 PATCH_FILES = ("circuits.csv", "faithfulness.csv", "specialisation.json", "comparison.json", "run_config.json",
                "compare/circuits.csv", "compare/faithfulness.csv", "compare/specialisation.json")
-#: ``--from-run``: an existing demo run folder to collect instead of running the demo again.
+#: ``--from-run``: an existing demo run folder to collect instead of running the demo again; ``--from-patch``:
+#: finished patch runs of the further seeds to collect with it (each names its seed in its run_config.json).
 FROM_RUN: Path | None = None
+FROM_PATCH: list[Path] = []
 
 
-def collect_circuits(run: Path, out: Path) -> None:
-    """Copy a demo run's patch results (:data:`PATCH_FILES`) and its fine-tuning's evaluations into ``out``."""
+def collect_patch(patch: Path, out: Path) -> None:
+    """Copy a patch run's results (:data:`PATCH_FILES`) into ``out``."""
     for name in PATCH_FILES:
-        src = run / "patch" / name
+        src = patch / name
         if src.is_file():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, out / name)
-    (out / "finetune_metrics.json").write_text(json.dumps(
-        [json.loads(line) for line in (run / "finetune" / "metrics.jsonl").read_text().splitlines()], indent=1) + "\n")
+
+
+def _patch_seed(patch: Path) -> int:
+    return int(json.loads((patch / "run_config.json").read_text())["seed"])
 
 
 def circuits(model_spec: str, kind: str) -> Path:
     """Base vs clustered circuits of a model: the demo (its fine-tuning recipe, then patching with MLP neurons
-    and attention heads, counterfactual circuits with both controls) with 32 prompts per task."""
+    and attention heads, counterfactual circuits with both controls) with 32 prompts per task, and the patch
+    step again for each further prompt seed; one folder ``seed<S>/`` per seed."""
     out, t0, l0 = _fresh(kind), time.perf_counter(), load()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = (f"circuitclust demo --model {model_spec} --out RUN --max-prompts {CIRCUITS['max_prompts']} "
            f"--tasks {CIRCUITS['tasks']} --shuffles {CIRCUITS['shuffles']}")
     if FROM_RUN is not None:
         run = FROM_RUN
+        patches = {_patch_seed(p): p for p in FROM_PATCH}
     else:
         import tempfile
 
         run = Path(tempfile.mkdtemp(prefix="circuits-")) / "demo"
-        subprocess.run([sys.executable, "-m", "circuitclust", *cmd.split()[1:]], check=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    collect_circuits(run, out)
-    made = cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")
+        subprocess.run([sys.executable, "-m", "circuitclust", *cmd.split()[1:]], check=True, cwd=ROOT, env=env)
+        patches = {}
+    made = [cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")]
+    seeds = [CIRCUIT_SEEDS[0]] if FROM_RUN else list(CIRCUIT_SEEDS)
+    seeds += [sd for sd in sorted(patches) if sd not in seeds]
+    for sd in seeds[1:]:
+        patch_cmd = (f"circuitclust patch {model_spec} --out PATCH --partition {run}/finetune/partition.json "
+                     f"--compare {run}/finetune --tasks {CIRCUITS['tasks']} --max-prompts "
+                     f"{CIRCUITS['max_prompts']} --seed {sd}")
+        if sd not in patches:
+            patches[sd] = run.parent / f"patch_seed{sd}"
+            subprocess.run([sys.executable, "-m", "circuitclust", *patch_cmd.replace("PATCH", str(patches[sd]))
+                            .split()[1:]], check=True, cwd=ROOT, env=env)
+        made.append(patch_cmd.replace("PATCH", str(patches[sd]))
+                    + (f" (collected from the finished run {patches[sd]})" if FROM_RUN else ""))
+    collect_patch(run / "patch", out / f"seed{seeds[0]}")
+    for sd in seeds[1:]:
+        collect_patch(patches[sd], out / f"seed{sd}")
+    (out / "finetune_metrics.json").write_text(json.dumps(
+        [json.loads(line) for line in (run / "finetune" / "metrics.jsonl").read_text().splitlines()], indent=1) + "\n")
     log = run / "demo_log.json"
     # a collected run: its own time (when it recorded one), not the copying's; ``extra`` overrides ``wall_s``
     wall = {"wall_s": json.loads(log.read_text()).get("seconds") if log.is_file() else None} if FROM_RUN else {}
-    _manifest(out, [made], [0], t0, l0, model=model_spec, **wall)
+    _manifest(out, made, seeds, t0, l0, model=model_spec, **wall)
     return out
 
 
@@ -273,8 +302,21 @@ def main(argv: list[str] | None = None) -> None:
                     help="shuffles of the unbalanced spectral variant (default: --shuffles)")
     ap.add_argument("--from-run", type=Path, default=None,
                     help="circuits_*: collect this finished demo run folder instead of running the demo")
+    ap.add_argument("--from-patch", type=Path, nargs="*", default=[],
+                    help="circuits_* with --from-run: finished patch runs of further prompt seeds to collect too")
+    ap.add_argument("--circuit-seeds", default=",".join(map(str, CIRCUIT_SEEDS)),
+                    help="circuits_*: prompt seeds (the first is the demo's; each further one re-runs the patch step)")
     args = ap.parse_args(argv)
+    if args.from_patch and args.from_run is None:
+        ap.error("--from-patch collects further seeds of a --from-run demo: give --from-run too")
     globals()["FROM_RUN"] = args.from_run
+    globals()["FROM_PATCH"] = list(args.from_patch)
+    try:
+        globals()["CIRCUIT_SEEDS"] = tuple(int(x) for x in args.circuit_seeds.split(",") if x.strip())
+    except ValueError:
+        ap.error(f"--circuit-seeds {args.circuit_seeds!r}: give comma-separated integers, e.g. 0,1,2")
+    if not CIRCUIT_SEEDS or len(set(CIRCUIT_SEEDS)) != len(CIRCUIT_SEEDS) or min(CIRCUIT_SEEDS) < 0:
+        ap.error(f"--circuit-seeds {args.circuit_seeds!r}: give distinct non-negative seeds, e.g. 0,1,2")
     globals()["SHUFFLES"] = args.shuffles
     globals()["PLAIN_SHUFFLES"] = args.plain_shuffles
     if args.list or not args.kinds:

@@ -197,14 +197,21 @@ def _csv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def load_circuits(folder: Path) -> dict:
-    """A base-vs-clustered patch run: circuits per task of both models, comparison, specialisation, and the
-    fine-tuning's evaluations (the clustered model's capability cost)."""
-    return {"base": _csv_rows(folder / "circuits.csv"), "clustered": _csv_rows(folder / "compare" / "circuits.csv"),
+def _load_patch_run(folder: Path) -> dict:
+    """One base-vs-clustered patch run (one prompt seed): circuits per task of both models, the comparison and
+    both specialisation files."""
+    return {"seed": read_json(folder / "run_config.json").get("seed", 0),
+            "base": _csv_rows(folder / "circuits.csv"), "clustered": _csv_rows(folder / "compare" / "circuits.csv"),
             "comparison": read_json(folder / "comparison.json"),
             "spec": {"base": read_json(folder / "specialisation.json"),
-                     "clustered": read_json(folder / "compare" / "specialisation.json")},
-            "finetune": read_json(folder / "finetune_metrics.json")}
+                     "clustered": read_json(folder / "compare" / "specialisation.json")}}
+
+
+def load_circuits(folder: Path) -> dict:
+    """Base-vs-clustered patch runs, one per prompt seed (``seed<S>/``), and the fine-tuning's evaluations (the
+    clustered model's capability cost)."""
+    runs = [_load_patch_run(p) for p in sorted(folder.glob("seed*"), key=lambda p: int(p.name[4:])) if p.is_dir()]
+    return {"runs": runs, "finetune": read_json(folder / "finetune_metrics.json")}
 
 
 def _f(row: dict, key: str, digits: int = 3, pct: bool = False) -> str:
@@ -215,46 +222,93 @@ def _f(row: dict, key: str, digits: int = 3, pct: bool = False) -> str:
     return f"{100 * v:.1f}%" if pct else num(v, digits)
 
 
+def _value(row: dict, key: str) -> float | None:
+    v = row.get(key)
+    return None if v in (None, "") else float(v)
+
+
+def _across(values: list[float | None], digits: int = 3, scale: float = 1.0, unit: str = "",
+            signed: bool = False) -> str:
+    """One number per seed -> ``mean [lo, hi]`` (95% Student-t across seeds), or the value itself for one seed."""
+    from circuitclust.core.replicates import summarise
+
+    s = summarise([None if v is None else scale * v for v in values])
+    if s["mean"] is None:
+        return "-"
+    text = (("+" if s["mean"] > 0 else "") if signed else "") + num(s["mean"], digits) + unit
+    return text + (f" [{num(s['lo'], digits)}, {num(s['hi'], digits)}]" if s["lo"] is not None else "")
+
+
+def _nonsense(r: dict) -> str:
+    if r.get("task") in ("wiki", "chemistry"):
+        return "n/a (text)"
+    if r.get("nonsense_fraction") not in (None, ""):
+        return _f(r, "nonsense_fraction", pct=True) + (" RED FLAG" if r.get("red_flag") == "True" else "")
+    if r.get("nonsense_cpr") not in (None, ""):
+        return f"no faithful circuit (CPR {_f(r, 'nonsense_cpr')})"
+    return "undefined (no effect)"
+
+
 def table_circuits(d: dict) -> str:
+    runs = d["runs"]
     ft0, ft = d["finetune"][0], d["finetune"][-1]
     ppl0, ppl = ft0["heldout_ppl"], ft["heldout_ppl"]
     cost = ", ".join(f"{dom} {ppl0[dom]:.2f} -> {ppl[dom]:.2f} ({100 * (ppl[dom] / ppl0[dom] - 1):+.1f}%)"
                      for dom in ppl)
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    many = len(runs) > 1
     lines = [f"Clustered model: the demo's fine-tuning, {ft['step']} steps; mean C {ft0['mean_clusterability']:.3f} -> "
-             f"{ft['mean_clusterability']:.3f} (chance {ft['chance']:.3f}); held-out perplexity {cost}.", "",
-             "| task | circuit base (units, f >= 0.8) | circuit clustered | CPR base / clustered | random-ranking CPR "
-             "base / clustered | nonsense control base / clustered | attribution vs exact (Spearman, units) |",
-             "|---|---|---|---|---|---|---|"]
-    clustered = {r["task"]: r for r in d["clustered"]}
+             f"{ft['mean_clusterability']:.3f} (chance {ft['chance']:.3f}); held-out perplexity {cost}. Prompt "
+             f"sample seed{'s' if many else ''} {seeds}"
+             + (f": each cell is the mean over the {len(runs)} samples with a 95% Student-t interval across them."
+                if many else " (one sample: no interval across samples)."), "",
+             "| task | circuit base (% of units, f >= 0.8) | circuit clustered | clustered - base (points) | CPR base "
+             "/ clustered | random-ranking CPR base / clustered | nonsense control base / clustered | attribution "
+             "vs exact (Spearman, units) base / clustered |", "|---|---|---|---|---|---|---|---|"]
+    per_task: dict[str, list[tuple[dict, dict]]] = {}
+    for r in runs:
+        clustered = {c["task"]: c for c in r["clustered"]}
+        for b in r["base"]:
+            per_task.setdefault(b["task"], []).append((b, clustered.get(b["task"], {})))
     smaller = []
-    for b in d["base"]:
-        c = clustered.get(b["task"], {})
-        if b.get("fraction") and c.get("fraction"):
-            smaller.append(float(c["fraction"]) < float(b["fraction"]))
+    for task, pairs in per_task.items():
+        fb = [_value(b, "fraction") for b, _ in pairs]
+        fc = [_value(c, "fraction") for _, c in pairs]
+        diff = [None if x is None or y is None else y - x for x, y in zip(fb, fc)]
+        smaller.append(sum(v < 0 for v in diff if v is not None))
 
-        def nonsense(r: dict) -> str:
-            if r.get("task") in ("wiki", "chemistry"):
-                return "n/a (text)"
-            if r.get("nonsense_fraction") not in (None, ""):
-                return _f(r, "nonsense_fraction", pct=True) + (" RED FLAG" if r.get("red_flag") == "True" else "")
-            if r.get("nonsense_cpr") not in (None, ""):
-                return f"no faithful circuit (CPR {_f(r, 'nonsense_cpr')})"
-            return "undefined (no effect)"
-        lines.append(f"| {b['task']} | {b.get('circuit_size') or '-'} ({_f(b, 'fraction', pct=True)}) | "
-                     f"{c.get('circuit_size') or '-'} ({_f(c, 'fraction', pct=True)}) | "
-                     f"{_f(b, 'cpr')} / {_f(c, 'cpr')} | "
-                     f"{_f(b, 'random_cpr')} / {_f(c, 'random_cpr')} | {nonsense(b)} / {nonsense(c) if c else '-'} | "
-                     f"{_f(b, 'attribution_spearman_units')} / {_f(c, 'attribution_spearman_units')} |")
-    sp = d["comparison"]["specialisation"]
-    nb, nc = d["spec"]["base"]["nulls"], d["spec"]["clustered"]["nulls"]
-    lines += ["", f"Clustered circuits smaller on {sum(smaller)} of {len(smaller)} tasks. Specialisation (model score, "
-              f"{d['spec']['base']['interval']['method']}): base {num(sp['base'])}, clustered {num(sp['other'])}, "
-              f"difference {num(sp['diff'])} [{num(sp['diff_ci'][0])}, {num(sp['diff_ci'][1])}] (95%, paired "
-              f"bootstrap). Nulls: shuffled task labels base {num(nb['label_shuffle']['null_mean'])} (p "
-              f"{nb['label_shuffle']['p']:.3g}), clustered {num(nc['label_shuffle']['null_mean'])} (p "
-              f"{nc['label_shuffle']['p']:.3g}); random partitions of the same cluster sizes base "
-              f"{num(nb['random_partition']['null_mean'])} (p {nb['random_partition']['p']:.3g}), clustered "
-              f"{num(nc['random_partition']['null_mean'])} (p {nc['random_partition']['p']:.3g})."]
+        def cell(key: str, side: int) -> str:
+            return _across([_value(p[side], key) for p in pairs])
+
+        def size(side: int) -> str:
+            if many:
+                return _across([_value(p[side], "fraction") for p in pairs], 1, 100, "%")
+            row = pairs[0][side]
+            return f"{row.get('circuit_size') or '-'} ({_f(row, 'fraction', pct=True)})"
+
+        nonsense = [" / ".join(dict.fromkeys(_nonsense(p[side]) if p[side] else "-" for p in pairs))
+                    for side in (0, 1)]
+        lines.append(f"| {task} | {size(0)} | {size(1)} | {_across(diff, 1, 100, signed=True)} | {cell('cpr', 0)} / "
+                     f"{cell('cpr', 1)} | {cell('random_cpr', 0)} / {cell('random_cpr', 1)} | {nonsense[0]} / "
+                     f"{nonsense[1]} | {cell('attribution_spearman_units', 0)} / "
+                     f"{cell('attribution_spearman_units', 1)} |")
+    spec = [r["comparison"]["specialisation"] for r in runs]
+    per_seed = "; ".join(f"seed {r['seed']}: {num(sp['base'])} -> {num(sp['other'])}, {num(sp['diff'])} "
+                         f"[{num(sp['diff_ci'][0])}, {num(sp['diff_ci'][1])}]" for r, sp in zip(runs, spec))
+    nulls = [(r["spec"]["base"]["nulls"], r["spec"]["clustered"]["nulls"]) for r in runs]
+
+    def null(kind: str) -> str:
+        means = [n[kind]["null_mean"] for pair in nulls for n in pair]
+        return (f"mean {num(min(means))} to {num(max(means))}, p <= "
+                f"{max(n[kind]['p'] for pair in nulls for n in pair):.3g}")
+    n_pairs = sum(len(p) for p in per_task.values())
+    lines += ["", f"Clustered circuit smaller than the base one in {sum(smaller)} of {n_pairs} (task, sample) pairs. "
+              f"Specialisation (model score; per sample the difference has a 95% paired bootstrap interval over "
+              f"prompts, {runs[0]['spec']['base']['interval']['method']}): {per_seed}"
+              + (f"; mean difference over the samples {_across([sp['diff'] for sp in spec], signed=True)} (Student t)."
+                 if many else ".")
+              + f" Nulls (base and clustered, every sample): shuffled task labels {null('label_shuffle')}; random "
+              f"partitions of the same cluster sizes {null('random_partition')}."]
     return "\n".join(lines)
 
 
