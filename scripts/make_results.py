@@ -13,7 +13,8 @@ clusterability of Gemma 3 270M / SmolLM2 135M, spectral and balanced, 3 seeds x 
 ~10-20 min each on a quiet machine), ``attribution_gemma`` (attribution vs exact cluster patching on 8
 country_capital prompts, 3 partition seeds; a few minutes), ``recall_gemma`` / ``recall_smollm2`` (the recall
 tasks' accuracy; ~1 min), ``circuits_gemma`` / ``circuits_smollm2`` (base vs clustered circuits: the demo with 32
-prompts per task, then its patch step on two further prompt seeds; ~1 h / ~1.5 h), ``shuffle_null`` (the
+prompts per task, then its patch step on two further prompt seeds; ~1 h / ~1.5 h), ``similarity_gemma`` /
+``similarity_smollm2`` (layer similarity on held-out wiki text, 3 seeds; a few minutes), ``shuffle_null`` (the
 shuffle-null benchmark; ~4 min on a quiet machine).
 """
 from __future__ import annotations
@@ -265,6 +266,28 @@ def circuits(model_spec: str, kind: str) -> Path:
     return out
 
 
+#: The layer-similarity result: residual stream after each block on held-out wiki text, 256 token positions,
+#: the exact GW solver; one replicate per seed (new positions and solver starts).
+SIMILARITY = {"data": "wiki", "split": "heldout", "n": 256}
+
+
+def similarity(model_spec: str, kind: str) -> Path:
+    """Layer similarity of a model (GW and CKA between all blocks' residual streams, contiguous layer groups)
+    on held-out wiki text, 3 seeds."""
+    import circuitclust as cc
+    from circuitclust.models import load_model
+
+    out, t0, l0 = _fresh(kind), time.perf_counter(), load()
+    model = load_model(model_spec, device="cpu")
+    opts = cc.SimilarityOptions(n=SIMILARITY["n"], split=SIMILARITY["split"], device="cpu")
+    cc.similarity_seeds(model, SEEDS, SIMILARITY["data"], opts).save(out)
+    _keep_json_csv(out)
+    _manifest(out, [f"circuitclust similarity {model_spec} --data {SIMILARITY['data']} --split "
+                    f"{SIMILARITY['split']} --n {SIMILARITY['n']} --seeds {','.join(map(str, SEEDS))} --device cpu"],
+              SEEDS, t0, l0, model=model_spec)
+    return out
+
+
 def shuffle_null() -> Path:
     """The shuffle-null benchmark (benchmarks/shuffle_null.py): 100 shuffles of Gemma 3 270M's 54 MLP graphs,
     batched (1 and 2 workers) against the per-shuffle path; timings need a quiet machine (load recorded)."""
@@ -289,6 +312,7 @@ PRODUCERS: dict[str, Callable[[], Path]] = {
     "attribution_gemma": attribution_gemma,
     **{f"recall_{s}": _per_model(recall, "recall", s) for s in MODELS},
     **{f"circuits_{s}": _per_model(circuits, "circuits", s) for s in MODELS},
+    **{f"similarity_{s}": _per_model(similarity, "similarity", s) for s in MODELS},
     "shuffle_null": shuffle_null,
 }
 

@@ -312,6 +312,34 @@ def table_circuits(d: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------- similarity_*
+def load_similarity(folder: Path) -> dict:
+    return read_json(folder / "replicates.json")
+
+
+def table_similarity(d: dict) -> str:
+    """Per layer the GW distance and CKA similarity to the next layer across seeds, and the layer groups."""
+    o, base, layers = d["options"], d["base"], d["layers"]
+    short = [name.split(".")[1] if name.startswith("blocks.") else name for name in layers]
+    groups = []
+    for sd, cuts in zip(d["seeds"], d["boundaries_per_seed"]):
+        edges = [0, *(cuts or []), len(layers)]
+        groups.append(f"seed {sd}: " + ", ".join(
+            "{" + (short[a] if b - a == 1 else f"{short[a]}-{short[b - 1]}") + "}" for a, b in zip(edges, edges[1:])))
+    hook = layers[0].rsplit(".", 1)[-1].removeprefix("hook_")
+    lines = [f"{len(layers)} layers ({hook}), {o.get('n')} token positions of {o.get('prompts')} text per seed "
+             f"({o.get('n_prompts')} texts), {o.get('solver')} GW solver, {o.get('metric')} distances; each number is "
+             f"the mean over seeds {', '.join(map(str, d['seeds']))} with a 95% Student-t interval across them. Median "
+             f"off-diagonal GW {interval(base['gw_offdiag_median'])}. Contiguous groups at the best silhouette: "
+             + "; ".join(groups) + ".", "",
+             "| layer -> next | GW distance | CKA similarity | group boundary after it (share of seeds) |",
+             "|---|---|---|---|"]
+    for i in range(len(layers) - 1):
+        lines.append(f"| {short[i]} -> {short[i + 1]} | {interval(base['gw_to_next'][i])} | "
+                     f"{interval(base['cka_to_next'][i])} | {num(float(base['boundary_share'][i]), 2)} |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------- finetune_study
 STUDY_STEPS = (25, 50, 100)
 
@@ -363,6 +391,8 @@ register("recall_smollm2", load_recall, table_recall)
 register("circuits_gemma", load_circuits, table_circuits)
 register("circuits_smollm2", load_circuits, table_circuits)
 register("shuffle_null", load_shuffle_null, table_shuffle_null)
+for _m in ("gemma", "smollm2"):
+    register(f"similarity_{_m}", load_similarity, table_similarity)
 register("finetune_study", load_finetune_study, table_finetune_study)
 
 
