@@ -33,7 +33,7 @@ class DemoOptions:
     patch step's units are MLP neurons and attention heads (the attention clusters are co-clustered there,
     since fine-tuning partitions the MLPs), and its circuits use counterfactual ablation with both controls.
     ``shuffles`` per graph for the clusterability null: 99 lets p reach 0.01 (the batched null costs about
-    130 s of CPU per clustering step of the embedded Gemma, shared by the torch threads);
+    105 s of CPU per clustering step of the embedded Gemma, shared by the torch threads);
     ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``; ``analyses/`` use 0.5).
     """
 

@@ -25,7 +25,7 @@ def cluster(
     parts: str = typer.Option(",".join(_D.parts), help="comma-separated: mlp, attn, or matrix kinds"),
     out: Path = typer.Option(..., "--out", help="run folder to write (new or empty; see --overwrite)"),
     shuffles: int = typer.Option(_D.shuffles, help="entry-shuffled re-clusterings per graph for the null (0 = none; "
-                                 "99 lets p reach 0.01; about 130 s of CPU per 100 on Gemma 3 270M's 54 MLP graphs, "
+                                 "99 lets p reach 0.01; about 105 s of CPU per 100 on Gemma 3 270M's 54 MLP graphs, "
                                  "shared by --threads workers)"),
     seed: int = typer.Option(_D.seed, help="seed of every random step"),
     seeds: str = typer.Option(None, help="replicates: comma-separated seeds (e.g. 0,1,2), one run each, aggregated "
