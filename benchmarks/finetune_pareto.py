@@ -122,8 +122,9 @@ def collect(a: argparse.Namespace) -> None:
                 "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"),
                 "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                             "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
-                "note": "runs trained at nice -10 while other jobs shared the 2 cores; step counts, not wall "
-                        "time, define every run, so the figures do not depend on the load"}
+                "note": "step counts, not wall time, define every run, so the figures do not depend on the load "
+                        "(a 100-step Gemma 3 270M run took 7-13 min on this machine, alone or beside other jobs; "
+                        "each run's time is in the run log)"}
     write_json(Path(a.results) / "manifest.json", manifest)
     print(f"wrote {dest} ({len(runs)} runs)")
     print(f"{'run':28} {'step':>5} {'C':>6} {'chance':>6} {'C_norm':>6} {'wiki':>7} {'chem':>7} {'lam':>9}")

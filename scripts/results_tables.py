@@ -82,7 +82,8 @@ def provenance(folder: Path) -> str:
     return (f"*From `results/{folder.name}/` ({cmds}); commit {commit}, seeds {seeds}, "
             f"{mach.get('cpu', '?')} ({mach.get('cores', '?')} cores, torch {mach.get('torch', '?')}, "
             f"{mach.get('torch_threads', '?')} thread(s)), {load}, {m.get('date', '?')}, "
-            f"{m.get('wall_s', '?')} s wall.*")
+            + (f"{m['wall_s']} s wall" if m.get("wall_s") is not None else "wall time not recorded")
+            + (f"; {m['note']}" if m.get("note") else "") + ".*")
 
 
 # ------------------------------------------------------------------------------------- enmeshment_gemma
