@@ -94,5 +94,9 @@ def test_cli_seeds_write_replicates_and_refuse_bad_lists(tmp_path):
     assert res.exit_code == 0, res.output
     assert "over seeds 0,1" in res.output and "C mean [95% over seeds]" in res.output
     assert load_replicates(out)["seeds"] == [0, 1] and (out / "seed0" / "partition.json").is_file()
+    from circuitclust.report import build_report
+
+    text = build_report(out, out=tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "0, 1 (2 replicates)" in text and "1 (one run: no interval across seeds)" in text
     bad = CliRunner().invoke(app, ["similarity", "tiny-gpt2", "--seeds", "0,0", "--out", str(tmp_path / "s")])
     assert bad.exit_code == 2 and "listed twice" in bad.output and not (tmp_path / "s").exists()

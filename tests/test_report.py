@@ -63,6 +63,7 @@ def test_summary_values(full_report):
     assert "RED FLAG for capitals: small faithful nonsense circuit" in text and "no red flag; capitals undefined" in text
     assert '<p class="flag">RED FLAG (patch_finetuned)' in text and "effects at BH" not in text
     assert "[0–1], [2–3] (stability 0.9)" in text
+    assert "<th>seeds</th>" in text and "0 (one run: no interval across seeds)" in text
     assert "not run" not in text
 
 

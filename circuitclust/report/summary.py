@@ -51,6 +51,14 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
     # model and k: one row each, per run (first file that names them)
     rows.append(("model", "", dict(models)))
     rows.append(("k (clusters)", "", dict(ks)))
+    # seeds per step, so a reader sees which figures are one run (their intervals, where shown, are over prompts,
+    # shuffles or bootstrap resamples) and which are replicated across seeds
+    for kind in ("clusterability", "run_config", "similarity", "replicates"):
+        for name, d in data[kind].items():
+            seeds = d.get("seeds") or ([d["seed"]] if d.get("seed") is not None else [])
+            if seeds:
+                add("seeds", by_name[name], ", ".join(map(str, seeds)) + (
+                    f" ({len(seeds)} replicates)" if len(seeds) > 1 else " (one run: no interval across seeds)"))
     for name, d in data["clusterability"].items():
         g = d["graphs"]
         c, ch = _mean([x.get("clusterability") for x in g]), _mean([x.get("chance") for x in g])
