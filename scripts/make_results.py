@@ -231,7 +231,7 @@ def circuits(model_spec: str, kind: str) -> Path:
     out, t0, l0 = _fresh(kind), time.perf_counter(), load()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = (f"circuitclust demo --model {model_spec} --out RUN --max-prompts {CIRCUITS['max_prompts']} "
-           f"--tasks {CIRCUITS['tasks']} --shuffles {CIRCUITS['shuffles']}")
+           f"--tasks {CIRCUITS['tasks']} --shuffles {CIRCUITS['shuffles']} --seed {CIRCUIT_SEEDS[0]}")
     if FROM_RUN is not None:
         run = FROM_RUN
         patches = {_patch_seed(p): p for p in FROM_PATCH}
