@@ -8,9 +8,9 @@ optimizer steps and tokens, per recipe and seed.
 ``run`` trains every (recipe, seed) into ``OUT/MODEL/RECIPE/seed-S`` as a normal ``finetune`` run, in the
 order seed-major (every recipe once before any second seed), and is resumable: a finished run is skipped and an
 interrupted one continues from its last checkpoint (the trainer resumes exactly). ``collect`` reads every
-run's ``metrics.jsonl`` (also of unfinished runs) into ``RESULTS/MODEL/finetune_study.json`` (every evaluation: step, tokens,
-C, chance, normalised C, held-out perplexity and its rise on wiki and chemistry, lambda, whether a budget held)
-and prints the table at the step budgets.
+run's ``metrics.jsonl`` (also of unfinished runs) into ``RESULTS/MODEL/finetune_study.json`` (every evaluation:
+step, tokens, C, chance, normalised C, held-out perplexity and its rise on wiki and chemistry, lambda, whether a
+budget held) and prints the table at the step budgets.
 
 Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same data order per seed):
 - ``papers``: the papers' recipe: ``lam * mean(1 - C)`` with lam 20, equal blocks, mlp_in + mlp_out, every
@@ -117,14 +117,17 @@ def collect(a: argparse.Namespace) -> None:
                                             f"{__import__('os').cpu_count()} cores".strip(),
            "runs": runs}
     dest = write_finetune_study(Path(a.results) / a.model, doc)
-    seeds = sorted({r["seed"] for r in runs.values()})
-    manifest = {"schema": "circuitclust.results_manifest/1", "commands": [doc["command"]], "git_commit": commit,
+    # one manifest for the folder: every model collected into it so far
+    studies = [json.loads(p.read_text()) for p in sorted(Path(a.results).glob("*/finetune_study.json"))]
+    seeds = sorted({r["seed"] for d in studies for r in d["runs"].values()})
+    manifest = {"schema": "circuitclust.results_manifest/1", "commands": [d["command"] for d in studies],
+                "git_commit": commit,
                 "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"),
                 "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                             "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
                 "note": "step counts, not wall time, define every run, so the figures do not depend on the load "
-                        "(a 100-step Gemma 3 270M run took 7-13 min on this machine, alone or beside other jobs; "
-                        "each run's time is in the run log)"}
+                        "(a 100-step run took 7-13 min for Gemma 3 270M and 4-10 min for SmolLM2 135M on this "
+                        "machine, alone or beside other jobs; each run's time is in the run log)"}
     write_json(Path(a.results) / "manifest.json", manifest)
     print(f"wrote {dest} ({len(runs)} runs)")
     print(f"{'run':28} {'step':>5} {'C':>6} {'chance':>6} {'C_norm':>6} {'wiki':>7} {'chem':>7} {'lam':>9}")
