@@ -276,21 +276,20 @@ def shuffle_null(graphs: Sequence, weights: dict[str, torch.Tensor], partition: 
     opts = dict(prov.get("cocluster") or _legacy_cocluster_options(prov))
     power = int(opts.pop("power", 1))
     layouts = _layouts(graphs)
-    if workers <= 1:
-        job = _NullRun(layouts, partition, opts, power, seed, fixed,
-                       _prepare(layouts, weights, partition, power, seed, fixed), n, progress)
-        for item in _items(layouts, n):
-            job.run(item)
-        return job.null
-    pool = ThreadPoolExecutor(max_workers=workers)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        totals = _prepare(layouts, weights, partition, power, seed, fixed, map_=pool.map)
+        totals = _prepare(layouts, weights, partition, power, seed, fixed, map_=pool.map if pool else map)
         job = _NullRun(layouts, partition, opts, power, seed, fixed, totals, n, progress)
-        for future in [pool.submit(job.run, item) for item in _items(layouts, n)]:
-            future.result()
+        if pool is None:
+            for item in _items(layouts, n):
+                job.run(item)
+        else:
+            for future in [pool.submit(job.run, item) for item in _items(layouts, n)]:
+                future.result()
     finally:
-        # on an error or an interrupt, drop the queued items instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            # on an error or an interrupt, drop the queued items instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
     return job.null
 
 
