@@ -335,12 +335,13 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--from-patch collects further seeds of a --from-run demo: give --from-run too")
     globals()["FROM_RUN"] = args.from_run
     globals()["FROM_PATCH"] = list(args.from_patch)
+    from circuitclust.errors import OptionError
+    from circuitclust.pipeline import parse_seeds
+
     try:
-        globals()["CIRCUIT_SEEDS"] = tuple(int(x) for x in args.circuit_seeds.split(",") if x.strip())
-    except ValueError:
-        ap.error(f"--circuit-seeds {args.circuit_seeds!r}: give comma-separated integers, e.g. 0,1,2")
-    if not CIRCUIT_SEEDS or len(set(CIRCUIT_SEEDS)) != len(CIRCUIT_SEEDS) or min(CIRCUIT_SEEDS) < 0:
-        ap.error(f"--circuit-seeds {args.circuit_seeds!r}: give distinct non-negative seeds, e.g. 0,1,2")
+        globals()["CIRCUIT_SEEDS"] = parse_seeds(args.circuit_seeds)
+    except OptionError as e:
+        ap.error(f"--circuit-seeds: {e}")
     globals()["SHUFFLES"] = args.shuffles
     globals()["PLAIN_SHUFFLES"] = args.plain_shuffles
     if args.list or not args.kinds:
