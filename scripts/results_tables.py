@@ -54,11 +54,12 @@ def num(v: Any, digits: int = 3) -> str:
     return f"{0.0 if abs(v) < 0.5 * 10 ** -digits else v:.{digits}f}"  # no "-0.000"
 
 
-def interval(s: dict | None, digits: int = 3) -> str:
-    """``mean [lo, hi]`` of an across-seed summary (circuitclust.core.replicates.summarise)."""
+def interval(s: dict | None, digits: int = 3, unit: str = "", signed: bool = False) -> str:
+    """``mean [lo, hi]`` of an across-seed summary (circuitclust.core.replicates.summarise); ``unit`` follows the
+    mean, ``signed`` puts "+" before a positive mean."""
     if not isinstance(s, dict) or s.get("mean") is None:
         return "-"
-    text = num(s["mean"], digits)
+    text = ("+" if signed and s["mean"] > 0 else "") + num(s["mean"], digits) + unit
     return text + (f" [{num(s['lo'], digits)}, {num(s['hi'], digits)}]" if s.get("lo") is not None else "")
 
 
@@ -233,11 +234,7 @@ def _across(values: list[float | None], digits: int = 3, scale: float = 1.0, uni
     """One number per seed -> ``mean [lo, hi]`` (95% Student-t across seeds), or the value itself for one seed."""
     from circuitclust.core.replicates import summarise
 
-    s = summarise([None if v is None else scale * v for v in values])
-    if s["mean"] is None:
-        return "-"
-    text = (("+" if s["mean"] > 0 else "") if signed else "") + num(s["mean"], digits) + unit
-    return text + (f" [{num(s['lo'], digits)}, {num(s['hi'], digits)}]" if s["lo"] is not None else "")
+    return interval(summarise([None if v is None else scale * v for v in values]), digits, unit, signed)
 
 
 def _nonsense(r: dict) -> str:
