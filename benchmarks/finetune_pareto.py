@@ -24,6 +24,10 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
   perplexity rise within P% (``--budgets``).
 - ``decay-P``: the same with the decoupled off-cluster decay instead of the loss (lambda at most 50, i.e. 0.5%
   of every off-cluster weight per step).
+- ``slow``: a learning rate 4x lower (2.5e-5) for runs 4x longer: the per-weight loss (entries) 2e-4 on
+  balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, no budget; it moves the
+  off-cluster weights as far as a 1e-4 run in a quarter of the steps while AdamW's step-to-step noise, which
+  adds up like a random walk, travels half as far.
 - ``...-gen``: trained (and distilled) on 512 texts of 128 tokens that the base model samples itself from BOS
   at temperature 1 (generated once, cached) instead of the wiki corpus.
 """
@@ -44,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
 from circuitclust.atomic import write_json  # noqa: E402
-from circuitclust.runfiles import write_finetune_study  # noqa: E402
+from circuitclust.runfiles import evaluations, load_metrics, write_finetune_study  # noqa: E402
 
 MLP3 = ("mlp_in", "mlp_gate", "mlp_out")
 COMMON = dict(lr=1e-4, batch_size=4, seq_len=64, k=4, data="wiki", eval_every=25, eval_blocks=32,
@@ -60,6 +64,8 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
         "lam0": {**PAPERS, "lam": 0.0},
         "demo-v1": dict(regulariser="loss", loss_reduction="entries", lam=2e-4, partition="spectral", graphs=MLP3,
                         train="regularised", distill=1.0),
+        "slow": dict(regulariser="loss", loss_reduction="entries", lam=2e-4, partition="spectral", balance=0.5,
+                     graphs=MLP3, train="regularised", distill=1.0, lr=2.5e-5),
     }
     for b in budgets:
         shared = dict(partition="spectral", balance=0.5, graphs=MLP3, train="regularised", distill=1.0,
@@ -101,7 +107,7 @@ def collect(a: argparse.Namespace) -> None:
     root = Path(a.out) / a.model
     runs = {}
     for metrics in sorted(root.glob("*/seed-*/metrics.jsonl")):
-        recs = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        recs = evaluations(load_metrics(metrics))
         if not recs:
             continue
         cfg = json.loads((metrics.parent / "run_config.json").read_text())["config"]

@@ -315,7 +315,9 @@ def load_replicates(path: str | Path) -> dict[str, Any]:
 
 def load_metrics(path: str | Path) -> list[dict[str, Any]]:
     """``metrics.jsonl``: one dict per evaluation (step, tokens, task_loss, lam, mean_clusterability,
-    chance, clusterability per graph, heldout_ppl per domain, optional kl, tokens_per_s), in file order.
+    chance, clusterability per graph, heldout_ppl per domain, optional kl, tokens_per_s), in file order; a run
+    that chose its final model among its evaluations (``--final in-budget``) ends with a copy of the chosen
+    evaluation marked ``final`` (see :func:`evaluations`).
     Blank lines are skipped; a truncated last line (a run killed mid-write) is dropped."""
     path = _file(path, "metrics.jsonl")
     try:
@@ -491,14 +493,21 @@ def append_metrics(folder: str | Path, record: dict[str, Any]) -> Path:
 
 
 def trim_metrics(folder: str | Path, last_step: int | None) -> None:
-    """Drop the evaluations logged after ``last_step`` (a run resumed from that checkpoint logs them again);
-    ``None`` drops them all (a run started over)."""
+    """Drop the evaluations logged after ``last_step`` (a run resumed from that checkpoint logs them again) and
+    the closing ``final`` record (the resumed run writes its own); ``None`` drops them all (a run started over)."""
     path = Path(folder) / "metrics.jsonl"
     if last_step is None:
         path.unlink(missing_ok=True)
     elif path.is_file():
-        keep = [json.dumps(r) for r in load_metrics(path) if isinstance(r, dict) and r.get("step", 0) <= last_step]
+        keep = [json.dumps(r) for r in load_metrics(path)
+                if isinstance(r, dict) and r.get("step", 0) <= last_step and not r.get("final")]
         write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def evaluations(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluation records of a parsed ``metrics.jsonl``, in step order, without the closing ``final``
+    record (which repeats the evaluation whose model ``final/`` holds)."""
+    return [m for m in metrics if not m.get("final")]
 
 
 def checkpoint_folder(folder: str | Path, step: int) -> Path:
@@ -529,12 +538,23 @@ def save_model_folder(dest: str | Path, hf_model, tokenizer, state: dict[str, An
     return Path(dest)
 
 
-def prune_checkpoints(folder: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (``keep <= 0`` keeps all)."""
+def prune_checkpoints(folder: str | Path, keep: int, protect: int | None = None) -> None:
+    """Delete all but the newest ``keep`` checkpoints (``keep <= 0`` keeps all) and the one of step
+    ``protect``."""
     if keep <= 0:
         return
     for step in checkpoint_steps(folder)[:-keep]:
-        shutil.rmtree(checkpoint_folder(folder, step), ignore_errors=True)
+        if step != protect:
+            shutil.rmtree(checkpoint_folder(folder, step), ignore_errors=True)
+
+
+def copy_model_folder(src: str | Path, dest: str | Path) -> Path:
+    """Copy the HF model folder ``src`` (a checkpoint) to ``dest`` without its trainer state, atomically."""
+    with atomic_folder(dest) as tmp:
+        for f in Path(src).iterdir():
+            if f.is_file() and f.name != CHECKPOINT_STATE:
+                shutil.copy2(f, tmp / f.name)
+    return Path(dest)
 
 
 def load_checkpoint_state(folder: str | Path) -> dict[str, Any]:

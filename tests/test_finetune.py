@@ -231,6 +231,35 @@ def test_budget_is_recorded_and_resumes_exactly(tmp_path, trained_tiny):
     assert config["control_blocks"] == {"wiki": 2}  # the tail of the training text, named by --data
 
 
+def test_final_in_budget_keeps_the_most_clusterable_model_inside_the_budget(tmp_path, trained_tiny):
+    # a controller too slow to follow a strong decay (dual_lr 0.01): the run leaves its 10% budget early
+    kw = dict(lr=1e-3, lam=100.0, steps=30, eval_every=3, train="regularised", regulariser="decay", batch_size=2,
+              seq_len=32, eval_blocks=2, dropout=False, max_ppl_increase=0.1, budget_every=3, budget_blocks=2,
+              dual_lr=0.01, budget_start=1.0, final="in-budget")
+    out = tmp_path / "r"
+    last = finetune(FinetuneConfig(model=str(trained_tiny), out=str(out), **kw), progress=False,
+                    train_texts=TEXTS, eval_texts={"wiki": TEXTS[-6:]})
+    *evals, final = metrics(out)
+    inside = [r for r in evals if r["budget"]["control_slack"] >= 0]
+    assert evals[-1]["budget"]["control_slack"] < 0 and len(inside) >= 2  # it did leave the budget
+    best = max(inside, key=lambda r: r["mean_clusterability_norm"])
+    assert 0 < best["step"] < 30 and best["mean_clusterability"] > evals[0]["mean_clusterability"] + 0.05
+    assert final["final"] == {"selection": "in-budget", "last_step": 30}
+    assert {k: v for k, v in final.items() if k != "final"} == best
+    assert last == {k: v for k, v in final.items() if k != "schema"}  # what finetune() returns: the final model's
+    # final/ is that step's model (its checkpoint is kept beside the newest ones), not the last one
+    chosen = params(out / "checkpoints" / f"step-{best['step']}")
+    f, end = params(out / "final"), params(out / "checkpoints" / "step-30")
+    assert all(torch.equal(f[k], chosen[k]) for k in f) and not all(torch.equal(f[k], end[k]) for k in f)
+    assert not (out / "final" / "trainer_state.pt").exists()
+    # resuming for more steps drops the closing record and writes a new one after the new evaluations
+    finetune(FinetuneConfig(model=str(trained_tiny), out=str(out), **{**kw, "steps": 33}), resume=True,
+             progress=False, train_texts=TEXTS, eval_texts={"wiki": TEXTS[-6:]})
+    again = metrics(out)
+    assert [r["step"] for r in again if "final" not in r] == [r["step"] for r in evals] + [33]
+    assert again[-1]["final"]["last_step"] == 33 and again[-1]["step"] == best["step"]
+
+
 def test_decay_regulariser_shrinks_only_off_cluster_weights(tmp_path):
     out = tmp_path / "r"
     run(out, steps=2, eval_every=2, lam=100.0, lr=1e-3, regulariser="decay", train="regularised",
@@ -245,6 +274,8 @@ def test_decay_regulariser_shrinks_only_off_cluster_weights(tmp_path):
     (dict(balance=1.5), "balance"),
     (dict(max_kl=-1.0), "max_kl"),
     (dict(budget_every=0), "budget_every"),
+    (dict(final="in-budget"), "needs|budget"),
+    (dict(final="best"), "final"),
 ])
 def test_budget_options_are_validated(tmp_path, bad, match):
     with pytest.raises(CircuitclustError, match=match):

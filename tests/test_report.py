@@ -78,6 +78,18 @@ def test_finetune_study_folder_gets_its_pareto_section(tmp_path):
     assert "Fine-tuning recipes (Pareto study)" in html and "budget-10" in html
 
 
+def test_a_run_that_chose_its_final_model_is_summarised_by_that_model(tmp_path):
+    rows = F.metrics()
+    for r in rows:
+        r["budget"] = {"held": r["step"] <= 20, "control_slack": 0.5 if r["step"] <= 20 else -0.3}
+    rows.append({**rows[2], "final": {"selection": "in-budget", "last_step": 50}})
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in rows) + "\n")
+    text = build_report(tmp_path, out=tmp_path / "r.html").read_text()
+    assert "wiki 20 → 22; chemistry 30 → 34" in text  # the chosen step-20 model's figures, not step 50's
+    assert "step 20 of 50: the most clusterable evaluation inside the capability budget" in text
+    assert "<th>capability budget</th><td class='step'>.</td><td>held</td>" in text
+
+
 def test_partial_folder_says_not_run(tmp_path):
     (tmp_path / "clusterability.json").write_text(json.dumps(F.clusterability()))
     text = build_report(tmp_path, out=tmp_path / "r.html").read_text()

@@ -47,6 +47,7 @@ from ..runfiles import (
     check_output_folder,
     checkpoint_folder,
     checkpoint_steps,
+    copy_model_folder,
     is_run_folder,
     load_checkpoint_state,
     load_partition,
@@ -127,6 +128,9 @@ class FinetuneConfig:
                                       "margin for the control estimate's noise")
     budget_start: float = _opt(0.25, "with a budget, --lam is the largest lambda; the run starts at this share "
                                      "of it")
+    final: str = _opt("last", "the model written to final/: last (the last step's) | in-budget (with a budget: "
+                              "the evaluated model with the highest clusterability whose control estimate kept "
+                              "the budget; its checkpoint is kept, and metrics.jsonl ends with its record)")
     eval_every: int = _opt(50, "steps between held-out evaluations")
     max_minutes: float = _opt(0.0, "safety cap: stop cleanly (evaluate, checkpoint, final/) after this many minutes "
                                    "of training and record time_budget_hit (0 = no cap)")
@@ -151,6 +155,7 @@ class FinetuneConfig:
         check_choice("regulariser", self.regulariser, ("loss", "decay"))
         check_choice("partition", self.partition, ("blocks", "spectral"))
         check_choice("train", self.train, TRAIN_CHOICES)
+        check_choice("final", self.final, ("last", "in-budget"))
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks", "budget_every",
                      "budget_blocks", "gen_texts"):
             check_int(name, getattr(self, name), 1)
@@ -168,6 +173,9 @@ class FinetuneConfig:
         check_float("budget_start", self.budget_start, 0.0, 1.0, open_min=True)
         if self.budgeted and self.lam <= 0:
             raise OptionError("a capability budget adapts lambda from its starting value: give --lam > 0")
+        if self.final == "in-budget" and not self.budgeted:
+            raise OptionError("--final in-budget chooses among the models inside a capability budget: give "
+                              "--max-ppl-increase or --max-kl, or use --final last", option="final")
         matrix_kinds(self.graphs)
         if self.permute and self.partition_warmup > 0:
             raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
@@ -568,17 +576,17 @@ def budget_slack(cfg: FinetuneConfig, est: dict[str, dict[str, float]], base: di
     return min(slack)
 
 
-def _update_lambda(r: _Run) -> None:
+def _update_lambda(r: _Run, step: int) -> None:
     """Dual ascent on log(lambda): the constraint "capability cost <= target share of the budget" has
     multiplier 1/lambda, so slack raises lambda and overspending lowers it, geometrically. Lambda stays within
     [1e-3, 1] x --lam, and falls 4x faster than it rises: the cost of a strong regulariser shows only after
     some steps, so rising slowly and backing off fast keeps the overshoot small."""
-    cfg = r.cfg
+    cfg, done = r.cfg, step
     est = _control_estimate(r)
     s = budget_slack(cfg, est, r.budget["base_control"]) - (1.0 - cfg.budget_target)
     step = cfg.dual_lr * (min(s, 1.0) if s >= 0 else 4.0 * max(s, -2.0))
     r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(step), 1e-3), 1.0))
-    r.budget["control"] = est
+    r.budget["control"], r.budget["control_step"] = est, done
 
 
 def _end_warmup(r: _Run, step: int) -> None:
@@ -656,7 +664,10 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     if base:  # relative to the base model (step 0), the figure a capability budget is stated in
         rec["heldout_ppl_increase"] = {k: v / base[k] - 1.0 for k, v in rec["heldout_ppl"].items() if k in base}
     if cfg.budgeted:
+        if step > 0 and r.budget.get("control_step") != step:  # judge this model, not one a few steps back
+            r.budget["control"], r.budget["control_step"] = _control_estimate(r), step
         rec["budget"] = _budget_record(r, rec)
+        _consider_for_final(r, rec)
     if stopped_by_time:  # the safety cap ended the run before --steps
         rec["time_budget_hit"] = True
     if r.teacher is not None:
@@ -685,6 +696,23 @@ def _budget_record(r: _Run, rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _consider_for_final(r: _Run, rec: dict[str, Any]) -> None:
+    """With ``--final in-budget``: remember the evaluation ``rec`` as the final model's if its control estimate
+    keeps the budget and its clusterability beats the best so far (ties keep the earlier, less trained model).
+    The choice rests on the control text alone, so the reported held-out figures of the chosen model are not
+    selected on."""
+    if r.cfg.final != "in-budget" or rec["partition"] != "ready" or rec["budget"]["control_slack"] < 0:
+        return
+    best = r.budget.get("best")
+    if best is None or rec["mean_clusterability_norm"] > best["record"]["mean_clusterability_norm"]:
+        r.budget["best"] = {"step": rec["step"], "record": dict(rec)}
+
+
+def _best_step(r: _Run) -> int | None:
+    best = r.budget.get("best")
+    return best["step"] if best else None
+
+
 def _save_checkpoint(r: _Run, step: int) -> None:
     """The model, tokenizer, optimizer, scheduler, accumulators and every process's RNG state at ``step``."""
     rngs: list[Any] = [None] * r.d.world
@@ -696,8 +724,35 @@ def _save_checkpoint(r: _Run, step: int) -> None:
         state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
                  "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world, "budget": dict(r.budget)}
         save_model_folder(checkpoint_folder(r.out, step), r.hf, r.tok, state)
-        prune_checkpoints(r.out, r.cfg.keep_checkpoints)
+        prune_checkpoints(r.out, r.cfg.keep_checkpoints, protect=_best_step(r))
     r.d.barrier()
+
+
+def _write_final(r: _Run, last: dict[str, Any]) -> dict[str, Any]:
+    """Write ``final/``: the current model, or with ``--final in-budget`` the chosen evaluation's model (its
+    checkpoint, or the base model for step 0), whose record is then appended to metrics.jsonl marked
+    ``final``. Returns the record of the model written."""
+    from ..models.loading import load_hf
+
+    best = r.budget.get("best") if r.cfg.final == "in-budget" else None
+    end = last.get("step", r.start)
+    if best is None or best["step"] == end:
+        save_model_folder(r.out / "final", r.hf, r.tok)
+    elif best["step"] == 0:
+        save_model_folder(r.out / "final", load_hf(r.cfg.model)[0], r.tok)
+    else:
+        copy_model_folder(checkpoint_folder(r.out, best["step"]), r.out / "final")
+    if best is None:
+        if r.cfg.final == "in-budget":
+            print("finetune: no evaluation kept the budget on the control text: final/ holds the last model",
+                  flush=True)
+        return last
+    if best["step"] != end:
+        print(f"finetune: final/ holds the model of step {best['step']}, the most clusterable one inside the "
+              f"budget on the control text (the run went on to step {end}, kept in checkpoints/)", flush=True)
+    rec = {**best["record"], "final": {"selection": "in-budget", "last_step": end}}
+    append_metrics(r.out, rec)
+    return rec
 
 
 # ------------------------------------------------------------------------------------------------- loop
@@ -729,7 +784,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
         shown_c = c if c is not None else shown_c
         done = step + 1
         if cfg.budgeted and done % cfg.budget_every == 0 and done >= cfg.partition_warmup:
-            _update_lambda(r)
+            _update_lambda(r, done)
         bar.update(1)
         bar.set_postfix(loss=f"{task:.3f}", C=f"{shown_c:.3f}",
                         tok_s=f"{r.acc['tokens_window'] * d.world / max(r.acc['time'], 1e-9):.0f}")
@@ -738,7 +793,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
         if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
             last = _evaluate(r, done, stopped_by_time=out_of_time and done < cfg.steps)
             shown_c = last["mean_clusterability"]
-        if done % save_every == 0 or done == cfg.steps or out_of_time:
+        if done % save_every == 0 or done == cfg.steps or out_of_time or _best_step(r) == done:
             _save_checkpoint(r, done)
         if out_of_time:
             if d.rank == 0:
@@ -758,7 +813,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
                 bar.refresh()
     bar.close()
     if d.rank == 0:
-        save_model_folder(r.out / "final", r.hf, r.tok)
+        last = _write_final(r, last)
         if last.get("budget") and not last["budget"]["held"]:
             print(f"finetune: the capability budget did not hold at the end (see 'budget' in {r.out}/metrics.jsonl): "
                   "lower --lam or --lr, or raise --steps so that lambda has time to adapt", flush=True)

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..runfiles import evaluations
 from ._common import RUN_DASHES, as_runs, base_layout, colour, run_name, TASK_COLOURS
 
 
@@ -20,6 +21,7 @@ def training_curves(data: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Ma
                         subplot_titles=["task loss", "held-out perplexity (log scale)",
                                         "clusterability (mean over regularised graphs) vs chance", "lambda"])
     for r, (label, rows) in enumerate(runs.items()):
+        rows = evaluations(rows)  # without the closing record, which repeats an evaluation
         who = run_name(label)
         dash = RUN_DASHES[r % len(RUN_DASHES)]
         pre = f"{who}: " if len(runs) > 1 else ""

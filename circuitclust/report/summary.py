@@ -87,6 +87,13 @@ def _summary_rows(data: dict[str, dict[str, Any]], steps: list[_Step]) -> list[t
                f"{fmt(last.get('mean_clusterability_norm'), 3)}" if "mean_clusterability_norm" in last else "")
             + f"; step {first.get('step')} → {last.get('step')}, lambda {fmt(last.get('lam'), 3)}"
             + ("; stopped by the time cap" if last.get("time_budget_hit") else "") + ")")
+        if last.get("final"):
+            add("final model", by_name[name],
+                f"step {last.get('step')} of {last['final'].get('last_step')}: the most clusterable evaluation "
+                "inside the capability budget on the control text (final/ holds it; the figures above are its)")
+        if last.get("budget"):
+            add("capability budget", by_name[name], "held" if last["budget"].get("held") else
+                "NOT held at the end (see 'budget' in metrics.jsonl)")
         doms = list((last.get("heldout_ppl") or {}).keys())
         if doms:
             add("held-out perplexity", by_name[name], "; ".join(
