@@ -1,8 +1,10 @@
 """The demo: the whole pipeline on one model, each step one call of :mod:`circuitclust.pipeline`.
 
 Steps (each writes its own sub-folder of the output folder, so every step can be re-run or inspected alone):
-``cluster_base`` (spectral partition of the MLPs, clusterability vs chance and shuffles) -> ``finetune``
-(clusterability loss with a distillation term, a fixed number of steps) -> ``cluster_finetuned`` (re-score) -> ``patch``
+``cluster_base`` (balanced spectral partition of the MLPs, clusterability vs chance and shuffles) -> ``finetune``
+(the budgeted recipe: clusterability loss with a distillation term, lambda adapted to a held-out perplexity budget,
+a fixed number of steps, final model the most clusterable one inside the budget) -> ``cluster_finetuned`` (re-score)
+-> ``patch``
 (cluster ablation, attribution, circuits; base vs fine-tuned on the same partition) -> ``similarity`` (GW and CKA
 layer distances, base vs fine-tuned) -> ``report.html``.
 """
@@ -22,11 +24,15 @@ class DemoOptions:
 
     The fine-tuning runs ``steps`` optimizer steps, so its outcome does not depend on the machine's speed;
     ``minutes`` is only a safety cap on the fine-tuning's wall time (when it bites, the run says so and
-    records ``time_budget_hit``); 50 steps take about 7 minutes on the project's 2-core CPU with the
+    records ``time_budget_hit``); 60 steps take about 10 minutes on the project's 2-core CPU with the
     embedded Gemma, far inside the default cap.
 
-    ``lam`` is a per-weight lambda (``loss_reduction="entries"``): about 3x the value at which the loss's push
-    on an MLP weight matches the task gradient's on Gemma 3 270M (``benchmarks/finetune_study.py``).
+    The recipe is the budgeted one of ``benchmarks/finetune_pareto.py`` (``loss-10``): ``lam`` is the largest
+    per-weight lambda (``loss_reduction="entries"``; about 5x the value at which the loss's push on an MLP weight
+    matches the task gradient's on Gemma 3 270M), adapted by the trainer to keep the held-out perplexity rise
+    within ``max_ppl_increase`` (0 = no budget: lambda stays at ``lam``); with a budget, the fine-tuned model the
+    later steps use is the most clusterable evaluated one (every 10 steps) inside the budget on the control text
+    (``FinetuneConfig.final = "in-budget"``).
     ``tasks``: comma-separated patching tasks (recall task names, ``ioi``, ``wiki``, ``chemistry``), ``recall``
     or ``all``; exact cluster ablation costs one forward pass per (layer, part, cluster) per batch, and the
     embedded model's 262k-token unembedding makes each pass slow on a CPU, so the default is two tasks. The
@@ -34,18 +40,21 @@ class DemoOptions:
     since fine-tuning partitions the MLPs), and its circuits use counterfactual ablation with both controls.
     ``shuffles`` per graph for the clusterability null: 99 lets p reach 0.01 (the batched null costs about
     105 s of CPU per clustering step of the embedded Gemma, shared by the torch threads);
-    ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``; ``analyses/`` use 0.5).
+    ``balance``: the spectral partition's minimum cluster share (see ``ClusterOptions``), for the clustering
+    steps and the fine-tuning's partition alike: 0.5 keeps every cluster at least half its equal share, so no
+    cluster is empty on one side.
     """
 
     model: str = "gemma-3-270m"
     data: str = "wiki"
-    steps: int = 50
+    steps: int = 60
     minutes: float = 30.0
     k: int = 4
-    lam: float = 2e-4
+    lam: float = 4e-4
+    max_ppl_increase: float = 0.10
     distill: float = 1.0
     shuffles: int = 99
-    balance: float = 0.0
+    balance: float = 0.5
     max_prompts: int = 8
     tasks: str = "country_capital,element_symbol"
     similarity_n: int = 128
@@ -58,6 +67,9 @@ class DemoOptions:
         check_float("minutes", self.minutes, 0.0, open_min=True)
         check_int("k", self.k, 2)
         check_float("lam", self.lam, 0.0)
+        check_float("max_ppl_increase", self.max_ppl_increase, 0.0)
+        if self.max_ppl_increase > 0 and self.lam <= 0:
+            raise OptionError("a perplexity budget adapts lambda: give lam > 0 (or max_ppl_increase 0)", option="lam")
         check_float("distill", self.distill, 0.0)
         check_int("shuffles", self.shuffles, 0)
         check_float("balance", self.balance, 0.0, 1.0)
@@ -135,9 +147,11 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
         echo(f"mean clusterability {res.mean_clusterability:.4f} vs chance {res.mean_chance:.4f}")
 
     cfg = FinetuneConfig(model=o.model, out=str(ft), data=o.data, k=o.k, lam=o.lam, loss_reduction="entries",
-                         distill=o.distill, partition="spectral", graphs=("mlp_in", "mlp_gate", "mlp_out"),
-                         steps=o.steps, max_minutes=o.minutes, seq_len=o.seq_len, batch_size=4, lr=1e-4, eval_every=25, eval_blocks=8,
-                         train="regularised", seed=o.seed, device=o.device)
+                         distill=o.distill, partition="spectral", balance=o.balance,
+                         graphs=("mlp_in", "mlp_gate", "mlp_out"), train="regularised",
+                         max_ppl_increase=o.max_ppl_increase, final="in-budget" if o.max_ppl_increase > 0 else "last",
+                         steps=o.steps, max_minutes=o.minutes, seq_len=o.seq_len, batch_size=4, lr=1e-4,
+                         eval_every=10, eval_blocks=8, save_every=50, seed=o.seed, device=o.device)
     patch_opts = PatchOptions(max_prompts=o.max_prompts, seed=o.seed, device=o.device)
     sim_opts = SimilarityOptions(n=o.similarity_n, seed=o.seed, device=o.device)
 

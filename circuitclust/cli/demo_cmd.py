@@ -22,7 +22,11 @@ def demo(
     model: str = typer.Option(_D.model, "--model", help="model spec (the embedded Gemma by default)"),
     data: str = typer.Option(_D.data, "--data", help="fine-tuning and similarity corpus: wiki | chemistry | a .jsonl/.txt file"),
     k: int = typer.Option(_D.k, "--k", help="clusters per layer"),
-    lam: float = typer.Option(_D.lam, "--lam", help="clusterability loss weight per off-cluster weight (entries reduction)"),
+    lam: float = typer.Option(_D.lam, "--lam", help="largest clusterability loss weight per weight (entries "
+                                                     "reduction); the budget adapts it below this"),
+    max_ppl_increase: float = typer.Option(_D.max_ppl_increase, "--max-ppl-increase",
+                                           help="capability budget: largest held-out perplexity rise (0.10 = 10%; "
+                                                "0 = no budget, lambda stays at --lam)"),
     distill: float = typer.Option(_D.distill, "--distill", help="KL-to-base weight that preserves capability"),
     shuffles: int = typer.Option(_D.shuffles, "--shuffles", help="shuffle-null re-clusterings per graph (99: p can "
                                                                  "reach 0.01)"),
@@ -40,7 +44,8 @@ def demo(
     """Partition, score, fine-tune, re-score, patch, compare layers and write the HTML report for MODEL."""
     from ..demo import run_demo
 
-    options = DemoOptions(model=model, data=data, steps=steps, minutes=minutes, k=k, lam=lam, distill=distill, shuffles=shuffles,
-                          balance=balance, max_prompts=max_prompts, tasks=tasks, similarity_n=similarity_n, seq_len=seq_len, seed=seed,
+    options = DemoOptions(model=model, data=data, steps=steps, minutes=minutes, k=k, lam=lam,
+                          max_ppl_increase=max_ppl_increase, distill=distill, shuffles=shuffles, balance=balance,
+                          max_prompts=max_prompts, tasks=tasks, similarity_n=similarity_n, seq_len=seq_len, seed=seed,
                           device=device)
     run_demo(options, out, overwrite=overwrite, echo=echo)
