@@ -13,6 +13,12 @@ cost? A cheap proxy for the Gemma outcome runs, in one run.
    and chemistry (other domain).
 3. Gradient scale (``--grad-scale-model``): per-weight RMS of the task gradient vs the clusterability
    gradient at lam 1 on one batch of a real model, i.e. which lam makes the loss felt at all.
+4. One-shot edits (``--oneshot-model``): what a given normalised clusterability costs when it is imposed on
+   the pretrained weights at once, without training: (a) every off-cluster weight scaled by the same factor
+   (the decay regulariser's direction), (b) per matrix, the smallest off-cluster weights zeroed until the
+   matrix reaches the target normalised C (magnitude pruning, the cheapest way to remove off-cluster mass
+   when each weight's importance is its size). Balanced spectral partition (k 4, balance 0.5, seed 0) of the
+   three MLP matrices, as in the recipe study; held-out perplexity on its 32 blocks of 64 tokens per domain.
 
 Reading (measured 2026-11-21, see the report in the commit log): AdamW normalises each weight's update, so
 what matters is lam x (clusterability gradient per weight) against the task gradient per weight. Below
@@ -113,6 +119,62 @@ def grad_scale(model_spec: str, batch: int, seq: int) -> None:
           f"match the task: {rms(task) / (rms(clus) * n_graphs * n_per):.3g}")
 
 
+@torch.no_grad()
+def _perplexity(hf, blocks: torch.Tensor, batch: int = 4) -> float:
+    nll = sum(float(_lm_loss(hf(input_ids=blocks[i: i + batch]).logits, blocks[i: i + batch], "sum"))
+              for i in range(0, len(blocks), batch))
+    return float(torch.exp(torch.tensor(nll / (len(blocks) * (blocks.shape[1] - 1)))))
+
+
+@torch.no_grad()
+def _prune_to(weight: torch.Tensor, inside: torch.Tensor, target_c: float) -> None:
+    """Zero the smallest off-cluster entries of ``weight`` (in place) until its clusterability reaches
+    ``target_c``: the largest off-cluster squared mass allowed is ``in_mass (1 - target) / target``."""
+    w2 = weight.float().square()
+    allowed = float((w2 * inside).sum()) * (1 - target_c) / target_c
+    off = torch.where(inside, torch.zeros_like(w2), w2).flatten()
+    order = off.argsort(descending=True)
+    keep = torch.zeros_like(off, dtype=torch.bool)
+    keep[order] = off[order].cumsum(0) <= allowed
+    weight.mul_((inside.flatten() | keep).view_as(weight).to(weight.dtype))
+
+
+def oneshot(model_spec: str, seq: int = 64, blocks: int = 32) -> None:
+    """Held-out perplexity after imposing clusterability on the pretrained MLPs at once (no training)."""
+    from circuitclust.core.measures import normalised_clusterability
+    from circuitclust.models.loading import load_hf
+
+    hf, tok, _ = load_hf(model_spec)
+    hf.eval().requires_grad_(False)
+    evals = {d: token_blocks(corpus_texts(d, "heldout"), tok, seq)[:blocks] for d in ("wiki", "chemistry")}
+    closs = ClusterabilityLoss(hf, make_partition(hf, "spectral", 4, MLP, seed=0, balance=0.5), graphs=MLP)
+    chance = torch.tensor(list(closs.chance().values()))
+    originals = [g.weight.detach().clone() for g in closs.graphs]
+    inside = [(closs.partition[g.name].row_labels[:, None] == closs.partition[g.name].col_labels[None, :])
+              for g in closs.graphs]
+    base = {d: _perplexity(hf, b) for d, b in evals.items()}
+
+    def measure(label: str) -> None:
+        norm = float(normalised_clusterability(torch.tensor(list(closs.clusterability().values())), chance).mean())
+        ppl = {d: _perplexity(hf, b) for d, b in evals.items()}
+        rise = "  ".join(f"{d} {ppl[d]:8.2f} ({100 * (ppl[d] / base[d] - 1):+7.1f}%)" for d in ppl)
+        print(f"  {label:34s} normalised C {norm:.3f}  {rise}", flush=True)
+        for g, w in zip(closs.graphs, originals):
+            g.weight.copy_(w)
+
+    print(f"\none-shot edits of {model_spec}'s {len(originals)} MLP matrices (balanced spectral k 4, mean chance "
+          f"{float(chance.mean()):.3f}); base perplexity "
+          + ", ".join(f"{d} {v:.2f}" for d, v in base.items()))
+    measure("none")
+    for factor in (0.8, 0.6, 0.4, 0.2, 0.05):
+        closs.shrink_off_cluster_(1.0 - factor)
+        measure(f"(a) off-cluster weights x {factor:g}")
+    for target in (0.3, 0.4, 0.5, 0.6, 0.73):
+        for g, ins, ch in zip(closs.graphs, inside, chance.tolist()):
+            _prune_to(g.weight, ins.to(g.weight.device), ch + target * (1 - ch))
+        measure(f"(b) pruned to normalised C {target:g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/study")
@@ -123,7 +185,12 @@ def main() -> None:
     ap.add_argument("--lam-entries", type=float, default=1e-4)
     ap.add_argument("--only", nargs="*", default=None, help="run only variants whose name contains one of these")
     ap.add_argument("--grad-scale-model", nargs="*", default=[], help="e.g. gemma-3-270m (loads the model)")
+    ap.add_argument("--oneshot-model", nargs="*", default=[], help="e.g. gemma-3-270m: the one-shot edits only")
     a = ap.parse_args()
+    if a.oneshot_model:
+        for spec in a.oneshot_model:
+            oneshot(spec)
+        return
     torch.set_num_threads(1)
     out = Path(a.out)
     train = corpus_texts("wiki", "train")

@@ -189,7 +189,8 @@ def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool
 def finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``config.model`` with the clusterability loss into the run folder ``config.out`` (see
-    :class:`~circuitclust.analysis.finetune.FinetuneConfig`); returns the last evaluation record. The fine-tuned
+    :class:`~circuitclust.analysis.finetune.FinetuneConfig`); returns the evaluation record of the model in
+    ``final/`` (the last one, or with ``final="in-budget"`` the chosen one). The fine-tuned
     model (``config.out``) is itself a model spec for :func:`cluster`, :func:`patch` and :func:`similarity`."""
     return _finetune(config, resume=resume, overwrite=overwrite, progress=progress)
 
@@ -557,7 +558,7 @@ def cluster_seeds(model: Any, seeds: Sequence[int], options: ClusterOptions | No
     return Replicates("cluster", seeds, runs, cluster_summary(runs, seeds))
 
 
-#: The numbers of a fine-tuning's last evaluation that its replicates summarise.
+#: The numbers of a fine-tuning's final model (its last or chosen evaluation) that its replicates summarise.
 FINETUNE_SUMMARY = ("step", "tokens", "task_loss", "mean_clusterability", "mean_clusterability_norm", "chance",
                     "heldout_ppl", "heldout_ppl_increase", "kl", "time_budget_hit")
 
@@ -565,8 +566,8 @@ FINETUNE_SUMMARY = ("step", "tokens", "task_loss", "mean_clusterability", "mean_
 def finetune_seeds(config: FinetuneConfig, seeds: str | Sequence[int], *, resume: bool = False,
                    overwrite: bool = False, progress: bool = True) -> Replicates:
     """:func:`finetune` once per seed in ``seeds`` (the seed sets the data order, dropout and the partition),
-    each run in ``config.out/seed{S}/`` (resumable on its own), and their last evaluations aggregated across
-    seeds: ``Replicates("finetune", ...)`` whose ``save(config.out)`` writes ``replicates.json`` (+ CSV).
+    each run in ``config.out/seed{S}/`` (resumable on its own), and their final models' evaluations aggregated
+    across seeds: ``Replicates("finetune", ...)`` whose ``save(config.out)`` writes ``replicates.json`` (+ CSV).
 
     ``config.out`` holds nothing but those runs and the summary; anything else there raises
     :class:`~circuitclust.errors.RunFolderError` before any training starts."""

@@ -158,7 +158,7 @@ def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Write ``replicates.json`` (schema ``circuitclust.replicates/1``: ``kind`` (cluster | similarity),
     ``seeds``, ``interval`` (how the across-seed intervals were made) and the kind's summary, every number as
     ``{"mean", "sd", "n", "lo", "hi", "min", "max", "values"}``) and ``replicates.csv`` (cluster: one row per
-    graph; similarity: one row per layer; finetune: one row per number of the last evaluation) into ``folder``,
+    graph; similarity: one row per layer; finetune: one row per number of the final model's evaluation) into ``folder``,
     each atomically. Returns the JSON path."""
     folder = Path(folder)
     if doc["kind"] == "cluster":

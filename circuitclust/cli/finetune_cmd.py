@@ -55,7 +55,7 @@ def finetune(model: str, out: str, resume: bool, overwrite: bool, seeds: Optiona
         rows += [(f"held-out ppl {name}", fmt_interval(v)) for name, v in (ml.get("heldout_ppl") or {}).items()]
         rows += [(f"held-out ppl rise {name}", fmt_interval(v)) for name, v in
                  (ml.get("heldout_ppl_increase") or {}).items()]
-        echo(format_table(["last evaluation", "mean [95% over seeds " + ",".join(map(str, reps.seeds)) + "]"], rows))
+        echo(format_table(["final model", "mean [95% over seeds " + ",".join(map(str, reps.seeds)) + "]"], rows))
         echo(f"wrote {Path(out) / 'replicates.json'} and one run per seed in {out}/seed{{S}}/")
         return
     last = run(cfg, resume=resume, overwrite=overwrite)
@@ -63,7 +63,9 @@ def finetune(model: str, out: str, resume: bool, overwrite: bool, seeds: Optiona
         rows = [("step", last["step"]), ("mean clusterability", last["mean_clusterability"]),
                 ("chance", last["chance"])]
         rows += [(f"held-out ppl {name}", v) for name, v in last["heldout_ppl"].items()]
-        echo(format_table(["", "value"], rows))
+        if last.get("final"):
+            rows.append(("chosen", f"inside the budget (of {last['final']['last_step']} steps run)"))
+        echo(format_table(["final model", "value"], rows))
     echo(f"run folder: {out}")
 
 
@@ -79,7 +81,7 @@ _fixed = [
         False, "--overwrite", help="delete the run already in RUN_DIR and start again")),
     inspect.Parameter("seeds", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=typer.Option(
         None, "--seeds", help="replicates: comma-separated seeds (e.g. 0,1,2), one run each in OUT/seed{S}/ "
-                              "(with --resume, each continues), the last evaluations aggregated as mean and t "
+                              "(with --resume, each continues), the final models' evaluations aggregated as mean and t "
                               "interval in OUT/replicates.json (replaces --seed)")),
 ]
 finetune.__signature__ = inspect.Signature(_fixed + _config_parameters())  # type: ignore[attr-defined]
