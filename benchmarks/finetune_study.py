@@ -139,6 +139,20 @@ def _prune_to(weight: torch.Tensor, inside: torch.Tensor, target_c: float) -> No
     weight.mul_((inside.flatten() | keep).view_as(weight).to(weight.dtype))
 
 
+@torch.no_grad()
+def off_cluster_concentration(weights: list[torch.Tensor], inside: list[torch.Tensor],
+                              tops: tuple[float, ...] = (0.01, 0.1)) -> dict[float, float]:
+    """Mean over matrices of the share of the off-cluster squared mass held by the largest ``top`` fraction of
+    off-cluster entries (squared mass is what clusterability counts)."""
+    out = {t: 0.0 for t in tops}
+    for w, ins in zip(weights, inside):
+        off = w.float().square()[~ins].sort(descending=True).values
+        cum = off.cumsum(0) / off.sum()
+        for t in tops:
+            out[t] += float(cum[max(int(t * len(off)) - 1, 0)]) / len(weights)
+    return out
+
+
 def oneshot(model_spec: str, seq: int = 64, blocks: int = 32) -> None:
     """Held-out perplexity after imposing clusterability on the pretrained MLPs at once (no training)."""
     from circuitclust.core.measures import normalised_clusterability
@@ -152,6 +166,9 @@ def oneshot(model_spec: str, seq: int = 64, blocks: int = 32) -> None:
     originals = [g.weight.detach().clone() for g in closs.graphs]
     inside = [(closs.partition[g.name].row_labels[:, None] == closs.partition[g.name].col_labels[None, :])
               for g in closs.graphs]
+    conc = off_cluster_concentration(originals, inside)
+    print("share of the off-cluster squared mass in the largest off-cluster entries (mean over matrices): "
+          + ", ".join(f"top {100 * t:g}%: {v:.3f}" for t, v in conc.items()))
     base = {d: _perplexity(hf, b) for d, b in evals.items()}
 
     def measure(label: str) -> None:
