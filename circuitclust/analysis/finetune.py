@@ -581,12 +581,12 @@ def _update_lambda(r: _Run, step: int) -> None:
     multiplier 1/lambda, so slack raises lambda and overspending lowers it, geometrically. Lambda stays within
     [1e-3, 1] x --lam, and falls 4x faster than it rises: the cost of a strong regulariser shows only after
     some steps, so rising slowly and backing off fast keeps the overshoot small."""
-    cfg, done = r.cfg, step
+    cfg = r.cfg
     est = _control_estimate(r)
     s = budget_slack(cfg, est, r.budget["base_control"]) - (1.0 - cfg.budget_target)
-    step = cfg.dual_lr * (min(s, 1.0) if s >= 0 else 4.0 * max(s, -2.0))
-    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(step), 1e-3), 1.0))
-    r.budget["control"], r.budget["control_step"] = est, done
+    move = cfg.dual_lr * (min(s, 1.0) if s >= 0 else 4.0 * max(s, -2.0))
+    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(move), 1e-3), 1.0))
+    r.budget["control"], r.budget["control_step"] = est, step
 
 
 def _end_warmup(r: _Run, step: int) -> None:
@@ -729,29 +729,30 @@ def _save_checkpoint(r: _Run, step: int) -> None:
 
 
 def _write_final(r: _Run, last: dict[str, Any]) -> dict[str, Any]:
-    """Write ``final/``: the current model, or with ``--final in-budget`` the chosen evaluation's model (its
-    checkpoint, or the base model for step 0), whose record is then appended to metrics.jsonl marked
-    ``final``. Returns the record of the model written."""
+    """Write ``final/`` (process 0): the current model, or with ``--final in-budget`` the chosen evaluation's
+    model (its checkpoint, or the base model for step 0), whose record is then appended to metrics.jsonl marked
+    ``final``. Returns the record of the model written (every process alike)."""
     from ..models.loading import load_hf
 
     best = r.budget.get("best") if r.cfg.final == "in-budget" else None
     end = last.get("step", r.start)
+    rec = last if best is None else {**best["record"], "final": {"selection": "in-budget", "last_step": end}}
+    if r.d.rank != 0:
+        return rec
     if best is None or best["step"] == end:
         save_model_folder(r.out / "final", r.hf, r.tok)
     elif best["step"] == 0:
         save_model_folder(r.out / "final", load_hf(r.cfg.model)[0], r.tok)
     else:
         copy_model_folder(checkpoint_folder(r.out, best["step"]), r.out / "final")
-    if best is None:
-        if r.cfg.final == "in-budget":
-            print("finetune: no evaluation kept the budget on the control text: final/ holds the last model",
-                  flush=True)
-        return last
-    if best["step"] != end:
+    if best is not None:
+        append_metrics(r.out, rec)
+    if r.cfg.final == "in-budget" and best is None:
+        print("finetune: no evaluation kept the budget on the control text: final/ holds the last model",
+              flush=True)
+    elif best is not None and best["step"] != end:
         print(f"finetune: final/ holds the model of step {best['step']}, the most clusterable one inside the "
               f"budget on the control text (the run went on to step {end}, kept in checkpoints/)", flush=True)
-    rec = {**best["record"], "final": {"selection": "in-budget", "last_step": end}}
-    append_metrics(r.out, rec)
     return rec
 
 
@@ -812,11 +813,10 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
                 bar.total = min(cfg.steps, reachable)
                 bar.refresh()
     bar.close()
-    if d.rank == 0:
-        last = _write_final(r, last)
-        if last.get("budget") and not last["budget"]["held"]:
-            print(f"finetune: the capability budget did not hold at the end (see 'budget' in {r.out}/metrics.jsonl): "
-                  "lower --lam or --lr, or raise --steps so that lambda has time to adapt", flush=True)
+    last = _write_final(r, last)
+    if d.rank == 0 and last.get("budget") and not last["budget"]["held"]:
+        print(f"finetune: the capability budget did not hold at the end (see 'budget' in {r.out}/metrics.jsonl): "
+              "lower --lam or --lr, or raise --steps so that lambda has time to adapt", flush=True)
     d.barrier()
     return last
 
