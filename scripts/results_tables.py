@@ -255,7 +255,7 @@ def table_circuits(d: dict) -> str:
                      for dom in ppl)
     seeds = ", ".join(str(r["seed"]) for r in runs)
     many = len(runs) > 1
-    lines = [f"Clustered model: the demo's fine-tuning, {ft['step']} steps; mean C {ft0['mean_clusterability']:.3f} -> "
+    lines = [f"Clustered model: the fine-tuning of the demo run collected here, {ft['step']} steps; mean C {ft0['mean_clusterability']:.3f} -> "
              f"{ft['mean_clusterability']:.3f} (chance {ft['chance']:.3f}); held-out perplexity {cost}. Prompt "
              f"sample seed{'s' if many else ''} {seeds}"
              + (f": each cell is the mean over the {len(runs)} samples with a 95% Student-t interval across them."
