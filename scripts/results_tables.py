@@ -339,7 +339,7 @@ def table_similarity(d: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------- finetune_study
-STUDY_STEPS = (25, 50, 100, 200, 400)
+STUDY_STEPS = (25, 50, 100, 200, 300)
 
 
 def load_finetune_study(folder: Path) -> dict:
