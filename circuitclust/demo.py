@@ -151,7 +151,8 @@ def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[s
                          graphs=("mlp_in", "mlp_gate", "mlp_out"), train="regularised",
                          max_ppl_increase=o.max_ppl_increase, final="in-budget" if o.max_ppl_increase > 0 else "last",
                          steps=o.steps, max_minutes=o.minutes, seq_len=o.seq_len, batch_size=4, lr=1e-4,
-                         eval_every=10, eval_blocks=8, save_every=50, seed=o.seed, device=o.device)
+                         eval_every=10, eval_blocks=8, save_every=50, keep_checkpoints=1, seed=o.seed,
+                         device=o.device)
     patch_opts = PatchOptions(max_prompts=o.max_prompts, seed=o.seed, device=o.device)
     sim_opts = SimilarityOptions(n=o.similarity_n, seed=o.seed, device=o.device)
 
