@@ -21,7 +21,8 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
 - ``loss-P``: the budgeted recipe: the per-weight loss (entries, lambda at most 4e-4, about 5x the point where
   its push matches the task gradient; it starts at a quarter of that), balanced spectral clusters (balance
   0.5), the three MLP matrices trained, distill 1, lambda adapted by dual ascent to keep the control-text
-  perplexity rise within P% (``--budgets``).
+  perplexity rise within P% (``--budgets``), ``final/`` the most clusterable evaluation inside the budget on the
+  control text (``--final in-budget``; collected as ``final_step``; runs before session 8 wrote the last model).
 - ``decay-P``: the same with the decoupled off-cluster decay instead of the loss (lambda at most 50, i.e. 0.5%
   of every off-cluster weight per step).
 - ``slow``: a learning rate 4x lower (2.5e-5) for runs 4x longer: the per-weight loss (entries) 2e-4 on
@@ -69,7 +70,7 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
     }
     for b in budgets:
         shared = dict(partition="spectral", balance=0.5, graphs=MLP3, train="regularised", distill=1.0,
-                      max_ppl_increase=b, budget_every=10)
+                      max_ppl_increase=b, budget_every=10, final="in-budget")
         decay = dict(regulariser="decay", lam=50.0, **shared)
         loss = dict(regulariser="loss", loss_reduction="entries", lam=4e-4, **shared)
         for name, recipe in (("decay", decay), ("loss", loss)):
@@ -107,7 +108,8 @@ def collect(a: argparse.Namespace) -> None:
     root = Path(a.out) / a.model
     runs = {}
     for metrics in sorted(root.glob("*/seed-*/metrics.jsonl")):
-        recs = evaluations(load_metrics(metrics))
+        every = load_metrics(metrics)
+        recs = evaluations(every)
         if not recs:
             continue
         cfg = json.loads((metrics.parent / "run_config.json").read_text())["config"]
@@ -116,6 +118,8 @@ def collect(a: argparse.Namespace) -> None:
                       "finished": (metrics.parent / "final" / "config.json").is_file(),
                       "config": {k: cfg[k] for k in sorted(cfg) if k not in ("out", "device")},
                       "evaluations": [_record(r) for r in recs]}
+        if every[-1].get("final"):  # the model the run chose for final/ (--final in-budget)
+            runs[name]["final_step"] = every[-1]["step"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     doc = {"model": a.model,
            "command": f"benchmarks/finetune_pareto.py run --model {a.model} --out {a.out} (then collect)",
