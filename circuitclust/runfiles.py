@@ -158,8 +158,8 @@ def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
     """Write ``replicates.json`` (schema ``circuitclust.replicates/1``: ``kind`` (cluster | similarity),
     ``seeds``, ``interval`` (how the across-seed intervals were made) and the kind's summary, every number as
     ``{"mean", "sd", "n", "lo", "hi", "min", "max", "values"}``) and ``replicates.csv`` (cluster: one row per
-    graph; similarity: one row per layer; finetune: one row per number of the final model's evaluation) into ``folder``,
-    each atomically. Returns the JSON path."""
+    graph; similarity: one row per layer; finetune: one row per number of the final model's evaluation) into
+    ``folder``, each atomically. Returns the JSON path."""
     folder = Path(folder)
     if doc["kind"] == "cluster":
         fields = ("clusterability", "chance", "clusterability_norm", "shuffle_mean", "z")
@@ -505,7 +505,7 @@ def trim_metrics(folder: str | Path, last_step: int | None) -> None:
 
 
 def evaluations(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The evaluation records of a parsed ``metrics.jsonl``, in step order, without the closing ``final``
+    """The evaluation records of a parsed ``metrics.jsonl``, in file order, without the closing ``final``
     record (which repeats the evaluation whose model ``final/`` holds)."""
     return [m for m in metrics if not m.get("final")]
 
