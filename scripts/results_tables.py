@@ -255,7 +255,8 @@ def table_circuits(d: dict) -> str:
                      for dom in ppl)
     seeds = ", ".join(str(r["seed"]) for r in runs)
     many = len(runs) > 1
-    lines = [f"Clustered model: the fine-tuning of the demo run collected here, {ft['step']} steps; mean C {ft0['mean_clusterability']:.3f} -> "
+    lines = [f"Clustered model: the fine-tuning of the demo run collected here, {ft['step']} steps; "
+             f"mean C {ft0['mean_clusterability']:.3f} -> "
              f"{ft['mean_clusterability']:.3f} (chance {ft['chance']:.3f}); held-out perplexity {cost}. Prompt "
              f"sample seed{'s' if many else ''} {seeds}"
              + (f": each cell is the mean over the {len(runs)} samples with a 95% Student-t interval across them."
@@ -380,13 +381,15 @@ def table_finetune_study(data: dict) -> str:
         lines += ["", f"**{model}**, the front inside the budget: per run, the evaluation with the highest normalised "
                   "C whose held-out perplexity rose by at most 10% on both domains (chosen on the held-out text "
                   "itself, so an upper bound on what a run that must choose without it gets)", "",
-                  "| recipe | seed | lr | step (tokens) | normalised C | wiki ppl | chemistry ppl |", "|---|---|---|---|---|---|---|"]
+                  "| recipe | seed | lr | step (tokens) | normalised C | wiki ppl | chemistry ppl |",
+                  "|---|---|---|---|---|---|---|"]
         for recipe, runs in recipes.items():
             for run in sorted(runs, key=lambda r: r["seed"]):
                 inside = [e for e in run["evaluations"] if max(e["ppl_increase"].values()) <= 0.10]
                 if inside:
                     e = max(inside, key=lambda e: e["C_norm"])
-                    lines.append(f"| {recipe} | {run['seed']} | {run['config']['lr']:g} | {e['step']} ({e['tokens']}) | "
+                    lines.append(f"| {recipe} | {run['seed']} | {run['config']['lr']:g} | "
+                                 f"{e['step']} ({e['tokens']}) | "
                                  f"{num(e['C_norm'])} | {100 * e['ppl_increase']['wiki']:+.1f}% | "
                                  f"{100 * e['ppl_increase']['chemistry']:+.1f}% |")
         lines.append("")
