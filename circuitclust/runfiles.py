@@ -68,7 +68,9 @@ def is_run_folder(path: str | Path) -> bool:
     return False
 
 
-def _run_kind(path: Path) -> str | None:
+def run_kind(path: str | Path) -> str | None:
+    """The kind named by the run marker in ``path`` (cluster, finetune, ...), None without a readable marker."""
+    path = Path(path)
     try:
         return json.loads((path / MARKER).read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
@@ -99,7 +101,7 @@ def check_output_folder(out: str | Path, *, overwrite: bool = False, option: str
         if not overwrite:
             raise RunFolderError(f"{option} {out} already holds a run: pass --overwrite to replace it, or choose "
                                  "a new folder")
-        there = _run_kind(out)
+        there = run_kind(out)
         if kind is not None and there is not None and there != kind:
             raise RunFolderError(f"{option} {out} holds a {there} run, which a {kind} run does not replace: choose "
                                  "another folder")

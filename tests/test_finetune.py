@@ -260,6 +260,26 @@ def test_final_in_budget_keeps_the_most_clusterable_model_inside_the_budget(tmp_
     assert again[-1]["final"]["last_step"] == 33 and again[-1]["step"] == best["step"]
 
 
+def test_a_run_killed_during_its_set_up_resumes(tmp_path, monkeypatch):
+    # killed after the partition was written but before run_config.json: the folder is still a run to resume
+    import circuitclust.analysis.finetune as ft
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    with monkeypatch.context() as m:
+        m.setattr(ft, "ClusterabilityLoss", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(out, steps=2, eval_every=2, partition="spectral")
+    assert (out / "partition.json").is_file() and not (out / "run_config.json").exists()
+    with pytest.raises(CircuitclustError, match="already holds a run: pass --resume"):
+        run(out, steps=2, eval_every=2, partition="spectral")
+    cfg = FinetuneConfig(model="tiny-gpt2", out=str(out), steps=2, eval_every=2, partition="spectral", **SMALL)
+    last = finetune(cfg, resume=True, progress=False, train_texts=TEXTS, eval_texts=EVAL)
+    assert last["step"] == 2 and (out / "final" / "config.json").is_file()
+
+
 def test_decay_regulariser_shrinks_only_off_cluster_weights(tmp_path):
     out = tmp_path / "r"
     run(out, steps=2, eval_every=2, lam=100.0, lr=1e-3, regulariser="decay", train="regularised",

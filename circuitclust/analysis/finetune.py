@@ -54,6 +54,7 @@ from ..runfiles import (
     mark_run_folder,
     prune_checkpoints,
     remove_run_folder,
+    run_kind,
     save_model_folder,
     save_partition,
     trim_metrics,
@@ -340,7 +341,7 @@ def _check_folder(out: Path, resume: bool, overwrite: bool) -> bool:
         check_output_folder(out, overwrite=True, kind="finetune")
         return True
     if run_here and resume:
-        if not (out / "run_config.json").is_file():
+        if not (out / "run_config.json").is_file() and run_kind(out) != "finetune":
             raise RunFolderError(f"{out} holds no fine-tuning run to resume (no run_config.json): pass "
                                  "--overwrite to start one there, or choose a new --out")
         return False
@@ -445,6 +446,9 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     d.barrier()
     if delete_old and d.rank == 0:
         remove_run_folder(out, kind="finetune")
+    if d.rank == 0 and run_kind(out) is None:
+        # marked before anything else is written, so a run killed during its set-up can be resumed
+        mark_run_folder(out, "finetune")
     d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)
@@ -519,7 +523,6 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     if d.rank == 0:
         if not ckpt:
             trim_metrics(out, None)  # a run killed before its first checkpoint starts over
-            mark_run_folder(out, "finetune")
             write_finetune_config(out, asdict(cfg), seed=cfg.seed, model=cfg.model, world_size=d.world,
                                   device=str(d.device), torch=torch.__version__, train_blocks=len(train_blocks),
                                   eval_blocks={k: len(v) for k, v in eval_blocks.items()},
