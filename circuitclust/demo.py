@@ -24,7 +24,7 @@ class DemoOptions:
 
     The fine-tuning runs ``steps`` optimizer steps, so its outcome does not depend on the machine's speed;
     ``minutes`` is only a safety cap on the fine-tuning's wall time (when it bites, the run says so and
-    records ``time_budget_hit``); 60 steps take about 10 minutes on the project's 2-core CPU with the
+    records ``time_budget_hit``); 60 steps take about 7 minutes on the project's 2-core CPU with the
     embedded Gemma, far inside the default cap.
 
     The recipe is the budgeted one of ``benchmarks/finetune_pareto.py`` (``loss-10``): ``lam`` is the largest
