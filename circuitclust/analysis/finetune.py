@@ -446,9 +446,6 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     d.barrier()
     if delete_old and d.rank == 0:
         remove_run_folder(out, kind="finetune")
-    if d.rank == 0 and run_kind(out) is None:
-        # marked before anything else is written, so a run killed during its set-up can be resumed
-        mark_run_folder(out, "finetune")
     d.barrier()
     if resume and (out / "run_config.json").is_file():
         cfg = _load_config(out, cfg)
@@ -492,6 +489,8 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
             part = permute_contiguous(hf, part)
             part.provenance.update(model=cfg.model, seed=cfg.seed)
         if d.rank == 0:
+            # the folder's first file: marked first, so a run killed before its config is written resumes
+            mark_run_folder(out, "finetune")
             save_partition(part, out)
         part = part.to(d.device)
     shown = part if part is not None else make_partition(hf, "blocks", cfg.k, cfg.graphs, cfg.seed)
@@ -523,6 +522,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     if d.rank == 0:
         if not ckpt:
             trim_metrics(out, None)  # a run killed before its first checkpoint starts over
+            mark_run_folder(out, "finetune")
             write_finetune_config(out, asdict(cfg), seed=cfg.seed, model=cfg.model, world_size=d.world,
                                   device=str(d.device), torch=torch.__version__, train_blocks=len(train_blocks),
                                   eval_blocks={k: len(v) for k, v in eval_blocks.items()},
