@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
-from circuitclust.analysis.finetune import FinetuneConfig, _lm_loss, finetune  # noqa: E402
+from circuitclust.analysis.finetune import FinetuneConfig, _lm_loss, finetune, heldout_perplexity  # noqa: E402
 from circuitclust.data import corpus_texts, token_blocks  # noqa: E402
 
 MLP = ("mlp_in", "mlp_gate", "mlp_out")
@@ -120,13 +120,6 @@ def grad_scale(model_spec: str, batch: int, seq: int) -> None:
 
 
 @torch.no_grad()
-def _perplexity(hf, blocks: torch.Tensor, batch: int = 4) -> float:
-    nll = sum(float(_lm_loss(hf(input_ids=blocks[i: i + batch]).logits, blocks[i: i + batch], "sum"))
-              for i in range(0, len(blocks), batch))
-    return float(torch.exp(torch.tensor(nll / (len(blocks) * (blocks.shape[1] - 1)))))
-
-
-@torch.no_grad()
 def _prune_to(weight: torch.Tensor, inside: torch.Tensor, target_c: float) -> None:
     """Zero the smallest off-cluster entries of ``weight`` (in place) until its clusterability reaches
     ``target_c``: the largest off-cluster squared mass allowed is ``in_mass (1 - target) / target``."""
@@ -169,11 +162,11 @@ def oneshot(model_spec: str, seq: int = 64, blocks: int = 32) -> None:
     conc = off_cluster_concentration(originals, inside)
     print("share of the off-cluster squared mass in the largest off-cluster entries (mean over matrices): "
           + ", ".join(f"top {100 * t:g}%: {v:.3f}" for t, v in conc.items()))
-    base = {d: _perplexity(hf, b) for d, b in evals.items()}
+    base = {d: heldout_perplexity(hf, b, 4) for d, b in evals.items()}
 
     def measure(label: str) -> None:
         norm = float(normalised_clusterability(torch.tensor(list(closs.clusterability().values())), chance).mean())
-        ppl = {d: _perplexity(hf, b) for d, b in evals.items()}
+        ppl = {d: heldout_perplexity(hf, b, 4) for d, b in evals.items()}
         rise = "  ".join(f"{d} {ppl[d]:8.2f} ({100 * (ppl[d] / base[d] - 1):+7.1f}%)" for d in ppl)
         print(f"  {label:34s} normalised C {norm:.3f}  {rise}", flush=True)
         for g, w in zip(closs.graphs, originals):

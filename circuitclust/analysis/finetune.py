@@ -273,10 +273,12 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _mean_over_blocks(model, blocks: torch.Tensor, batch_size: int, d: _Dist, autocast: Callable[[], Any],
+def _mean_over_blocks(model, blocks: torch.Tensor, batch_size: int, d: _Dist | None, autocast: Callable[[], Any],
                       score: Callable[[torch.Tensor], tuple[float, int]]) -> float:
     """``sum / count`` of ``score(x) -> (sum, count)`` over batches ``x`` of ``blocks [n, T]``, with ``model``
-    in eval mode and every process scoring its own share (the sums are all-reduced)."""
+    in eval mode and every process scoring its own share (the sums are all-reduced; ``d=None``: one process on
+    the CPU)."""
+    d = d or _Dist()
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -290,16 +292,16 @@ def _mean_over_blocks(model, blocks: torch.Tensor, batch_size: int, d: _Dist, au
     return total / max(count, 1.0)
 
 
-def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist,
-               autocast: Callable[[], Any]) -> float:
+def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist | None = None,
+               autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
     """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
     def score(x: torch.Tensor) -> tuple[float, int]:
         return float(_kl(model(input_ids=x).logits, teacher(input_ids=x).logits)) * x.shape[0] * x.shape[1], x.numel()
     return _mean_over_blocks(model, blocks, batch_size, d, autocast, score)
 
 
-def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist,
-                       autocast: Callable[[], Any]) -> float:
+def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist | None = None,
+                       autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
     """exp(mean next-token NLL) of ``model`` on ``blocks [n, T]``, shared over processes."""
     def score(x: torch.Tensor) -> tuple[float, int]:
         return float(_lm_loss(model(input_ids=x).logits, x, reduction="sum")), x[:, 1:].numel()
