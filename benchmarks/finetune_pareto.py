@@ -29,6 +29,10 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
   balanced spectral clusters (balance 0.5), the three MLP matrices trained, distill 1, no budget; it moves the
   off-cluster weights as far as a 1e-4 run in a quarter of the steps while AdamW's step-to-step noise, which
   adds up like a random walk, travels half as far.
+- ``loss-P-all``: ``loss-P`` training every parameter, as the papers' recipe does (the same trained parameters,
+  learning rate and data: only the regulariser and the distillation differ).
+- ``slow-P``: ``loss-P`` (budgeted, ``--final in-budget``) at the learning rate of ``slow``, for runs up to the
+  1,000 steps the issue allows.
 - ``...-gen``: trained (and distilled) on 512 texts of 128 tokens that the base model samples itself from BOS
   at temperature 1 (generated once, cached) instead of the wiki corpus.
 """
@@ -76,6 +80,8 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
         for name, recipe in (("decay", decay), ("loss", loss)):
             out[f"{name}-{b * 100:g}"] = recipe
             out[f"{name}-{b * 100:g}-gen"] = {**recipe, "data": "generated"}
+        out[f"slow-{b * 100:g}"] = {**loss, "lr": 2.5e-5}
+        out[f"loss-{b * 100:g}-all"] = {**loss, "train": "all"}
     return out
 
 
