@@ -8,7 +8,7 @@ Data: every pair (a, b) with a, b in [0, p), tokens ``[a, b, "="]``, answer ``(a
 train/test split seeded by ``--data-seed``. Model: a GPT-2 (``GPT2LMHeadModel`` built from a config, no
 dropout, untied unembedding) with a WordLevel tokenizer over ``"0" .. str(p-1), "="``, trained full batch
 with AdamW on the answer position only. Two runs with the same seeds: ``lam = 0`` and ``lam = --lam`` with
-:class:`circuitclust.analysis.cluster_loss.ClusterabilityLoss` on equal contiguous blocks (k clusters) of
+:class:`circuitclust.analysis.finetuning.regulariser.ClusterabilityLoss` on equal contiguous blocks (k clusters) of
 every MLP ``W_in`` / ``W_out``.
 
 Per run, with the toolkit: clusterability of every MLP graph vs chance and a shuffle null under the training
@@ -112,7 +112,7 @@ def train(model, data: dict[str, torch.Tensor], *, steps: int, lr: float, weight
     """Full-batch AdamW on the answer position, ``task CE + lam * mean(1 - C(W))`` over the MLP graphs'
     fixed equal-block partition (the clusterability is tracked for ``lam = 0`` too, without gradient).
     Returns ``{"history": [...], "partition": ModelPartition, "cpu_s", "wall_s"}``."""
-    from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition, mean_of
+    from circuitclust.analysis.finetuning.regulariser import ClusterabilityLoss, make_partition, mean_of
 
     model.to(device).train()
     closs = ClusterabilityLoss(model, make_partition(model, "blocks", k, MLP_GRAPHS, seed), graphs=MLP_GRAPHS)
@@ -160,7 +160,7 @@ def task_prompts(data: dict[str, torch.Tensor], split: str, n: int, p: int, seed
 
     Returns ``(full_task, subtasks)``: :class:`TaskPrompts` on CPU; the sub-tasks split the same prompts by
     answer range into ``n_subtasks`` groups (for the specialisation score, which needs >= 2 tasks)."""
-    from circuitclust.analysis.prompts import TaskPrompts
+    from circuitclust.analysis.patching.prompts import TaskPrompts
 
     g = torch.Generator().manual_seed(seed)
     idx = data[split][torch.randperm(data[split].numel(), generator=g)[:n]]
@@ -195,11 +195,11 @@ def clusterability_table(model, partition, shuffles: int, seed: int) -> dict:
 def patching(model, partition, full, subtasks, *, threshold: float, n_boot: int, seed: int,
              batch_size: int) -> dict:
     """Cluster effect matrix (mean ablation) on the task, specialisation over the answer-range sub-tasks,
-    attribution agreement and unit / cluster circuits on the task (wired as in ``patch_run.analyse_model``)."""
-    from circuitclust.analysis.circuits import task_circuits
-    from circuitclust.analysis.interventions import ablation_sweep, node_masks
-    from circuitclust.analysis.patching import attribution_agreement, effect_matrix, specialisation_summary
-    from circuitclust.analysis.units import unit_layout
+    attribution agreement and unit / cluster circuits on the task (wired as in ``patching.run.analyse_model``)."""
+    from circuitclust.analysis.patching.circuits import task_circuits
+    from circuitclust.analysis.patching.interventions import ablation_sweep, node_masks
+    from circuitclust.analysis.patching.effects import attribution_agreement, effect_matrix, specialisation_summary
+    from circuitclust.analysis.patching.units import unit_layout
 
     layout = unit_layout(model, partition, parts=("mlp",))
     torch.manual_seed(seed)

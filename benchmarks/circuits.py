@@ -51,13 +51,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from circuitclust.analysis.attribution import attribution_patching
-    from circuitclust.analysis.circuits import Faithfulness, find_circuit, task_circuits
-    from circuitclust.analysis.patch_run import red_flag
-    from circuitclust.analysis.patching import attribution_check
-    from circuitclust.analysis.prompts import load_task_prompts, nonsense_task, sample_task
-    from circuitclust.analysis.scores import Scores
-    from circuitclust.analysis.units import default_partition, unit_layout
+    from circuitclust.analysis.patching.attribution import attribution_patching
+    from circuitclust.analysis.patching.circuits import Faithfulness, find_circuit, task_circuits
+    from circuitclust.analysis.patching.run import red_flag
+    from circuitclust.analysis.patching.effects import attribution_check
+    from circuitclust.analysis.patching.prompts import load_task_prompts, nonsense_task, sample_task
+    from circuitclust.analysis.patching.scores import Scores
+    from circuitclust.analysis.patching.units import default_partition, unit_layout
     from circuitclust.core.partition import ModelPartition
     from circuitclust.data import expand_tasks
     from circuitclust.models import load_model, model_device, weight_graphs

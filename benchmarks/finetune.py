@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _timing import timed  # noqa: E402
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
+from circuitclust.analysis.finetuning import ClusterabilityLoss, make_partition  # noqa: E402
 
 
 def build(name: str):

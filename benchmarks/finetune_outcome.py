@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
+from circuitclust.analysis.finetuning import FinetuneConfig, finetune  # noqa: E402
 from circuitclust.data import corpus_texts  # noqa: E402
 
 

@@ -51,7 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuitclust.analysis.finetune import FinetuneConfig, finetune  # noqa: E402
+from circuitclust.analysis.finetuning import FinetuneConfig, finetune  # noqa: E402
 from circuitclust.atomic import write_json  # noqa: E402
 from circuitclust.runfiles import evaluations, load_metrics, write_finetune_study  # noqa: E402
 

@@ -40,8 +40,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition  # noqa: E402
-from circuitclust.analysis.finetune import FinetuneConfig, _lm_loss, finetune, heldout_perplexity  # noqa: E402
+from circuitclust.analysis.finetuning import (ClusterabilityLoss, FinetuneConfig, finetune,  # noqa: E402
+                                              heldout_perplexity, make_partition)
+from circuitclust.analysis.finetuning.objectives import lm_loss  # noqa: E402
 from circuitclust.data import corpus_texts, token_blocks  # noqa: E402
 
 MLP = ("mlp_in", "mlp_gate", "mlp_out")
@@ -98,7 +99,7 @@ def grad_scale(model_spec: str, batch: int, seq: int) -> None:
     hf.train()
     x = token_blocks(corpus_texts("wiki", "heldout"), tok, seq)[:batch]
     hf.zero_grad(set_to_none=True)
-    _lm_loss(hf(input_ids=x).logits, x).backward()
+    lm_loss(hf(input_ids=x).logits, x).backward()
     closs = ClusterabilityLoss(hf, make_partition(hf, "blocks", 4, MLP), graphs=MLP)
     params = {id(g.parameter): g.parameter for g in closs.graphs}
     task = torch.cat([p.grad.flatten() for p in params.values()])

@@ -58,11 +58,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from circuitclust.analysis.attribution import attribution_patching
-    from circuitclust.analysis.interventions import ablation_sweep, node_masks
-    from circuitclust.analysis.patching import spearman
-    from circuitclust.analysis.prompts import encode_task
-    from circuitclust.analysis.units import default_partition, unit_layout
+    from circuitclust.analysis.patching.attribution import attribution_patching
+    from circuitclust.analysis.patching.interventions import ablation_sweep, node_masks
+    from circuitclust.analysis.patching.effects import spearman
+    from circuitclust.analysis.patching.prompts import encode_task
+    from circuitclust.analysis.patching.units import default_partition, unit_layout
     from circuitclust.core.partition import ModelPartition
     from circuitclust.runfiles import load_partition
     from circuitclust.data import list_tasks

@@ -11,7 +11,7 @@ _LAZY = {
     "Partition": "circuitclust.core.partition",
     "ModelPartition": "circuitclust.core.partition",
     "partition_model": "circuitclust.analysis.clustering",
-    "ClusterabilityLoss": "circuitclust.analysis.cluster_loss",
+    "ClusterabilityLoss": "circuitclust.analysis.finetuning",
     # the pipeline: one function per operation, typed options in, typed results out
     "cluster": "circuitclust.pipeline",
     "ClusterOptions": "circuitclust.pipeline",

@@ -120,7 +120,7 @@ def run_demo(options: DemoOptions, out: str | Path, *, overwrite: bool = False,
 
 
 def _run_steps(o: DemoOptions, out: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    from .analysis.finetune import FinetuneConfig
+    from .analysis.finetuning import FinetuneConfig
     from .pipeline import ClusterOptions, PatchOptions, SimilarityOptions, cluster, finetune, patch, similarity
     from .report import build_report
     from .runfiles import load_partition, new_run_folder, write_demo_log

@@ -18,10 +18,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .analysis.finetune import FinetuneConfig
-from .analysis.finetune import finetune as _finetune
-from .analysis.interventions import Ablation
-from .analysis.patch_run import ModelPatching
+from .analysis.finetuning import FinetuneConfig
+from .analysis.finetuning import finetune as _finetune
+from .analysis.patching import Ablation, ModelPatching
 from .analysis.similarity import LayerSimilarity
 from .core.partition import ModelPartition
 from .errors import (OptionError, check_choice, check_device_map, check_dtype, check_float, check_int,
@@ -189,7 +188,7 @@ def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool
 def finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``config.model`` with the clusterability loss into the run folder ``config.out`` (see
-    :class:`~circuitclust.analysis.finetune.FinetuneConfig`); returns the evaluation record of the model in
+    :class:`~circuitclust.analysis.finetuning.trainer.FinetuneConfig`); returns the evaluation record of the model in
     ``final/`` (the last one, or with ``final="in-budget"`` the chosen one). The fine-tuned
     model (``config.out``) is itself a model spec for :func:`cluster`, :func:`patch` and :func:`similarity`."""
     return _finetune(config, resume=resume, overwrite=overwrite, progress=progress)
@@ -241,7 +240,7 @@ class PatchOptions:
     device_map: str | dict | None = None
 
     def __post_init__(self) -> None:
-        from .analysis.patch_run import check_patch_options
+        from .analysis.patching.run import check_patch_options
 
         object.__setattr__(self, "method", Ablation.parse(self.method))
         object.__setattr__(self, "circuit_method", Ablation.parse(self.circuit_method, "circuit_method"))
@@ -312,7 +311,7 @@ class PatchResult:
 
 def _task_pools(m, tasks: Sequence[Any], o: PatchOptions) -> list[tuple[Any, Any]]:
     """Every usable prompt of each task (and, for texts, its reference pool) for model ``m``."""
-    from .analysis.prompts import encode_task, load_task_prompts
+    from .analysis.patching.prompts import encode_task, load_task_prompts
 
     out = []
     for i, t in enumerate(tasks):
@@ -325,8 +324,8 @@ def _task_pools(m, tasks: Sequence[Any], o: PatchOptions) -> list[tuple[Any, Any
 
 
 def _analyse_seeds(m, partition: ModelPartition, pools, o: PatchOptions, name: str, progress: bool, on_tasks=None):
-    from .analysis.patch_run import aggregate_replicates, analyse_model, replicate_summary
-    from .analysis.prompts import sample_task
+    from .analysis.patching.run import aggregate_replicates, analyse_model, replicate_summary
+    from .analysis.patching.prompts import sample_task
 
     opts = dict(metric=o.metric, method=o.method, threshold=o.threshold, batch_size=o.batch_size,
                 n_boot=o.n_boot, circuits=o.circuits, progress=progress, max_rows=o.max_rows, parts=o.parts,
@@ -359,8 +358,8 @@ def patch(model: Any, tasks: Sequence[Any], *, partition: ModelPartition | None 
     ``partition``: default the one a run folder given as ``model`` (or ``compare``) holds, else a
     co-clustering of ``model`` with ``options.k``; parts it lacks are co-clustered here. ``on_tasks``
     (optional) receives the first seed's sampled tasks (e.g. to print how many prompts each kept)."""
-    from .analysis.patch_run import compare as compare_results
-    from .analysis.units import complete_partition, default_partition, unit_layout
+    from .analysis.patching.run import compare as compare_results
+    from .analysis.patching.units import complete_partition, default_partition, unit_layout
     from .runfiles import run_partition
 
     o = replace(options or PatchOptions(), **overrides)

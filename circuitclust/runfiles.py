@@ -188,7 +188,7 @@ def write_replicates(folder: str | Path, doc: dict[str, Any]) -> Path:
 
 def write_patch_results(out: str | Path, result: dict) -> list[Path]:
     """Write effects/specialisation/circuits JSON + CSV twins of one patching result (the
-    ``ModelPatching`` that ``circuitclust.analysis.patch_run.analyse_model`` returns) into ``out``, each file
+    ``ModelPatching`` that ``circuitclust.analysis.patching.run.analyse_model`` returns) into ``out``, each file
     atomically. Returns the written paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -356,7 +356,7 @@ def load_specialisation(path: str | Path) -> dict[str, Any]:
 
 def load_circuits(path: str | Path) -> dict[str, Any]:
     """``circuits.json`` (schema ``circuitclust.circuits/N``; /2 is described in
-    ``circuitclust.analysis.patch_run``): threshold, ablation, grid, tasks ``{task: {curve [[fraction, n_units,
+    ``circuitclust.analysis.patching.run``): threshold, ablation, grid, tasks ``{task: {curve [[fraction, n_units,
     f]], cpr, cmd, circuit_size, fraction, random, nonsense, attribution_check, cluster_circuit, ...}}``,
     red_flags, attribution_spearman."""
     return _load_json(path, "circuits.json", ("tasks",))

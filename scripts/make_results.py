@@ -154,9 +154,9 @@ def attribution_agreement(model, seed: int, max_prompts: int = ATTRIBUTION["max_
     node of a balanced spectral MLP partition (``seed``) on the first ``max_prompts`` prompts of the task.
     Also used by tests/test_results.py to re-run the stored figure."""
     from circuitclust.analysis.clustering import partition_model
-    from circuitclust.analysis.patching import attribution_agreement as agreement
-    from circuitclust.analysis.prompts import encode_task
-    from circuitclust.analysis.units import unit_layout
+    from circuitclust.analysis.patching.effects import attribution_agreement as agreement
+    from circuitclust.analysis.patching.prompts import encode_task
+    from circuitclust.analysis.patching.units import unit_layout
 
     a = ATTRIBUTION
     partition = partition_model(model, k=a["k"], parts=a["parts"], seed=seed, balance=a["balance"])

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import torch
 
-from circuitclust.analysis.interventions import ablation_hooks
-from circuitclust.analysis.prompts import TaskPrompts
-from circuitclust.analysis.units import UnitLayout
+from circuitclust.analysis.patching.interventions import ablation_hooks
+from circuitclust.analysis.patching.prompts import TaskPrompts
+from circuitclust.analysis.patching.units import UnitLayout
 from circuitclust.browser import headless_chromium, load_page
 from circuitclust.core.cka import cka_matrix
 from circuitclust.core.cocluster import cocluster_labels

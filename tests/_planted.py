@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from circuitclust.analysis.prompts import TaskPrompts
+from circuitclust.analysis.patching.prompts import TaskPrompts
 from circuitclust.models import hf_model_of, load_model, weight_graphs
 
 A, B, P, Q = 300, 301, 400, 401

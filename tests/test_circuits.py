@@ -6,13 +6,13 @@ import pytest
 import torch
 from _planted import PLANTED_1, PLANTED_2, planted_model, planted_prompts, planted_units
 
-from circuitclust.analysis.attribution import attribution_patching
-from circuitclust.analysis.circuits import (GRID, Faithfulness, curve_areas, find_circuit, grid_sizes, search_smallest,
-                                            task_circuits)
-from circuitclust.analysis.interventions import mean_activations
-from circuitclust.analysis.prompts import nonsense_task
-from circuitclust.analysis.scores import Scores
-from circuitclust.analysis.units import unit_layout
+from circuitclust.analysis.patching.attribution import attribution_patching
+from circuitclust.analysis.patching.circuits import (GRID, Faithfulness, curve_areas, find_circuit, grid_sizes,
+                                                     search_smallest, task_circuits)
+from circuitclust.analysis.patching.interventions import mean_activations
+from circuitclust.analysis.patching.prompts import nonsense_task
+from circuitclust.analysis.patching.scores import Scores
+from circuitclust.analysis.patching.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import CircuitclustError
 from circuitclust.models import weight_graphs

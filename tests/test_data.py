@@ -10,7 +10,7 @@ import torch
 from _helpers import corpus_stats
 
 from circuitclust import data
-from circuitclust.analysis.prompts import encode_task
+from circuitclust.analysis.patching.prompts import encode_task
 from circuitclust.errors import DataError
 
 

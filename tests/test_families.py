@@ -11,12 +11,12 @@ from _families import CONFIGS, PARALLEL, expected, save_random
 from _helpers import run_ablated
 from _patching_data import capital_rows
 
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss
+from circuitclust.analysis.finetuning import ClusterabilityLoss
 from circuitclust.analysis.clustering import partition_model
-from circuitclust.analysis.interventions import node_masks
-from circuitclust.analysis.prompts import encode_task
+from circuitclust.analysis.patching.interventions import node_masks
+from circuitclust.analysis.patching.prompts import encode_task
 from circuitclust.analysis.similarity import resolve_hooks
-from circuitclust.analysis.units import unit_layout
+from circuitclust.analysis.patching.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import UnsupportedModelError
 from circuitclust.models import FAMILY_LIST, MATRIX_KINDS, adapter_for, hf_model_of, load_model, weight_graphs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuitclust.analysis.finetune import FinetuneConfig, finetune
+from circuitclust.analysis.finetuning import FinetuneConfig, finetune
 from circuitclust.errors import CircuitclustError
 
 TEXTS = [
@@ -74,7 +74,7 @@ def test_clusterability_rises_and_run_folder_is_complete(tmp_path, family, extra
 
 def test_checkpoint_loads_with_circuitclust(tmp_path):
     from circuitclust.models import load_model, weight_graphs
-    from circuitclust.analysis.cluster_loss import ClusterabilityLoss
+    from circuitclust.analysis.finetuning import ClusterabilityLoss
     from circuitclust.runfiles import load_partition
 
     out = tmp_path / "run"
@@ -112,7 +112,7 @@ DRIVER = textwrap.dedent('''
     import json, sys
     sys.path.insert(0, {root!r})
     from tests.test_finetune import TEXTS, EVAL, SMALL
-    from circuitclust.analysis.finetune import FinetuneConfig, finetune
+    from circuitclust.analysis.finetuning import FinetuneConfig, finetune
     cfg = FinetuneConfig(model="tiny-gpt2", out={out!r}, steps=3, eval_every=3, dropout=False,
                          **{{**SMALL, "batch_size": {bs}}})
     last = finetune(cfg, progress=False, train_texts=TEXTS, eval_texts=EVAL)
@@ -262,7 +262,7 @@ def test_final_in_budget_keeps_the_most_clusterable_model_inside_the_budget(tmp_
 
 def test_a_run_killed_during_its_set_up_resumes(tmp_path, monkeypatch):
     # killed after the partition was written but before run_config.json: the folder is still a run to resume
-    import circuitclust.analysis.finetune as ft
+    import circuitclust.analysis.finetuning.trainer as ft
 
     def killed(*a, **kw):
         raise KeyboardInterrupt
@@ -303,7 +303,7 @@ def test_budget_options_are_validated(tmp_path, bad, match):
 
 
 def test_bfloat16_compute_keeps_float32_weights_and_a_bfloat16_teacher(tmp_path, monkeypatch):
-    import circuitclust.analysis.finetune as ft
+    import circuitclust.analysis.finetuning.trainer as ft
 
     seen = {}
     real_setup = ft._setup

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from circuitclust.analysis.finetune import FinetuneConfig, finetune
-from circuitclust.analysis.generated_text import GenerationOptions, cache_path, generate_texts, generated_texts
+from circuitclust.analysis.finetuning import FinetuneConfig, finetune
+from circuitclust.analysis.finetuning.generated_text import (GenerationOptions, cache_path, generate_texts,
+                                                             generated_texts)
 from circuitclust.errors import CircuitclustError
 from circuitclust.models.loading import load_hf
 

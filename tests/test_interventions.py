@@ -7,11 +7,11 @@ import torch
 from _helpers import run_ablated
 from _patching_data import capital_rows, colour_rows
 
-from circuitclust.analysis.interventions import (ablation_sweep, cache_activations, cluster_masks,
-                                                 mean_activations, metric_logits, node_masks)
-from circuitclust.analysis.metrics import last_logits
-from circuitclust.analysis.prompts import encode_task
-from circuitclust.analysis.units import unit_layout
+from circuitclust.analysis.patching.interventions import (ablation_sweep, cache_activations, cluster_masks,
+                                                          mean_activations, metric_logits, node_masks)
+from circuitclust.analysis.patching.metrics import last_logits
+from circuitclust.analysis.patching.prompts import encode_task
+from circuitclust.analysis.patching.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import DataError, PartitionMismatchError
 from circuitclust.models import load_model, weight_graphs
@@ -83,7 +83,7 @@ def test_mean_and_resample_semantics():
                 seen[name] = act.reshape(act.shape[0], act.shape[1], -1).clone()
             return grab
 
-        from circuitclust.analysis.interventions import ablation_hooks
+        from circuitclust.analysis.patching.interventions import ablation_hooks
         hooks = ablation_hooks(layout.split_dims(all_dims), "resample", corrupted=corr)
         m.run_with_hooks(prompts.clean, fwd_hooks=hooks + [(h, grabber(h)) for h in layout.hooks])
         for h in layout.hooks:
@@ -194,8 +194,8 @@ def test_set_batched_sweep_equals_one_set_at_a_time(tiny_bridge, method):
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-pythia", "tiny-gemma"])
 def test_counterfactual_with_the_clean_prompt_as_its_own_counterfactual_changes_nothing(name):
-    from circuitclust.analysis.attribution import attribution_patching
-    from circuitclust.analysis.prompts import TaskPrompts
+    from circuitclust.analysis.patching.attribution import attribution_patching
+    from circuitclust.analysis.patching.prompts import TaskPrompts
 
     m = load_model(name, device="cpu")
     _, layout, p = _setup(m)

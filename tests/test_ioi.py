@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from circuitclust.analysis.prompts import encode_task, load_task_prompts
+from circuitclust.analysis.patching.prompts import encode_task, load_task_prompts
 from circuitclust.data import TASK_FIELDS, ioi_rows
 from circuitclust.data.ioi import NAMES, ORDERS
 

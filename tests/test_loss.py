@@ -7,8 +7,8 @@ import pytest
 import torch
 from _helpers import cluster_masses, clusterability_masks, regularised_parameters
 
-from circuitclust.analysis.cluster_loss import ClusterabilityLoss, make_partition
-from circuitclust.analysis.permute import permute_contiguous
+from circuitclust.analysis.finetuning import ClusterabilityLoss, make_partition
+from circuitclust.analysis.clustering.permute import permute_contiguous
 from circuitclust.core import loss as core_loss
 from circuitclust.core.loss import chance_from_masks, clusterability_fused, onehot, shrink_off_cluster_
 from circuitclust.core.measures import clusterability

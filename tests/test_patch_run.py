@@ -8,7 +8,7 @@ from _patching_data import capital_rows, colour_rows
 from _planted import planted_model, planted_prompts
 from typer.testing import CliRunner
 
-from circuitclust.analysis.patch_run import analyse_model, compare
+from circuitclust.analysis.patching.run import analyse_model, compare
 from circuitclust.cli.main import app
 from circuitclust.core.partition import ModelPartition
 from circuitclust.data import ioi_rows

@@ -8,13 +8,13 @@ import torch
 from _patching_data import capital_rows
 from _planted import PLANTED_1, PLANTED_2, planted_model, planted_prompts
 
-from circuitclust.analysis.attribution import attribution_patching
-from circuitclust.analysis.interventions import cache_activations, flat, node_masks
-from circuitclust.analysis.metrics import task_metric
-from circuitclust.analysis.patching import (attribution_agreement, bootstrap_mean, effect_matrix, flips_histogram,
-                                            specialisation, specialisation_summary)
-from circuitclust.analysis.prompts import encode_task
-from circuitclust.analysis.units import unit_layout
+from circuitclust.analysis.patching.attribution import attribution_patching
+from circuitclust.analysis.patching.interventions import cache_activations, flat, node_masks
+from circuitclust.analysis.patching.metrics import task_metric
+from circuitclust.analysis.patching.effects import (attribution_agreement, bootstrap_mean, effect_matrix,
+                                                    flips_histogram, specialisation, specialisation_summary)
+from circuitclust.analysis.patching.prompts import encode_task
+from circuitclust.analysis.patching.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import CircuitclustError
 from circuitclust.models import load_model, weight_graphs

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitclust.analysis.interventions import metric_logits
-from circuitclust.analysis.metrics import task_metric
-from circuitclust.analysis.prompts import encode_task, encode_text_task, load_task_prompts, nonsense_task, sample_task
+from circuitclust.analysis.patching.interventions import metric_logits
+from circuitclust.analysis.patching.metrics import task_metric
+from circuitclust.analysis.patching.prompts import (encode_task, encode_text_task, load_task_prompts, nonsense_task,
+                                                    sample_task)
 from circuitclust.data import ioi_rows
 from circuitclust.errors import DataError
 from circuitclust.models import load_model

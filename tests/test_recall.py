@@ -1,4 +1,4 @@
-"""circuitclust.analysis.recall: padding-exact last-token predictions, accuracy, Wilson CI, CLI."""
+"""circuitclust.analysis.patching.recall: padding-exact last-token predictions, accuracy, Wilson CI, CLI."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from circuitclust.analysis.recall import last_token_logits, task_accuracy, wilson_interval
+from circuitclust.analysis.patching.recall import last_token_logits, task_accuracy, wilson_interval
 from circuitclust.data import first_token_ids, load_task
 from circuitclust.errors import DataError
 

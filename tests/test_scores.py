@@ -6,9 +6,9 @@ import pytest
 import torch
 from _planted import planted_model
 
-from circuitclust.analysis.interventions import Ablation, ablation_hooks
-from circuitclust.analysis.scores import Scores
-from circuitclust.analysis.units import unit_layout
+from circuitclust.analysis.patching.interventions import Ablation, ablation_hooks
+from circuitclust.analysis.patching.scores import Scores
+from circuitclust.analysis.patching.units import unit_layout
 from circuitclust.core.partition import ModelPartition
 from circuitclust.errors import OptionError, PartitionMismatchError
 from circuitclust.models import weight_graphs

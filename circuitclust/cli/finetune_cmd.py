@@ -1,7 +1,7 @@
 """``circuitclust finetune MODEL --out RUN_DIR [options]``: clusterability fine-tuning.
 
 The options, their defaults and help texts are generated from the fields of
-:class:`~circuitclust.analysis.finetune.FinetuneConfig`, so the command and the Python API cannot disagree.
+:class:`~circuitclust.analysis.finetuning.trainer.FinetuneConfig`, so the command and the Python API cannot disagree.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..analysis.finetune import FinetuneConfig
+from ..analysis.finetuning import FinetuneConfig
 from .common import echo, fmt_interval, format_table, one_line_errors
 from .main import app
 
@@ -37,7 +37,7 @@ def _config_parameters() -> list[inspect.Parameter]:
 def finetune(model: str, out: str, resume: bool, overwrite: bool, seeds: Optional[str] = None,
              **options: Any) -> None:
     """Fine-tune MODEL with the clusterability loss; evaluate held-out perplexity on both bundled domains."""
-    from ..analysis.finetune import finetune as run
+    from ..analysis.finetuning import finetune as run
 
     for f in dataclasses.fields(FinetuneConfig):
         if isinstance(f.default, tuple) and f.name in options:

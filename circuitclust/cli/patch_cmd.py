@@ -2,7 +2,7 @@
 random-ranking and nonsense-task controls beside every circuit.
 
 Writes RUN_DIR/effects.json, specialisation.json, circuits.json (+ CSV twins; schemas in
-``circuitclust.analysis.patch_run``), partition.json/.safetensors (the partition used) and run_config.json;
+``circuitclust.analysis.patching.run``), partition.json/.safetensors (the partition used) and run_config.json;
 with ``--compare OTHER``: RUN_DIR/compare/ (the other model's files) and comparison.json/.csv.
 """
 from __future__ import annotations

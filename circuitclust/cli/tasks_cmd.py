@@ -24,7 +24,7 @@ def tasks(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """Print per-task n, correct, top-1 accuracy on the answer's first token and its Wilson 95% CI."""
-    from ..analysis.recall import task_accuracy
+    from ..analysis.patching.recall import task_accuracy
     from ..data import list_tasks, load_task
     from ..errors import RunFolderError, check_device_map, check_dtype, check_int, resolve_device
     from ..models import load_model

@@ -9,7 +9,7 @@ Pure data handling: no model maths. Corpora are paragraph-per-row JSONL files wi
   :func:`expand_tasks` (recall tasks, ``ioi``, ``wiki`` and ``chemistry`` as patching tasks).
 - :mod:`.ioi`: :func:`ioi_rows`, IOI prompt pairs generated from templates.
 - :mod:`.tokens`: :func:`pad_batch`, :func:`first_token_ids` (tasks are tokenised for patching by
-  ``circuitclust.analysis.prompts.encode_task``); :func:`token_blocks` -> a corpus packed into fixed-length
+  ``circuitclust.analysis.patching.prompts.encode_task``); :func:`token_blocks` -> a corpus packed into fixed-length
   token blocks for LM training and evaluation.
 - :mod:`.jsonl`: reading and validating the JSONL files.
 """

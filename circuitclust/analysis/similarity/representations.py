@@ -15,7 +15,7 @@ import torch
 from ...core.distances import MIN_POINTS
 from ...errors import CircuitclustError, DataError, OptionError, check_int
 from ...models import EXAMPLE_HOOK, LAYER_HOOKS, adapter_for, model_device, model_shapes
-from ..interventions import cache_activations
+from ..patching.interventions import cache_activations
 
 #: the layer shortcuts a hook list may use (each expands to every block; the model adapter names the hooks)
 HOOK_SHORTCUTS = tuple(LAYER_HOOKS)

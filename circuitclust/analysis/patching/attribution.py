@@ -15,8 +15,8 @@ import contextlib
 
 import torch
 
-from ..errors import CircuitclustError
-from ..models.graphs import model_device
+from ...errors import CircuitclustError
+from ...models.graphs import model_device
 from .interventions import _reference_at, cache_activations, flat, metric_logits
 from .metrics import check_metric, task_metric
 from .prompts import TaskPrompts

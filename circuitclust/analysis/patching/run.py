@@ -41,15 +41,15 @@ from typing import Any
 
 import torch
 
-from ..core.measures import interval_method
-from ..core.partition import ModelPartition
-from ..errors import OptionError, check_choice, check_float, check_int
+from ...core.measures import interval_method
+from ...core.partition import ModelPartition
+from ...errors import OptionError, check_choice, check_float, check_int
 from .attribution import attribution_patching, estimate_key
 from .circuits import GRID, Faithfulness, find_circuit, task_circuits
 from .interventions import Ablation, mean_activations
 from .metrics import METRICS
-from .patching import (EffectMatrix, attribution_check, bootstrap_mean, effect_matrix, spearman,
-                       specialisation_nulls, specialisation_summary)
+from .effects import (EffectMatrix, attribution_check, bootstrap_mean, effect_matrix, spearman,
+                      specialisation_nulls, specialisation_summary)
 from .prompts import TaskPrompts, nonsense_task, sample_task
 from .scores import Scores
 from .units import PARTS, complete_partition, unit_layout

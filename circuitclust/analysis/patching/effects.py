@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.measures import benjamini_hochberg
-from ..errors import CircuitclustError
+from ...core.measures import benjamini_hochberg
+from ...errors import CircuitclustError
 from .attribution import attribution_patching
 from .interventions import Ablation, ablation_sweep, cluster_masks, mean_activations, node_masks
 from .metrics import check_metric

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..atomic import write_text
-from ..errors import check_float, check_int
-from ..models.loading import model_fingerprint
+from ...atomic import write_text
+from ...errors import check_float, check_int
+from ...models.loading import model_fingerprint
 
 GENERATED = "generated"
 
@@ -73,7 +73,7 @@ def generate_texts(hf: Any, tok: Any, options: GenerationOptions, progress: bool
 
 def cache_path(hf: Any, options: GenerationOptions) -> Path:
     """Where the texts of this model and these options are cached (``$CIRCUITCLUST_CACHE/generated/``)."""
-    from ..models.embedded import cache_root
+    from ...models.embedded import cache_root
 
     key = hashlib.sha256(json.dumps({"model": model_fingerprint(hf), **asdict(options)}, sort_keys=True)
                          .encode()).hexdigest()[:20]

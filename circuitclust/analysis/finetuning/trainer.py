@@ -1,15 +1,15 @@
 """Clusterability fine-tuning: causal-LM loss + ``lam * (1 - C)`` over the regularised matrices (+ optional
 KL to the frozen base model), with held-out evaluation, atomic HF checkpoints, exact resume and DDP.
 
-One :class:`FinetuneConfig` holds every option (the CLI's options and defaults are generated from it) and is
-saved with the run. :func:`finetune` reads in one sitting: :func:`_setup` builds everything a step needs
+One :class:`~.options.FinetuneConfig` holds every option (the CLI's options and defaults are generated from it)
+and is saved with the run. :func:`finetune` reads in one sitting: :func:`_setup` builds everything a step needs
 (:class:`_Run`), then the loop calls :func:`_train_step`, :func:`_evaluate` and :func:`_save_checkpoint`.
 
 RUN_DIR layout (written through ``circuitclust.runfiles``): ``run_config.json``, ``partition.json`` /
 ``.safetensors``, ``metrics.jsonl`` (one JSON per evaluation, step 0 = the base model), ``checkpoints/step-N/``
 (``save_pretrained`` + tokenizer + ``trainer_state.pt``), ``final/``.
 
-Exact resume: the batch order is a function of the step (see ``lm_batches``), and a checkpoint holds the
+Exact resume: the batch order is a function of the step (see :mod:`.batches`), and a checkpoint holds the
 optimizer, scheduler, every process's RNG state and the metric accumulators, so a killed run resumed
 from step ``k`` retraces an uninterrupted one.
 
@@ -26,23 +26,21 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from ..core.measures import normalised_clusterability
-from ..core.partition import ModelPartition
-from ..data import BUNDLED_CORPORA, corpus_texts, other_domain, token_blocks
-from ..errors import (OptionError, RunFolderError, check_choice, check_dtype, check_float, check_int,
-                      resolve_device)
-from ..models.adapter import adapter_for
-from ..models.graphs import matrix_kinds, weight_graphs
-from ..runfiles import (
+from ...core.measures import normalised_clusterability
+from ...core.partition import ModelPartition
+from ...data import BUNDLED_CORPORA, corpus_texts, other_domain, token_blocks
+from ...errors import OptionError, RunFolderError
+from ...models.adapter import adapter_for
+from ...models.graphs import weight_graphs
+from ...runfiles import (
     append_metrics,
     check_output_folder,
     checkpoint_folder,
@@ -60,252 +58,13 @@ from ..runfiles import (
     trim_metrics,
     write_finetune_config,
 )
-from .cluster_loss import ClusterabilityLoss, make_partition, mean_of
+from ..clustering.permute import permute_contiguous
+from .batches import batch_indices
+from .options import FinetuneConfig, lam_at
 from .generated_text import GENERATED, GenerationOptions, generated_texts
-from .lm_batches import batch_indices
-from .permute import permute_contiguous
-
-TRAIN_CHOICES = ("all", "mlp", "regularised")
-
-
-def _opt(default: Any, help: str, cli: bool = True) -> Any:
-    """A config field with its CLI help (``cli=False``: an option of the Python API only)."""
-    return field(default=default, metadata={"help": help, "cli": cli})
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Every option of a fine-tuning run, validated on creation and written to ``run_config.json``.
-
-    The ``finetune`` command's options, their defaults and help texts are generated from these fields.
-    """
-
-    model: str
-    out: str
-    data: str = _opt("wiki", "wiki | chemistry | generated (text the base model samples itself, cached) | a "
-                             ".jsonl/.txt file | a hub dataset name")
-    gen_texts: int = _opt(512, "--data generated: texts sampled from the base model (from BOS, temperature 1)")
-    gen_tokens: int = _opt(128, "--data generated: tokens per sampled text")
-    k: int = _opt(4, "clusters per matrix")
-    lam: float = _opt(20.0, "strength of the clusterability regulariser: the loss weight (see --loss-reduction), "
-                            "or with --regulariser decay the decoupled off-cluster decay (rate lr x lam per step)")
-    regulariser: str = _opt("loss", "loss: lam x (1 - C) added to the training loss (the papers' recipe); decay: "
-                                    "every off-cluster weight shrunk by a factor 1 - lr x lam after each optimizer "
-                                    "step, like AdamW's decoupled weight decay (its strength does not depend on "
-                                    "Adam's gradient normalisation)")
-    loss_reduction: str = _opt("mean", "mean: lam x mean(1 - C) (lam ~ 20); entries: lam x sum of n_in*n_out*(1 - C), "
-                                       "a per-weight lam that transfers across model sizes (~1e-5 to 1e-4)")
-    lam_schedule: str = _opt("constant", "constant | linear (ramp over --lam-warmup steps)")
-    lam_warmup: int = _opt(0, "steps of the linear lambda ramp")
-    steps: int = _opt(100, "optimizer steps (with --resume: the new total)")
-    batch_size: int = _opt(8, "sequences per process and micro-batch")
-    grad_accum: int = _opt(1, "micro-batches per optimizer step")
-    seq_len: int = _opt(128, "tokens per sequence")
-    lr: float = _opt(1e-4, "AdamW learning rate")
-    weight_decay: float = _opt(0.0, "AdamW weight decay")
-    lr_warmup: int = _opt(0, "linear learning-rate warm-up steps")
-    max_grad_norm: float = _opt(0.0, "gradient clipping norm (0 = off)")
-    distill: float = _opt(0.0, "weight of KL(base model || model) per token, keeps capability")
-    partition: str = _opt("blocks", "blocks (equal contiguous) | spectral (co-clustering)")
-    partition_warmup: int = _opt(0, "task-only steps before a spectral partition is frozen")
-    balance: float = _opt(0.0, "spectral: every cluster keeps at least this share of n/k units on each side "
-                               "(0 = k-means as it is; 0.5 keeps clusters from collapsing)")
-    graphs: tuple[str, ...] = _opt(("mlp_in", "mlp_out"),
-                                   "regularised matrix kinds, e.g. mlp_in,mlp_gate,mlp_out,attn_o")
-    train: str = _opt("all", "trained parameters: all | mlp | regularised")
-    permute: bool = _opt(False, "reorder MLP neurons so clusters are contiguous (same function)")
-    dropout: bool = _opt(True, "train with dropout (off: deterministic, e.g. for DDP checks)", cli=False)
-    max_ppl_increase: float = _opt(0.0, "capability budget: the largest relative rise of perplexity on held-out "
-                                        "control text (e.g. 0.10); lambda is adapted to stay inside it (0 = off)")
-    max_kl: float = _opt(0.0, "capability budget: the largest mean per-token KL(base || model) on the control text "
-                              "in nats (0 = off); with --max-ppl-increase both must hold")
-    budget_every: int = _opt(10, "steps between the budget's control estimates (lambda updates)")
-    budget_blocks: int = _opt(32, "control sequences per domain: the tail of the training corpus (kept out of "
-                                  "training) and the train split of the other bundled domain")
-    dual_lr: float = _opt(0.3, "step of the budget's dual ascent on log(lambda): at each control estimate lambda "
-                               "is multiplied by exp(dual_lr x s), s = (target - cost) / budget, 4x faster "
-                               "downwards (s < 0) since damage shows with a lag")
-    budget_target: float = _opt(0.75, "share of the budget the controller steers to, leaving the rest as a "
-                                      "margin for the control estimate's noise")
-    budget_start: float = _opt(0.25, "with a budget, --lam is the largest lambda; the run starts at this share "
-                                     "of it")
-    final: str = _opt("last", "the model written to final/: last (the last step's) | in-budget (with a budget: "
-                              "the evaluated model with the highest clusterability whose control estimate kept "
-                              "the budget; its checkpoint is kept, and metrics.jsonl ends with its record)")
-    eval_every: int = _opt(50, "steps between held-out evaluations")
-    max_minutes: float = _opt(0.0, "safety cap: stop cleanly (evaluate, checkpoint, final/) after this many minutes "
-                                   "of training and record time_budget_hit (0 = no cap)")
-    eval_blocks: int = _opt(32, "held-out sequences per domain")
-    save_every: int = _opt(0, "steps between checkpoints (0 = at every evaluation)")
-    keep_checkpoints: int = _opt(2, "checkpoints kept (0 = all)")
-    seed: int = _opt(0, "seed of initialisation-free randomness: data order, dropout, partition")
-    device: str | None = _opt(None, "cpu | cuda | cuda:N (default: CUDA if available)")
-    dtype: str | None = _opt(None, "compute dtype of mixed precision: float32 or bfloat16 (default: bfloat16 on "
-                                   "CUDA, float32 elsewhere); the trained weights and AdamW's state stay float32, "
-                                   "the frozen base model (distillation teacher) is held in it")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "graphs", tuple(self.graphs))
-        object.__setattr__(self, "dtype", check_dtype(self.dtype))
-        self.validate()
-
-    def validate(self) -> None:
-        """Check every option; raises :class:`OptionError` naming the field (the CLI shows it as its option)."""
-        check_choice("lam_schedule", self.lam_schedule, ("constant", "linear"))
-        check_choice("loss_reduction", self.loss_reduction, ("mean", "entries"))
-        check_choice("regulariser", self.regulariser, ("loss", "decay"))
-        check_choice("partition", self.partition, ("blocks", "spectral"))
-        check_choice("train", self.train, TRAIN_CHOICES)
-        check_choice("final", self.final, ("last", "in-budget"))
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_blocks", "budget_every",
-                     "budget_blocks", "gen_texts"):
-            check_int(name, getattr(self, name), 1)
-        check_int("seq_len", self.seq_len, 2)
-        check_int("gen_tokens", self.gen_tokens, 8)
-        check_int("k", self.k, 2)
-        for name in ("lam_warmup", "lr_warmup", "partition_warmup", "save_every", "keep_checkpoints"):
-            check_int(name, getattr(self, name), 0)
-        check_float("lr", self.lr, 0.0, open_min=True)
-        for name in ("lam", "weight_decay", "max_grad_norm", "distill", "max_minutes", "max_ppl_increase", "max_kl"):
-            check_float(name, getattr(self, name), 0.0)
-        check_float("balance", self.balance, 0.0, 1.0)
-        check_float("dual_lr", self.dual_lr, 0.0, 10.0, open_min=True)
-        check_float("budget_target", self.budget_target, 0.0, 1.0, open_min=True)
-        check_float("budget_start", self.budget_start, 0.0, 1.0, open_min=True)
-        if self.budgeted and self.lam <= 0:
-            raise OptionError("a capability budget adapts lambda from its starting value: give --lam > 0")
-        if self.final == "in-budget" and not self.budgeted:
-            raise OptionError("--final in-budget chooses among the models inside a capability budget: give "
-                              "--max-ppl-increase or --max-kl, or use --final last", option="final")
-        matrix_kinds(self.graphs)
-        if self.permute and self.partition_warmup > 0:
-            raise OptionError("permute needs the partition at step 0: drop partition_warmup (--partition-warmup)")
-        resolve_device(self.device)
-        if self.dtype not in (None, "float32", "bfloat16"):  # canonical since __post_init__
-            # float16 gradients underflow without loss scaling, which this trainer does not do
-            raise OptionError(f"fine-tuning computes in float32 or bfloat16, not {self.dtype}: use --dtype "
-                              "bfloat16 to halve the memory of activations and of the frozen base model",
-                              option="dtype")
-
-    def compute_dtype(self, device: torch.device) -> torch.dtype:
-        """The dtype forward passes run in on ``device`` (autocast; float32 means none)."""
-        name = self.dtype or ("bfloat16" if device.type == "cuda" else "float32")
-        return getattr(torch, name)
-
-    @property
-    def budgeted(self) -> bool:
-        """Whether lambda is adapted to a capability budget."""
-        return self.max_ppl_increase > 0 or self.max_kl > 0
-
-
-def lam_at(cfg: FinetuneConfig, step: int) -> float:
-    """Lambda used at (0-based) ``step``: 0 before a warm-up partition exists, then constant or ramped."""
-    if step < cfg.partition_warmup:
-        return 0.0
-    if cfg.lam_schedule == "linear" and cfg.lam_warmup > 0:
-        return cfg.lam * min(1.0, (step - cfg.partition_warmup + 1) / cfg.lam_warmup)
-    return cfg.lam
-
-
-# ------------------------------------------------------------------------------------ processes and RNG
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def on(self) -> bool:
-        return self.world > 1
-
-    def sum(self, values: list[float]) -> list[float]:
-        if not self.on:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-    def barrier(self) -> None:
-        if self.on:
-            dist.barrier()
-
-
-def _setup_dist(device: str | None) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu") if device is None \
-        else torch.device(device)
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    if dist.is_initialized():
-        return _Dist(dist.get_rank(), dist.get_world_size(), dev)
-    return _Dist(0, 1, dev)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ------------------------------------------------------------------------------------------------ losses
-def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy of ``logits [B, T, V]`` against ``ids [B, T]`` (fp32)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction=reduction)
-
-
-def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Mean per-token ``KL(teacher || student)`` from logits ``[B, T, V]`` (fp32)."""
-    t = F.log_softmax(teacher.float(), dim=-1)
-    s = F.log_softmax(student.float(), dim=-1)
-    return F.kl_div(s.flatten(0, 1), t.flatten(0, 1), log_target=True, reduction="batchmean")
-
-
-@torch.no_grad()
-def _mean_over_blocks(model, blocks: torch.Tensor, batch_size: int, d: _Dist | None, autocast: Callable[[], Any],
-                      score: Callable[[torch.Tensor], tuple[float, int]]) -> float:
-    """``sum / count`` of ``score(x) -> (sum, count)`` over batches ``x`` of ``blocks [n, T]``, with ``model``
-    in eval mode and every process scoring its own share (the sums are all-reduced; ``d=None``: one process on
-    the CPU)."""
-    d = d or _Dist()
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    mine = blocks[d.rank:: d.world]
-    for i in range(0, len(mine), batch_size):
-        with autocast():
-            t, c = score(mine[i: i + batch_size].to(d.device))
-        total, count = total + t, count + c
-    total, count = d.sum([total, float(count)])
-    model.train(was_training)
-    return total / max(count, 1.0)
-
-
-def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: _Dist | None = None,
-               autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
-    """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
-    def score(x: torch.Tensor) -> tuple[float, int]:
-        return float(_kl(model(input_ids=x).logits, teacher(input_ids=x).logits)) * x.shape[0] * x.shape[1], x.numel()
-    return _mean_over_blocks(model, blocks, batch_size, d, autocast, score)
-
-
-def heldout_perplexity(model, blocks: torch.Tensor, batch_size: int, d: _Dist | None = None,
-                       autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
-    """exp(mean next-token NLL) of ``model`` on ``blocks [n, T]``, shared over processes."""
-    def score(x: torch.Tensor) -> tuple[float, int]:
-        return float(_lm_loss(model(input_ids=x).logits, x, reduction="sum")), x[:, 1:].numel()
-    return math.exp(_mean_over_blocks(model, blocks, batch_size, d, autocast, score))
+from .objectives import heldout_kl, heldout_perplexity, lm_loss, token_kl
+from .processes import Dist, rng_state, set_rng_state, setup_dist
+from .regulariser import ClusterabilityLoss, make_partition, mean_of
 
 
 # ------------------------------------------------------------------------------------------------- setup
@@ -383,7 +142,7 @@ class _Run:
     """Everything a training step, an evaluation and a checkpoint need, built once by :func:`_setup`."""
 
     cfg: FinetuneConfig
-    d: _Dist
+    d: Dist
     out: Path
     hf: Any
     tok: Any
@@ -439,11 +198,11 @@ def _generated(cfg: FinetuneConfig, base, tok) -> list[str]:
 def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval_texts) -> _Run:
     """Claim the run folder, load the model (or the checkpoint to resume), the data, the partition, the loss
     and the optimizer; write ``run_config.json`` for a new run."""
-    from ..models.loading import check_spec, load_hf
+    from ...models.loading import check_spec, load_hf
 
     out = Path(cfg.out)
     check_spec(cfg.model)
-    d = _setup_dist(cfg.device)
+    d = setup_dist(cfg.device)
     delete_old = _check_folder(out, resume, overwrite)  # every process, so all fail alike on a bad folder
     d.barrier()
     if delete_old and d.rank == 0:
@@ -512,7 +271,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
         sched.load_state_dict(state["scheduler"])
         acc = state["accumulators"]
         rngs = state["rng"]
-        _set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
+        set_rng_state(rngs[d.rank] if len(rngs) == d.world else rngs[0])
     model = hf
     if d.on:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -619,12 +378,12 @@ def _train_step(r: _Run, step: int) -> tuple[float, float | None]:
         with sync:
             with r.autocast():
                 logits = r.model(input_ids=x).logits
-            task = _lm_loss(logits, x)
+            task = lm_loss(logits, x)
             loss = task / cfg.grad_accum
             if r.teacher is not None:
                 with torch.no_grad(), r.autocast():
                     t_logits = r.teacher(input_ids=x).logits
-                kl = _kl(logits, t_logits)
+                kl = token_kl(logits, t_logits)
                 loss = loss + cfg.distill * kl / cfg.grad_accum
                 r.acc["kl"] += float(kl.detach())
             if cfg.regulariser == "loss" and lam > 0 and m == cfg.grad_accum - 1:  # once per step, synced pass
@@ -722,9 +481,9 @@ def _save_checkpoint(r: _Run, step: int) -> None:
     """The model, tokenizer, optimizer, scheduler, accumulators and every process's RNG state at ``step``."""
     rngs: list[Any] = [None] * r.d.world
     if r.d.on:
-        dist.all_gather_object(rngs, _rng_state())
+        dist.all_gather_object(rngs, rng_state())
     else:
-        rngs = [_rng_state()]
+        rngs = [rng_state()]
     if r.d.rank == 0:
         state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
                  "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world, "budget": dict(r.budget)}
@@ -737,7 +496,7 @@ def _write_final(r: _Run, last: dict[str, Any]) -> dict[str, Any]:
     """Write ``final/`` (process 0): the current model, or with ``--final in-budget`` the chosen evaluation's
     model (its checkpoint, or the base model for step 0), whose record is then appended to metrics.jsonl marked
     ``final``. Returns the record of the model written (every process alike)."""
-    from ..models.loading import load_hf
+    from ...models.loading import load_hf
 
     best = r.budget.get("best") if r.cfg.final == "in-budget" else None
     end = last.get("step", r.start)
@@ -826,4 +585,4 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
     return last
 
 
-__all__ = ["FinetuneConfig", "budget_slack", "finetune", "heldout_kl", "heldout_perplexity", "lam_at"]
+__all__ = ["budget_slack", "finetune"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PartitionMismatchError, check_choice
+from ...errors import PartitionMismatchError, check_choice
 from .units import UnitLayout
 
 LEVELS = ("unit", "node")

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import CircuitclustError
+from ...errors import CircuitclustError
 from .prompts import TaskPrompts
 
 METRICS = ("logit_diff", "logprob", "neg_loss")

@@ -24,10 +24,10 @@ from typing import Iterable
 
 import torch
 
-from ..core.partition import ModelPartition
-from ..errors import OptionError, PartitionMismatchError
-from ..models import hf_model_of, model_shapes, unit_hook, unit_space, weight_graphs
-from .clustering import check_architecture, partition_model
+from ...core.partition import ModelPartition
+from ...errors import OptionError, PartitionMismatchError
+from ...models import hf_model_of, model_shapes, unit_hook, unit_space, weight_graphs
+from ..clustering import check_architecture, partition_model
 
 PARTS = ("mlp", "attn")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import CircuitclustError, PartitionMismatchError
+from ...errors import CircuitclustError, PartitionMismatchError
 from .interventions import Ablation, ablation_sweep
 from .metrics import check_metric
 from .prompts import TaskPrompts

@@ -15,11 +15,11 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from ..core.loss import chance_from_masks, clusterability_fused, onehot, shrink_off_cluster_
-from ..core.partition import ModelPartition
-from ..errors import OptionError
-from ..models.graphs import WeightGraph, hf_model_of, weight_graphs
-from .clustering import partition_model
+from ...core.loss import chance_from_masks, clusterability_fused, onehot, shrink_off_cluster_
+from ...core.partition import ModelPartition
+from ...errors import OptionError
+from ...models.graphs import WeightGraph, hf_model_of, weight_graphs
+from ..clustering import partition_model
 
 DEFAULT_GRAPHS = ("mlp_in", "mlp_out")
 PARTITION_MODES = ("blocks", "spectral")

@@ -7,7 +7,7 @@ replace). Only the hook points whose slots have a True dim get a hook. Replaceme
 - ``mean``: the per-position mean activation over a reference set (:func:`mean_activations`; positions past
   every reference prompt take the mean over all real positions). Position-wise means keep position-specific
   activations (the first token's huge "attention sink" values) out of the other positions. The analyses pass
-  a reference set disjoint from the evaluated prompts (``circuitclust.analysis.prompts.sample_task``), so the
+  a reference set disjoint from the evaluated prompts (``circuitclust.analysis.patching.prompts.sample_task``), so the
   replacement carries no information about the prompts being scored.
 - ``counterfactual`` (also accepted as ``resample``, its earlier name): the activation of the paired
   corrupted prompt at the same position (interchange intervention, MIB's "patching"; needs
@@ -31,8 +31,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from ..errors import CircuitclustError, check_choice
-from ..models.graphs import model_device
+from ...errors import CircuitclustError, check_choice
+from ...models.graphs import model_device
 from .metrics import logits_at, task_metric, top1_correct
 from .prompts import TaskPrompts
 from .units import UnitLayout

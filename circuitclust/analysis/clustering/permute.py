@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.partition import ModelPartition, Partition
-from ..models.graphs import space_part, weight_graphs
+from ...core.partition import ModelPartition, Partition
+from ...models.graphs import space_part, weight_graphs
 
 
 @torch.no_grad()

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..data import first_token_ids, load_task, pad_batch, pad_id_of
-from ..errors import DataError
-from ..models import is_bridge, model_device
+from ...data import first_token_ids, load_task, pad_batch, pad_id_of
+from ...errors import DataError
+from ...models import is_bridge, model_device
 from .metrics import logits_at
 
 

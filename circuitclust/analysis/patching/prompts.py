@@ -20,8 +20,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..data import TASK_FIELDS, first_token_ids, load_task, pad_batch, pad_id_of
-from ..errors import DataError
+from ...data import TASK_FIELDS, first_token_ids, load_task, pad_batch, pad_id_of
+from ...errors import DataError
 
 
 @dataclass
@@ -157,7 +157,7 @@ def encode_text_task(model, name: str, texts: Sequence[str], counter_texts: Sequ
     ``"other"`` = a window of ``counter_texts`` drawn at random with ``seed`` (e.g. the other corpus),
     ``"shuffled"`` = the same window with its tokens after the leading special tokens shuffled. Returns
     :class:`TaskPrompts` (``info["counterfactual"]`` says which). Raises :class:`DataError` when no window fits."""
-    from ..errors import check_choice, check_int
+    from ...errors import check_choice, check_int
 
     check_int("text_tokens", text_tokens, 4, 4096)
     check_int("loss_tokens", loss_tokens, 1, text_tokens - 2)
@@ -188,7 +188,7 @@ def load_task_prompts(model, name: str, *, seed: int = 0, text_tokens: int = 48,
     pool (windows of the corpus' training split, counterfactuals from the other corpus' training split);
     ``None`` for prompt tasks, whose reference set :func:`sample_task` takes from the unused prompts.
     ``ioi``: ``ioi_pool`` pairs generated with ``seed``. Raises :class:`DataError` for an unknown task."""
-    from ..data import corpus_texts, ioi_rows, other_domain, task_kind
+    from ...data import corpus_texts, ioi_rows, other_domain, task_kind
 
     kind = task_kind(name)
     if kind == "ioi":
