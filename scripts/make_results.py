@@ -178,8 +178,8 @@ def attribution_gemma() -> Path:
     doc = {"schema": "circuitclust.results_attribution/1", "model": "gemma-3-270m", "settings": ATTRIBUTION,
            "interval": interval_info(SEEDS), "spearman": summary["spearman"], "runs": runs}
     (out / "attribution.json").write_text(json.dumps(doc, indent=1) + "\n")
-    _manifest(out, ["python scripts/make_results.py attribution_gemma  (analysis.patching.effects.attribution_agreement on "
-                    "a balanced spectral MLP partition, k 4, per seed)"], SEEDS, t0, l0)
+    _manifest(out, ["python scripts/make_results.py attribution_gemma  (analysis.patching.effects."
+                    "attribution_agreement on a balanced spectral MLP partition, k 4, per seed)"], SEEDS, t0, l0)
     return out
 
 
