@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .processes import Dist
 
+
 def lm_loss(logits: torch.Tensor, ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy of ``logits [B, T, V]`` against ``ids [B, T]`` (fp32)."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction=reduction)

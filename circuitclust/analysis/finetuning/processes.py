@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+
 @dataclass
 class Dist:
     """This process's ``rank`` among ``world`` processes and its ``device``; one process on the CPU by default."""

@@ -92,7 +92,8 @@ def attribution_patching(model, prompts: TaskPrompts, layout: UnitLayout, metric
                 out["corrupted"].append(torch.cat(rows_c, 1).cpu())
             if rows_m:
                 out["mean"].append(torch.cat(rows_m, 1).cpu())
-            del store, logits, grads
+            store.clear()  # free this batch's activations before the next batch runs
+            del logits, grads
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
