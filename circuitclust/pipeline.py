@@ -188,7 +188,7 @@ def cluster(model: Any, options: ClusterOptions | None = None, *, progress: bool
 def finetune(config: FinetuneConfig, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True) -> dict[str, Any]:
     """Fine-tune ``config.model`` with the clusterability loss into the run folder ``config.out`` (see
-    :class:`~circuitclust.analysis.finetuning.trainer.FinetuneConfig`); returns the evaluation record of the model in
+    :class:`~circuitclust.analysis.finetuning.FinetuneConfig`); returns the evaluation record of the model in
     ``final/`` (the last one, or with ``final="in-budget"`` the chosen one). The fine-tuned
     model (``config.out``) is itself a model spec for :func:`cluster`, :func:`patch` and :func:`similarity`."""
     return _finetune(config, resume=resume, overwrite=overwrite, progress=progress)

@@ -1,7 +1,7 @@
 """``circuitclust finetune MODEL --out RUN_DIR [options]``: clusterability fine-tuning.
 
 The options, their defaults and help texts are generated from the fields of
-:class:`~circuitclust.analysis.finetuning.trainer.FinetuneConfig`, so the command and the Python API cannot disagree.
+:class:`~circuitclust.analysis.finetuning.FinetuneConfig`, so the command and the Python API cannot disagree.
 """
 from __future__ import annotations
 
