@@ -48,7 +48,8 @@ def heldout_kl(model, teacher, blocks: torch.Tensor, batch_size: int, d: Dist | 
                autocast: Callable[[], Any] = contextlib.nullcontext) -> float:
     """Mean per-token ``KL(teacher || model)`` on ``blocks [n, T]`` (nats), shared over processes."""
     def score(x: torch.Tensor) -> tuple[float, int]:
-        return float(token_kl(model(input_ids=x).logits, teacher(input_ids=x).logits)) * x.shape[0] * x.shape[1], x.numel()
+        kl = float(token_kl(model(input_ids=x).logits, teacher(input_ids=x).logits))
+        return kl * x.numel(), x.numel()
     return mean_over_blocks(model, blocks, batch_size, d, autocast, score)
 
 

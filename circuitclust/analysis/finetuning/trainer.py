@@ -3,7 +3,9 @@ KL to the frozen base model), with held-out evaluation, atomic HF checkpoints, e
 
 One :class:`~.options.FinetuneConfig` holds every option (the CLI's options and defaults are generated from it)
 and is saved with the run. :func:`finetune` reads in one sitting: :func:`_setup` builds everything a step needs
-(:class:`_Run`), then the loop calls :func:`_train_step`, :func:`_evaluate` and :func:`_save_checkpoint`.
+(:class:`_Run`), then the loop calls :func:`_train_step`, :func:`_evaluate` and :func:`_save_checkpoint`; the
+capability budget's decisions (its control text, lambda's dual ascent, the final model's choice) are
+:mod:`.budget`'s.
 
 RUN_DIR layout (written through ``circuitclust.runfiles``): ``run_config.json``, ``partition.json`` /
 ``.safetensors``, ``metrics.jsonl`` (one JSON per evaluation, step 0 = the base model), ``checkpoints/step-N/``
@@ -22,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import random
 import time
@@ -60,6 +61,15 @@ from ...runfiles import (
 )
 from ..clustering.permute import permute_contiguous
 from .batches import batch_indices
+from .budget import (
+    best_step,
+    budget_record,
+    budget_slack,
+    consider_for_final,
+    control_split,
+    new_state,
+    next_scale,
+)
 from .options import FinetuneConfig, lam_at
 from .generated_text import GENERATED, GenerationOptions, generated_texts
 from .objectives import heldout_kl, heldout_perplexity, lm_loss, token_kl
@@ -237,7 +247,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
         texts = _generated(cfg, base, tok)
     train_blocks = token_blocks(texts, tok, cfg.seq_len)
     eval_blocks = {name: token_blocks(t, tok, cfg.seq_len)[: cfg.eval_blocks] for name, t in eval_texts.items()}
-    train_blocks, control_blocks = _control_split(cfg, tok, train_blocks, own_corpus=train_texts is None)
+    train_blocks, control_blocks = control_split(cfg, tok, train_blocks, own_corpus=train_texts is None)
 
     # The partition is fixed: loaded on resume, made now, or (spectral warm-up) made when the warm-up ends.
     # Until then the loss is unused (lambda is 0) and equal blocks stand in for the clusterability shown.
@@ -262,8 +272,7 @@ def _setup(cfg: FinetuneConfig, resume: bool, overwrite: bool, train_texts, eval
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.lr_warmup) if cfg.lr_warmup > 0 else 1.0)
     acc = {"task": 0.0, "kl": 0.0, "n": 0, "tokens_window": 0, "time": 0.0}
-    budget: dict[str, Any] = {"scale": cfg.budget_start if cfg.budgeted else 1.0, "base_control": None,
-                              "base_heldout": None, "control": None}
+    budget = new_state(cfg)
     if ckpt:
         state = load_checkpoint_state(ckpt)
         budget.update(state.get("budget") or {})
@@ -298,26 +307,6 @@ def _lam(r: _Run, step: int) -> float:
     return lam_at(r.cfg, step) * r.budget["scale"]
 
 
-def _control_split(cfg: FinetuneConfig, tok, train_blocks: torch.Tensor,
-                   own_corpus: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The budget's control text, kept apart from both training and the reported held-out split (so the
-    reported figures are not the ones lambda was tuned on): the last ``budget_blocks`` training blocks, which
-    then leave training, and (bundled corpora) the other domains' train splits, which training never sees.
-    Without a budget: ``train_blocks`` unchanged and no control text."""
-    if not cfg.budgeted:
-        return train_blocks, {}
-    n = cfg.budget_blocks
-    if len(train_blocks) < 2 * n:
-        raise OptionError(f"--budget-blocks {n} leaves too little training text ({len(train_blocks)} blocks): "
-                          "lower --budget-blocks or --seq-len, or give more text")
-    own = cfg.data if cfg.data in (*BUNDLED_CORPORA, GENERATED) else "train tail"
-    control = {own: train_blocks[-n:]}
-    if own_corpus:
-        control.update({dom: token_blocks(corpus_texts(dom, "train"), tok, cfg.seq_len)[:n]
-                        for dom in other_domain(cfg.data)})
-    return train_blocks[:-n], control
-
-
 def _control_estimate(r: _Run) -> dict[str, dict[str, float]]:
     """Perplexity (and, with a KL budget, ``KL(base || model)``) of the current model on the control text."""
     est = {"ppl": {name: heldout_perplexity(r.hf, b, r.cfg.batch_size, r.d, r.autocast)
@@ -328,28 +317,11 @@ def _control_estimate(r: _Run) -> dict[str, dict[str, float]]:
     return est
 
 
-def budget_slack(cfg: FinetuneConfig, est: dict[str, dict[str, float]], base: dict[str, dict[str, float]]) -> float:
-    """How far inside the budget an estimate is, as a fraction of the budget: ``(limit - used) / limit`` for the
-    tightest active limit (perplexity rise over the worst domain, KL over the worst domain); < 0 = outside."""
-    slack = []
-    if cfg.max_ppl_increase > 0:
-        rise = max(est["ppl"][k] / base["ppl"][k] - 1.0 for k in est["ppl"])
-        slack.append((cfg.max_ppl_increase - rise) / cfg.max_ppl_increase)
-    if cfg.max_kl > 0:
-        slack.append((cfg.max_kl - max(est["kl"].values())) / cfg.max_kl)
-    return min(slack)
-
-
 def _update_lambda(r: _Run, step: int) -> None:
-    """Dual ascent on log(lambda): the constraint "capability cost <= target share of the budget" has
-    multiplier 1/lambda, so slack raises lambda and overspending lowers it, geometrically. Lambda stays within
-    [1e-3, 1] x --lam, and falls 4x faster than it rises: the cost of a strong regulariser shows only after
-    some steps, so rising slowly and backing off fast keeps the overshoot small."""
-    cfg = r.cfg
+    """Measure the model on the control text after ``step`` steps and move lambda's multiplier by one step of
+    the budget's dual ascent (:func:`.budget.next_scale`)."""
     est = _control_estimate(r)
-    s = budget_slack(cfg, est, r.budget["base_control"]) - (1.0 - cfg.budget_target)
-    move = cfg.dual_lr * (min(s, 1.0) if s >= 0 else 4.0 * max(s, -2.0))
-    r.budget["scale"] = float(min(max(r.budget["scale"] * math.exp(move), 1e-3), 1.0))
+    r.budget["scale"] = next_scale(r.cfg, r.budget["scale"], budget_slack(r.cfg, est, r.budget["base_control"]))
     r.budget["control"], r.budget["control_step"] = est, step
 
 
@@ -430,8 +402,8 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
     if cfg.budgeted:
         if step > 0 and r.budget.get("control_step") != step:  # judge this model, not one a few steps back
             r.budget["control"], r.budget["control_step"] = _control_estimate(r), step
-        rec["budget"] = _budget_record(r, rec)
-        _consider_for_final(r, rec)
+        rec["budget"] = budget_record(cfg, r.budget, rec)
+        consider_for_final(cfg, r.budget, rec)
     if stopped_by_time:  # the safety cap ended the run before --steps
         rec["time_budget_hit"] = True
     if r.teacher is not None:
@@ -440,41 +412,6 @@ def _evaluate(r: _Run, step: int, stopped_by_time: bool = False) -> dict[str, An
         append_metrics(r.out, rec)
     acc.update(task=0.0, kl=0.0, n=0, tokens_window=0, time=0.0)
     return rec
-
-
-def _budget_record(r: _Run, rec: dict[str, Any]) -> dict[str, Any]:
-    """Whether the budget holds at this evaluation: on the control text (what lambda is steered by) and on the
-    reported held-out text (what the user is promised), for every limit given."""
-    cfg, b = r.cfg, r.budget
-    out: dict[str, Any] = {"max_ppl_increase": cfg.max_ppl_increase or None, "max_kl": cfg.max_kl or None,
-                           "lam_scale": b["scale"]}
-    control = b["control"] or b["base_control"]
-    out["control_slack"] = budget_slack(cfg, control, b["base_control"])
-    out["control_ppl_increase"] = {k: v / b["base_control"]["ppl"][k] - 1.0 for k, v in control["ppl"].items()}
-    if "kl" in control:
-        out["control_kl"] = control["kl"]
-    held = out["control_slack"] >= 0
-    if cfg.max_ppl_increase > 0 and "heldout_ppl_increase" in rec:
-        held = held and max(rec["heldout_ppl_increase"].values()) <= cfg.max_ppl_increase
-    out["held"] = bool(held)
-    return out
-
-
-def _consider_for_final(r: _Run, rec: dict[str, Any]) -> None:
-    """With ``--final in-budget``: remember the evaluation ``rec`` as the final model's if its control estimate
-    keeps the budget and its clusterability beats the best so far (ties keep the earlier, less trained model).
-    The choice rests on the control text alone, so the reported held-out figures of the chosen model are not
-    selected on."""
-    if r.cfg.final != "in-budget" or rec["partition"] != "ready" or rec["budget"]["control_slack"] < 0:
-        return
-    best = r.budget.get("best")
-    if best is None or rec["mean_clusterability_norm"] > best["record"]["mean_clusterability_norm"]:
-        r.budget["best"] = {"step": rec["step"], "record": dict(rec)}
-
-
-def _best_step(r: _Run) -> int | None:
-    best = r.budget.get("best")
-    return best["step"] if best else None
 
 
 def _save_checkpoint(r: _Run, step: int) -> None:
@@ -488,7 +425,7 @@ def _save_checkpoint(r: _Run, step: int) -> None:
         state = {"step": step, "optimizer": r.opt.state_dict(), "scheduler": r.sched.state_dict(),
                  "rng": rngs, "accumulators": dict(r.acc), "world_size": r.d.world, "budget": dict(r.budget)}
         save_model_folder(checkpoint_folder(r.out, step), r.hf, r.tok, state)
-        prune_checkpoints(r.out, r.cfg.keep_checkpoints, protect=_best_step(r))
+        prune_checkpoints(r.out, r.cfg.keep_checkpoints, protect=best_step(r.budget))
     r.d.barrier()
 
 
@@ -558,7 +495,7 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
         if done % cfg.eval_every == 0 or done == cfg.steps or out_of_time:
             last = _evaluate(r, done, stopped_by_time=out_of_time and done < cfg.steps)
             shown_c = last["mean_clusterability"]
-        if done % save_every == 0 or done == cfg.steps or out_of_time or _best_step(r) == done:
+        if done % save_every == 0 or done == cfg.steps or out_of_time or best_step(r.budget) == done:
             _save_checkpoint(r, done)
         if out_of_time:
             if d.rank == 0:
@@ -585,4 +522,4 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, overwrite: bool = Fal
     return last
 
 
-__all__ = ["budget_slack", "finetune"]
+__all__ = ["finetune"]
