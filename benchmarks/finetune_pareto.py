@@ -31,7 +31,8 @@ Recipes (all: lr 1e-4, batch 4 x 64 tokens, k 4, wiki training text, the same da
   adds up like a random walk, travels half as far.
 - ``loss-P-all``: ``loss-P`` training every parameter, as the papers' recipe does (the same trained parameters,
   learning rate and data: only the regulariser and the distillation differ); ``loss-P-all-nokl`` the same
-  without the distillation, so that only the regulariser (and the budget) differ from the papers' recipe.
+  without the distillation, so that only the regulariser (and the budget) differ from the papers' recipe;
+  ``loss-P-all-nokl-low`` that one at a tenth of the lambda (at most 4e-5), the gentlest pressure on C.
 - ``slow-P``: ``loss-P`` (budgeted, ``--final in-budget``) at the learning rate of ``slow``, for runs up to the
   1,000 steps the issue allows.
 - ``...-gen``: trained (and distilled) on 512 texts of 128 tokens that the base model samples itself from BOS
@@ -84,6 +85,7 @@ def recipes(budgets: list[float]) -> dict[str, dict]:
         out[f"slow-{b * 100:g}"] = {**loss, "lr": 2.5e-5}
         out[f"loss-{b * 100:g}-all"] = {**loss, "train": "all"}
         out[f"loss-{b * 100:g}-all-nokl"] = {**loss, "train": "all", "distill": 0.0}
+        out[f"loss-{b * 100:g}-all-nokl-low"] = {**loss, "train": "all", "distill": 0.0, "lam": 4e-5}
     return out
 
 
