@@ -340,7 +340,7 @@ def table_similarity(d: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------- finetune_study
-STUDY_STEPS = (25, 50, 100, 200, 300)
+STUDY_STEPS = (25, 50, 100, 200, 300, 500, 1000)
 
 
 def load_finetune_study(folder: Path) -> dict:
@@ -392,8 +392,32 @@ def table_finetune_study(data: dict) -> str:
                                  f"{e['step']} ({e['tokens']}) | "
                                  f"{num(e['C_norm'])} | {100 * e['ppl_increase']['wiki']:+.1f}% | "
                                  f"{100 * e['ppl_increase']['chemistry']:+.1f}% |")
+        lines += _final_models(model, recipes)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _final_models(model: str, recipes: dict[str, list[dict]]) -> list[str]:
+    """The model each budgeted run wrote to ``final/`` (``--final in-budget``: chosen on the control text alone),
+    with its held-out figures, which the choice did not see."""
+    chosen = [(recipe, run) for recipe, runs in recipes.items() for run in sorted(runs, key=lambda r: r["seed"])
+              if run.get("final_step") is not None]
+    if not chosen:
+        return []
+    lines = ["", f"**{model}**, what a budgeted run delivers: the model each run wrote to `final/` (`--final "
+             "in-budget`: the evaluation with the highest normalised C whose control estimate kept the budget, chosen "
+             "without the held-out text), and its held-out perplexity rise", "",
+             "| recipe | seed | budget | steps run | final step | normalised C | wiki ppl | chemistry ppl | "
+             "held-out inside the budget |", "|---|---|---|---|---|---|---|---|---|"]
+    for recipe, run in chosen:
+        e = next(e for e in run["evaluations"] if e["step"] == run["final_step"])
+        budget = run["config"]["max_ppl_increase"]
+        last = run["evaluations"][-1]["step"]
+        ran = f"{last}" if run["finished"] else f"{last} (unfinished)"
+        lines.append(f"| {recipe} | {run['seed']} | +{100 * budget:g}% | {ran} | {e['step']} | {num(e['C_norm'])} | "
+                     f"{100 * e['ppl_increase']['wiki']:+.1f}% | {100 * e['ppl_increase']['chemistry']:+.1f}% | "
+                     f"{'yes' if max(e['ppl_increase'].values()) <= budget else 'no'} |")
+    return lines
 
 
 register("enmeshment_gemma", load_enmeshment, table_enmeshment)
