@@ -61,15 +61,7 @@ from ...runfiles import (
 )
 from ..clustering.permute import permute_contiguous
 from .batches import batch_indices
-from .budget import (
-    best_step,
-    budget_record,
-    budget_slack,
-    consider_for_final,
-    control_split,
-    new_state,
-    next_scale,
-)
+from .budget import best_step, budget_record, budget_slack, consider_for_final, control_split, new_state, next_scale
 from .options import FinetuneConfig, lam_at
 from .generated_text import GENERATED, GenerationOptions, generated_texts
 from .objectives import heldout_kl, heldout_perplexity, lm_loss, token_kl
