@@ -239,7 +239,8 @@ def circuits(model_spec: str, kind: str) -> Path:
         import tempfile
 
         run = Path(tempfile.mkdtemp(prefix="circuits-")) / "demo"
-        subprocess.run([sys.executable, "-m", "circuitclust", *cmd.split()[1:]], check=True, cwd=ROOT, env=env)
+        args = [str(run) if a == "RUN" else a for a in cmd.split()[1:]]
+        subprocess.run([sys.executable, "-m", "circuitclust", *args], check=True, cwd=ROOT, env=env)
         patches = {}
     made = [cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")]
     seeds = [CIRCUIT_SEEDS[0]] if FROM_RUN else list(CIRCUIT_SEEDS)
@@ -250,8 +251,8 @@ def circuits(model_spec: str, kind: str) -> Path:
                      f"{CIRCUITS['max_prompts']} --seed {sd}")
         if sd not in patches:
             patches[sd] = run.parent / f"patch_seed{sd}"
-            subprocess.run([sys.executable, "-m", "circuitclust", *patch_cmd.replace("PATCH", str(patches[sd]))
-                            .split()[1:]], check=True, cwd=ROOT, env=env)
+            args = [str(patches[sd]) if a == "PATCH" else a for a in patch_cmd.split()[1:]]
+            subprocess.run([sys.executable, "-m", "circuitclust", *args], check=True, cwd=ROOT, env=env)
         made.append(patch_cmd.replace("PATCH", str(patches[sd]))
                     + (f" (collected from the finished run {patches[sd]})" if FROM_RUN else ""))
     collect_patch(run / "patch", out / f"seed{seeds[0]}")

@@ -104,6 +104,35 @@ def test_enmeshment_comes_out_again(request, kind, fixture, variant, balance):
         assert all(min(g["row_sizes"]) > 0 and min(g["col_sizes"]) > 0 for g in got)
 
 
+def test_circuits_collects_the_run_folders_its_commands_wrote(tmp_path, monkeypatch):
+    # The producer runs the demo and the further seeds' patch steps as CLI commands (stood in for here by a fake
+    # that writes what they would) and must collect from the folders it told them to write.
+    make = _script("make_results")
+    real_run, outs = make.subprocess.run, []
+
+    def fake_cli(args, **kw):
+        if "circuitclust" not in args:  # git, for the manifest
+            return real_run(args, **kw)
+        out = Path(args[args.index("--out") + 1])
+        outs.append(out)
+        patch = out / "patch" if args[3] == "demo" else out
+        patch.mkdir(parents=True)
+        (patch / "circuits.csv").write_text(f"seed,{args[args.index('--seed') + 1]}\n")
+        if args[3] == "demo":
+            (out / "finetune").mkdir()
+            (out / "finetune" / "metrics.jsonl").write_text('{"step": 0}\n')
+
+    monkeypatch.setattr(make.subprocess, "run", fake_cli)
+    monkeypatch.setattr(make, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(make, "CIRCUIT_SEEDS", (0, 1))
+    out = make.circuits("tiny-gemma", "circuits_tiny")
+    assert len(outs) == 2 and all(o.is_absolute() and o.parent != ROOT for o in outs)
+    assert (out / "seed0" / "circuits.csv").read_text() == "seed,0\n"
+    assert (out / "seed1" / "circuits.csv").read_text() == "seed,1\n"
+    assert json.loads((out / "finetune_metrics.json").read_text()) == [{"step": 0}]
+    assert not (ROOT / "RUN").exists() and not (ROOT / "PATCH").exists()
+
+
 @pytest.mark.slow  # ~25 s CPU: 8 prompts, attribution patching and exact ablation of 72 nodes
 def test_attribution_vs_exact_agreement_on_gemma_comes_out_again(embedded_bridge):
     # Tolerance 0.02 on the Spearman correlation of 72 nodes: the exact effects and the attribution estimates
