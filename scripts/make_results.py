@@ -224,6 +224,12 @@ def _patch_seed(patch: Path) -> int:
     return int(json.loads((patch / "run_config.json").read_text())["seed"])
 
 
+def _run_cli(cmd: str, placeholder: str, folder: Path, env: dict) -> None:
+    """Run the recorded ``circuitclust ...`` command ``cmd`` with its ``placeholder`` argument set to ``folder``."""
+    args = [str(folder) if a == placeholder else a for a in cmd.split()[1:]]
+    subprocess.run([sys.executable, "-m", "circuitclust", *args], check=True, cwd=ROOT, env=env)
+
+
 def circuits(model_spec: str, kind: str) -> Path:
     """Base vs clustered circuits of a model: the demo (its fine-tuning recipe, then patching with MLP neurons
     and attention heads, counterfactual circuits with both controls) with 32 prompts per task, and the patch
@@ -239,8 +245,7 @@ def circuits(model_spec: str, kind: str) -> Path:
         import tempfile
 
         run = Path(tempfile.mkdtemp(prefix="circuits-")) / "demo"
-        args = [str(run) if a == "RUN" else a for a in cmd.split()[1:]]
-        subprocess.run([sys.executable, "-m", "circuitclust", *args], check=True, cwd=ROOT, env=env)
+        _run_cli(cmd, "RUN", run, env)
         patches = {}
     made = [cmd.replace("RUN", str(run)) + (f" (collected from the finished run {run})" if FROM_RUN else "")]
     seeds = [CIRCUIT_SEEDS[0]] if FROM_RUN else list(CIRCUIT_SEEDS)
@@ -251,8 +256,7 @@ def circuits(model_spec: str, kind: str) -> Path:
                      f"{CIRCUITS['max_prompts']} --seed {sd}")
         if sd not in patches:
             patches[sd] = run.parent / f"patch_seed{sd}"
-            args = [str(patches[sd]) if a == "PATCH" else a for a in patch_cmd.split()[1:]]
-            subprocess.run([sys.executable, "-m", "circuitclust", *args], check=True, cwd=ROOT, env=env)
+            _run_cli(patch_cmd, "PATCH", patches[sd], env)
         made.append(patch_cmd.replace("PATCH", str(patches[sd]))
                     + (f" (collected from the finished run {patches[sd]})" if FROM_RUN else ""))
     collect_patch(run / "patch", out / f"seed{seeds[0]}")
